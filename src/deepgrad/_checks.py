@@ -1,0 +1,157 @@
+"""Validation at the public boundary: every message names the argument, the value and
+what is allowed. Inside the library the invariants are trusted."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._backend import namespace, to_numpy
+
+__all__ = ["as_2d_float", "check_int", "check_float", "encode_targets", "check_targets"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """An ``int`` in [minimum, maximum] (bools are not ints here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {_short(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real number in the interval given (open or closed at each end)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_short(value)}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    bad_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or bad_low or bad_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(
+            f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}, got {value!r}"
+        )
+    return value
+
+
+def _is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x)
+
+
+def as_2d_float(name: str, X: Any, n_features: int | None = None, check_finite: bool = True):
+    """Return X as a 2-D real array (lists become NumPy), checking shape and values.
+
+    Memory-mapped NumPy arrays are returned as they are (no copy); their finiteness is
+    checked by the training loop batch by batch instead of here when ``check_finite`` is off.
+    """
+    if not _is_array(X):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a 2-D array of real numbers, got {_short(X)}") from exc
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (int or float), got dtype {X.dtype} "
+            f"(complex, strings and objects are not allowed)"
+        )
+    xp = namespace(X)
+    if not isinstance(X, np.ndarray) and not xp.isdtype(X.dtype, ("real floating", "integral")):
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D with shape (m examples, n_x features), got shape {tuple(X.shape)}"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has shape {tuple(X.shape)}; at least 1 row needed")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} columns but the network's first layer expects "
+            f"{n_features} features"
+        )
+    if check_finite and not _all_finite(X):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    return X
+
+
+def _all_finite(X) -> bool:
+    xp = namespace(X)
+    if xp.isdtype(X.dtype, "integral"):
+        return True
+    return bool(xp.all(xp.isfinite(X)))
+
+
+def check_targets(name: str, Y: Any, output: str, n_out: int, m: int | None) -> Any:
+    """Validate labels/targets for an output layer; return them as an array (unchanged)."""
+    if not _is_array(Y):
+        try:
+            Y = np.asarray(Y)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be an array of labels or targets, got {_short(Y)}") from exc
+    if isinstance(Y, np.ndarray) and Y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers or integer labels, got dtype {Y.dtype}")
+    if Y.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (m,) or (m, {n_out}), got {tuple(Y.shape)}")
+    if m is not None and Y.shape[0] != m:
+        raise ValueError(f"{name} has {Y.shape[0]} rows but X has {m}; they must match")
+    if Y.ndim == 2 and Y.shape[1] != n_out and not (output == "softmax" and Y.shape[1] == 1):
+        raise ValueError(
+            f"{name} has {Y.shape[1]} columns but the output layer has {n_out} units"
+        )
+    if not _all_finite(Y):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    if output == "sigmoid":
+        vals = _unique(Y)
+        if not set(vals) <= {0.0, 1.0}:
+            raise ValueError(
+                f"{name} must hold 0/1 labels for a sigmoid output, got values {vals[:5]}"
+            )
+    elif output == "softmax" and (Y.ndim == 1 or Y.shape[1] == 1):
+        vals = _unique(Y)
+        bad = [v for v in vals if v != int(v) or not 0 <= v < n_out]
+        if bad:
+            raise ValueError(
+                f"{name} must hold integer class labels in [0, {n_out - 1}] for a "
+                f"{n_out}-class softmax, got {bad[:5]}"
+            )
+    elif output == "softmax":
+        xp = namespace(Y)
+        sums = xp.sum(Y, axis=1)
+        if bool(xp.any(Y < 0)) or bool(xp.any(xp.abs(sums - 1.0) > 1e-6)):
+            raise ValueError(f"{name} one-hot rows must be >= 0 and sum to 1")
+    return Y
+
+
+def _unique(Y) -> list[float]:
+    return [float(v) for v in np.unique(to_numpy(Y))]
+
+
+def encode_targets(Y, output: str, n_out: int, xp, dtype):
+    """Targets as a float (m, n_out) array in namespace ``xp`` (one-hot for class labels)."""
+    if not _is_array(Y) or namespace(Y) is not xp:
+        Y = xp.asarray(np.asarray(Y)) if isinstance(Y, np.ndarray | list) else Y
+    if output == "softmax" and (Y.ndim == 1 or Y.shape[1] == 1):
+        labels = xp.astype(xp.reshape(Y, (-1,)), xp.int64)
+        classes = xp.arange(n_out, dtype=xp.int64)
+        return xp.astype(labels[:, None] == classes[None, :], dtype)
+    if Y.ndim == 1:
+        Y = xp.reshape(Y, (-1, 1))
+    return xp.astype(Y, dtype)

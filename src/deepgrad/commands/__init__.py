@@ -1,0 +1,1 @@
+"""One module per ``deepgrad`` command (see deepgrad/cli.py)."""

@@ -1,0 +1,58 @@
+"""Bundled real datasets (shipped inside scikit-learn's wheel) and .npz/.npy loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BUNDLED", "load_bundled", "load_file", "train_test_split"]
+
+BUNDLED = ("digits", "breast_cancer", "iris", "wine")
+
+
+def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X scaled to [0, 1] per feature, y integer labels, suggested output) of a bundled set.
+
+    These come with scikit-learn (no download): digits is 1,797 8x8 images of 10 digits.
+    """
+    if name not in BUNDLED:
+        raise ValueError(f"dataset must be one of {list(BUNDLED)} or a .npz/.npy path, got {name!r}")
+    try:
+        from sklearn import datasets
+    except ImportError as exc:  # pragma: no cover - sklearn is in the default install
+        raise ImportError("bundled datasets need scikit-learn: pip install 'deepgrad[sklearn]'") from exc
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    X = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
+    n_classes = int(y.max()) + 1
+    return X.astype(np.float64), y.astype(np.int64), "sigmoid" if n_classes == 2 else "softmax"
+
+
+def load_file(path) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from a .npz holding arrays ``X`` and ``y`` (or ``Y``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            ykey = "y" if "y" in keys else "Y"
+            if "X" not in keys or ykey not in keys:
+                raise ValueError(f"data file {str(path)!r} must hold arrays 'X' and 'y', has {sorted(keys)}")
+            return z["X"], z[ykey]
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"data file {str(path)!r} is not a readable .npz file: {exc}") from exc
+
+
+def train_test_split(X, y, test_fraction: float, seed: int):
+    """Shuffled split, stratified by label when y holds class labels."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        test.append(idx[: int(round(test_fraction * len(idx)))])
+    test = np.sort(np.concatenate(test))
+    train = np.setdiff1d(np.arange(len(y)), test)
+    return X[train], X[test], y[train], y[test]

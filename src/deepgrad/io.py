@@ -1,0 +1,91 @@
+"""Saving and loading networks as .npz files, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._backend import to_numpy
+
+__all__ = ["save", "load", "atomic_write", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync, then rename over it.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OSError(f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(net, path) -> None:
+    """Write ``net`` (architecture, dtype and parameters) to ``path`` (.npz), atomically."""
+    from .model import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
+    meta = {
+        "format": "deepgrad-network",
+        "version": FORMAT_VERSION,
+        "layer_sizes": list(net.spec.layer_sizes),
+        "hidden_activation": net.spec.hidden_activation,
+        "output": net.spec.output,
+        "dtype": net.dtype,
+        "init": net.init if isinstance(net.init, str) else "custom",
+    }
+    arrays = {k: to_numpy(v) for k, v in net.params.items()}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load(path):
+    """Read a network written by ``save``; clear errors for missing, foreign or broken files."""
+    from .model import Network
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as exc:
+        raise ValueError(
+            f"model file {str(path)!r} is not a readable deepgrad model (truncated, corrupted "
+            f"or another format): {exc}"
+        ) from exc
+    if meta.get("format") != "deepgrad-network":
+        raise ValueError(f"model file {str(path)!r} is not a deepgrad network")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"model file {str(path)!r} has format version {meta.get('version')!r}; this "
+            f"deepgrad reads version {FORMAT_VERSION}"
+        )
+    net = Network(meta["layer_sizes"], meta["hidden_activation"], meta["output"],
+                  init="zeros", dtype=meta["dtype"])
+    net.init = meta.get("init", "auto")
+    expected = net.spec.shapes()
+    if set(arrays) != set(expected) or any(arrays[k].shape != expected[k] for k in expected):
+        raise ValueError(f"model file {str(path)!r} has parameters that do not match its layers")
+    net.params = {k: np.ascontiguousarray(arrays[k], dtype=meta["dtype"]) for k in expected}
+    return net

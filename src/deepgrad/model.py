@@ -1,0 +1,194 @@
+"""``Network``: a thin façade over the pure functions of network.py and training.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations, dropout, initializers, losses
+from . import network as nw
+from ._backend import namespace, scalar, to_numpy
+from ._checks import as_2d_float, check_int, check_targets, encode_targets
+
+__all__ = ["Network", "DTYPES"]
+
+DTYPES = ("float32", "float64")
+
+
+def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
+    if isinstance(layer_sizes, str | bytes) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(f"layer_sizes must be a list of ints like [64, 128, 10], got {layer_sizes!r}")
+    if len(layer_sizes) < 2:
+        raise ValueError(
+            f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
+        )
+    return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
+
+
+class Network:
+    """A deep fully-connected network with hand-written forward and backward passes.
+
+    Parameters
+    ----------
+    layer_sizes : [n^[0], n^[1], ..., n^[L]]: inputs, hidden layer widths, outputs.
+    hidden_activation : "relu", "leaky_relu", "tanh", "sigmoid" or "linear".
+    output : "sigmoid" (binary cross-entropy), "softmax" (categorical cross-entropy) or
+        "linear" (half mean squared error).
+    init : an initializer name (``deepgrad.initializers.names()``) or a callable
+        ``(shape, rng, dtype) -> array``. "auto": He for ReLU, Xavier for tanh/sigmoid.
+    seed : seeds the initializer (``rng`` may be passed instead).
+    dtype : "float32" (default) or "float64".
+
+    Attributes
+    ----------
+    params : {"W1": (n^[1], n^[0]), "b1": (n^[1],), ..., "WL", "bL"}
+
+    Example
+    -------
+    >>> import deepgrad as dg, numpy as np
+    >>> net = dg.Network([4, 8, 3], output="softmax", seed=0)
+    >>> net.params["W1"].shape, net.params["b1"].shape
+    ((8, 4), (8,))
+    >>> net.predict(np.zeros((2, 4))).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        layer_sizes,
+        hidden_activation: str = "relu",
+        output: str = "sigmoid",
+        init="auto",
+        seed: int | None = None,
+        dtype: str = "float32",
+        rng: np.random.Generator | None = None,
+    ):
+        sizes = _check_layer_sizes(layer_sizes)
+        activations.get(hidden_activation)
+        losses.get(output)
+        if output == "softmax" and sizes[-1] < 2:
+            raise ValueError(f"a softmax output needs >= 2 units, got layer_sizes[-1] = {sizes[-1]}")
+        if not callable(init):
+            initializers.get(init, activation=hidden_activation)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if rng is None:
+            if seed is not None:
+                check_int("seed", seed, 0)
+            rng = np.random.default_rng(seed)
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        self.spec = nw.Spec(sizes, hidden_activation, output)
+        self.dtype = dtype
+        self.init = init
+        self.params = nw.init_params(self.spec, init, rng, dtype)
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return self.spec.layer_sizes
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of the concatenated parameter vector theta."""
+        return sum(int(np.prod(s)) for s in self.spec.shapes().values())
+
+    def __repr__(self) -> str:
+        init = self.init if isinstance(self.init, str) else "custom"
+        return (
+            f"Network({list(self.layer_sizes)}, hidden_activation={self.spec.hidden_activation!r}, "
+            f"output={self.spec.output!r}, init={init!r}, dtype={self.dtype!r}, "
+            f"params={self.n_params})"
+        )
+
+    def copy(self) -> Network:
+        """A network with the same architecture and a copy of the parameters."""
+        new = object.__new__(Network)
+        new.spec, new.dtype, new.init = self.spec, self.dtype, self.init
+        xp = namespace(*self.params.values())
+        new.params = {k: xp.asarray(v, copy=True) for k, v in self.params.items()}
+        return new
+
+    # -- inputs ------------------------------------------------------------------------
+    def _X(self, X):
+        X = as_2d_float("X", X, self.layer_sizes[0])
+        xp = namespace(self.params["W1"])
+        if isinstance(X, np.ndarray) and xp is not namespace(X):
+            return xp.asarray(np.asarray(X, dtype=self.dtype))
+        if isinstance(X, np.ndarray):
+            return np.asarray(X, dtype=self.dtype)
+        return xp.astype(X, getattr(xp, self.dtype))
+
+    def _XY(self, X, Y):
+        Xa = self._X(X)
+        Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
+        xp = namespace(Xa)
+        return Xa, encode_targets(Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype)
+
+    def _m_reg(self, l2, l2_denominator):
+        from ._checks import check_float
+
+        l2 = check_float("l2", l2, 0.0)
+        if l2_denominator is not None:
+            l2_denominator = check_int("l2_denominator", l2_denominator, 1)
+        return l2, l2_denominator
+
+    # -- the math ------------------------------------------------------------------------
+    def forward(self, X, masks=None):
+        """(Z^[L], cache) for X (m, n^[0]); see ``network.forward``."""
+        return nw.forward(self.params, self._X(X), self.spec, masks)
+
+    def cost(self, X, Y, l2: float = 0.0, masks=None, l2_denominator: int | None = None) -> float:
+        """The seed's J = (1/m) sum L + lambda/(2 m) sum ||W||_F^2 on (X, Y), as a float.
+
+        ``masks``: frozen dropout masks (``draw_masks``); ``l2_denominator``: divide the L2
+        term by this instead of m (e.g. the training-set size).
+        """
+        l2, m_reg = self._m_reg(l2, l2_denominator)
+        Xa, Ya = self._XY(X, Y)
+        return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
+
+    def cost_and_gradients(self, X, Y, l2: float = 0.0, masks=None, l2_denominator=None):
+        """(J, grads): grads has the keys and shapes of ``params``."""
+        l2, m_reg = self._m_reg(l2, l2_denominator)
+        Xa, Ya = self._XY(X, Y)
+        J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
+        return scalar(J), grads
+
+    def draw_masks(self, m: int, keep_prob: float, rng: np.random.Generator) -> list:
+        """Inverted-dropout masks for a batch of m examples (one per hidden layer)."""
+        from ._checks import check_float
+
+        keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
+        xp = namespace(self.params["W1"])
+        xp = None if xp is namespace(np.empty(0)) else xp
+        return dropout.draw_masks(rng, check_int("m", m, 1), self.spec.hidden_sizes,
+                                  keep_prob, xp, self.dtype)
+
+    def fit(self, X, Y, **kwargs):
+        """Train in place; see ``deepgrad.training.fit`` for the arguments. Returns History."""
+        from .training import fit
+
+        return fit(self, X, Y, **kwargs)
+
+    def predict_proba(self, X):
+        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax, values for linear."""
+        ZL, _ = self.forward(X)
+        return losses.get(self.spec.output).activation(ZL)
+
+    def predict(self, X):
+        """Class labels (m,) for softmax/single sigmoid, 0/1 (m, k) for k sigmoids,
+        values (m,) or (m, n^[L]) for linear."""
+        ZL, _ = self.forward(X)
+        xp = namespace(ZL)
+        if self.spec.output == "softmax":
+            return xp.argmax(ZL, axis=1)
+        if self.spec.output == "sigmoid":
+            labels = xp.astype(ZL > 0, xp.int64)  # sigma(z) > 0.5 <=> z > 0
+        else:
+            labels = ZL
+        return labels[:, 0] if labels.shape[1] == 1 else labels
+
+    def to_numpy(self) -> Network:
+        """This network with its parameters as NumPy arrays (in place; returns self)."""
+        self.params = {k: np.asarray(to_numpy(v), dtype=self.dtype) for k, v in self.params.items()}
+        return self
