@@ -66,7 +66,7 @@ def load(path):
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as exc:
@@ -81,8 +81,13 @@ def load(path):
             f"model file {str(path)!r} has format version {meta.get('version')!r}; this "
             f"deepgrad reads version {FORMAT_VERSION}"
         )
-    net = Network(meta["layer_sizes"], meta["hidden_activation"], meta["output"],
-                  init="zeros", dtype=meta["dtype"])
+    net = Network(
+        meta["layer_sizes"],
+        meta["hidden_activation"],
+        meta["output"],
+        init="zeros",
+        dtype=meta["dtype"],
+    )
     net.init = meta.get("init", "auto")
     expected = net.spec.shapes()
     if set(arrays) != set(expected) or any(arrays[k].shape != expected[k] for k in expected):

@@ -38,10 +38,18 @@ def learning_curves(history, fig=None, title: str | None = None):
     ax1.plot(it, history.iteration_cost, lw=0.6, alpha=0.5, label="J{t} per mini-batch")
     window = max(1, history.iterations // 50)
     if window > 1:
-        ax1.plot(it, moving_average(history.iteration_cost, window), lw=1.5,
-                 label=f"moving average ({window})")
-    ax1.set(xlabel="iteration", ylabel="cost J", yscale="log",
-            title=f"per iteration (batch size {history.batch_size})")
+        ax1.plot(
+            it,
+            moving_average(history.iteration_cost, window),
+            lw=1.5,
+            label=f"moving average ({window})",
+        )
+    ax1.set(
+        xlabel="iteration",
+        ylabel="cost J",
+        yscale="log",
+        title=f"per iteration (batch size {history.batch_size})",
+    )
     ax1.legend()
     ep = np.arange(1, len(history.epoch_cost) + 1)
     ax2.plot(ep, history.epoch_cost, "o-", label="training cost (epoch mean)")
@@ -50,8 +58,12 @@ def learning_curves(history, fig=None, title: str | None = None):
     ax2.set(xlabel="epoch", ylabel="cost J", yscale="log", title="per epoch")
     if history.val_accuracy and not np.isnan(history.val_accuracy).all():
         ax3 = ax2.twinx()
-        ax3.plot(ep[: len(history.val_accuracy)], history.val_accuracy, "g^--",
-                 label="validation accuracy")
+        ax3.plot(
+            ep[: len(history.val_accuracy)],
+            history.val_accuracy,
+            "g^--",
+            label="validation accuracy",
+        )
         ax3.set_ylabel("accuracy")
         ax3.legend(loc="lower left")
     ax2.legend(loc="upper center")

@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import data as _data
-from . import dropout
+from . import dropout, optimizers
 from . import network as nw
-from . import optimizers
 from ._backend import namespace, scalar
 from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
 from ._progress import progress_bar
@@ -123,16 +122,18 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
             masks = dropout.draw_masks(
                 drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype
             )
-        J, grads, new_params, new_state = train_step(
-            params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
-        )
+        # Overflow is detected below and reported as divergence, not as a NumPy warning.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            J, grads, new_params, new_state = train_step(
+                params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
+            )
         J = scalar(J)
         t = history.iterations
         if not math.isfinite(J) or not _finite(grads):
+            what = f"the cost is {J}" if not math.isfinite(J) else "a gradient is not finite"
             history.stopped = (
-                f"diverged at epoch {epoch + 1}, iteration {t + 1}: the "
-                f"{'cost' if not math.isfinite(J) else 'gradient'} is {J if not math.isfinite(J) else 'not finite'}; "
-                f"try a smaller learning rate"
+                f"diverged at epoch {epoch + 1}, iteration {t + 1}: {what}; "
+                f"try a smaller learning rate (it was {run.optimizer.name} with the rate given)"
             )
             return params, opt_state, False
         params, opt_state = new_params, new_state
@@ -155,6 +156,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
 def _resolve_batch_size(batch_size, m: int) -> int:
     if batch_size is None:
         return m  # batch gradient descent
+    if batch_size == "auto":
+        return min(64, m)
     b = check_int("batch_size", batch_size, 1)
     if b > m:
         raise ValueError(
@@ -185,7 +188,7 @@ def fit(
     X,
     Y,
     *,
-    batch_size: int | None = 64,
+    batch_size: int | str | None = "auto",
     epochs: int = 10,
     learning_rate: float = 0.1,
     l2: float = 0.0,
@@ -207,6 +210,7 @@ def fit(
     Y : (m,) labels or (m, n^[L]) targets.
     batch_size : None (or m) for batch gradient descent, 1 for stochastic, anything else
         mini-batch; the last partial batch is kept and averaged over its own size.
+        "auto" (default): min(64, m).
     l2 : lambda of the seed's L2 term lambda/(2 m_reg) sum ||W||_F^2.
     l2_normalization : "batch" (m_reg = examples in the mini-batch, the seed's J^{t}) or
         "dataset" (m_reg = m, the whole training set: the penalty's strength then does not
@@ -240,16 +244,32 @@ def fit(
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     if validation_data is not None:
         Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0])
-        Yv = check_targets("validation_data[1]", validation_data[1], spec.output,
-                           spec.layer_sizes[-1], Xv.shape[0])
+        Yv = check_targets(
+            "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
+        )
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
     seed = check_int("seed", seed, 0)
 
     xp = namespace(net.params["W1"])
-    Yenc = np.asarray(encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype))
-    run = _Run(X, Yenc, spec, optimizer, b, l2, m if l2_normalization == "dataset" else None,
-               keep_prob, seed, shuffle, net.dtype, xp, isinstance(X, np.memmap))
+    Yenc = np.asarray(
+        encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
+    )
+    run = _Run(
+        X,
+        Yenc,
+        spec,
+        optimizer,
+        b,
+        l2,
+        m if l2_normalization == "dataset" else None,
+        keep_prob,
+        seed,
+        shuffle,
+        net.dtype,
+        xp,
+        isinstance(X, np.memmap),
+    )
     history = History(batch_size=b, seed=seed)
     params, state = net.params, optimizer.init(net.params)
     bar = progress_bar(epochs * _data.n_batches(m, b), progress)
