@@ -133,7 +133,7 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
             what = f"the cost is {J}" if not math.isfinite(J) else "a gradient is not finite"
             history.stopped = (
                 f"diverged at epoch {epoch + 1}, iteration {t + 1}: {what}; "
-                f"try a smaller learning rate (it was {run.optimizer.name} with the rate given)"
+                "try a smaller learning rate"
             )
             return params, opt_state, False
         params, opt_state = new_params, new_state
