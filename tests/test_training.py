@@ -34,7 +34,7 @@ def test_minibatch_reaches_demo_accuracy():
         batch_size=32,
         epochs=40,
         learning_rate=0.05,
-        l2=0.01,
+        l2=1.0,
         l2_normalization="dataset",
         seed=0,
     )

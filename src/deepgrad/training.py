@@ -168,12 +168,13 @@ def _resolve_batch_size(batch_size, m: int) -> int:
 
 
 def _evaluate(params, spec, X, Y_raw, l2, dtype):
-    """(validation cost, accuracy or nan) of the current parameters."""
+    """(validation loss without the L2 term, accuracy or nan) of the current parameters."""
     xp = namespace(params["W1"])
     Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
     Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype)
     ZL, _ = nw.forward(params, Xv, spec)
-    J = scalar(nw.cost_from_output(ZL, Yv, params, spec, l2))
+    # The data term alone: the L2 term's size depends on m, which differs between sets.
+    J = scalar(nw.cost_from_output(ZL, Yv, params, spec, 0.0))
     if spec.output == "linear":
         return J, math.nan
     if spec.output == "softmax":

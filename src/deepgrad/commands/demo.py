@@ -44,14 +44,15 @@ def run(args) -> int:
         batch_size=32,
         epochs=args.epochs,
         learning_rate=0.05,
-        l2=0.01,
+        l2=1.0,
         l2_normalization="dataset",
         seed=args.seed,
         validation_data=(Xte, yte),
         progress=False if args.quiet else None,
     )
     print(
-        f"mini-batch GD: batch size 32, {history.iterations} iterations, "
+        f"mini-batch GD: batch size 32, lr 0.05, L2 lambda 1.0 over the training-set size, "
+        f"{history.iterations} iterations, "
         f"{time.perf_counter() - t0:.1f} s; cost {history.iteration_cost[0]:.3f} -> "
         f"{history.epoch_cost[-1]:.3f}"
     )
