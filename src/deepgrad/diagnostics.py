@@ -171,9 +171,11 @@ class ProbeReport:
         if layers is None:
             hidden = [s.layer for s in self.hidden]
             layers = sorted({*hidden[:1], *hidden[-1:], self.layers[-1].layer})
-        head = (f"{'layer':>5} {'width':>5} {'mean A':>9} {'std A':>9} {'E[A^2]':>9} "
-                f"{'predicted':>9} {'dead/sat':>8} {'std dJ/dA':>9} {'||dW||_F':>9} "
-                f"{'lr|dW|/|W|':>10}")
+        head = (
+            f"{'layer':>5} {'width':>5} {'mean A':>9} {'std A':>9} {'E[A^2]':>9} "
+            f"{'predicted':>9} {'dead/sat':>8} {'std dJ/dA':>9} {'||dW||_F':>9} "
+            f"{'lr|dW|/|W|':>10}"
+        )
         lines = [head]
         for s in (self.layers[l - 1] for l in layers):
             frac = s.dead_fraction if s.dead_fraction is not None else s.saturated_fraction
@@ -274,8 +276,10 @@ def _moments(x: np.ndarray) -> tuple[float, float, float]:
 def _log10_hist(a: np.ndarray) -> tuple[tuple[int, ...], float]:
     """(counts of log10 |A| over HIST_EDGES for the finite non-zero entries, zero fraction)."""
     nz = a[(a != 0) & np.isfinite(a)]
-    logs = np.clip(np.log10(np.abs(nz)), HIST_EDGES[0], HIST_EDGES[-1])
-    counts, _ = np.histogram(logs, bins=HIST_EDGES)
+    step, bins = HIST_EDGES[1] - HIST_EDGES[0], len(HIST_EDGES) - 1
+    # Uniform bins: the index is arithmetic (np.histogram would sort the values).
+    idx = np.clip(np.floor((np.log10(np.abs(nz)) - HIST_EDGES[0]) / step), 0, bins - 1)
+    counts = np.bincount(idx.astype(np.int64), minlength=bins)
     return tuple(int(c) for c in counts), float(np.mean(a == 0))
 
 
@@ -333,10 +337,25 @@ def _layer_stats(l, spec, Z, A, dA, W, dW, learning_rate, pred) -> LayerStats:
     finite = bool(np.isfinite(z).all() and np.isfinite(a).all() and math.isfinite(gn))
     finite = finite and (da is None or bool(np.isfinite(da).all()))
     return LayerStats(
-        l, spec.layer_sizes[l], is_output, *_moments(z), *_moments(a), dead, sat,
-        None if da is None else float(np.std(da)), gn, wn, ratio, w2,
-        pred["w_var"], pred["z_var"], pred["a_second_moment"], pred["a_std"],
-        finite, zero, hist,
+        l,
+        spec.layer_sizes[l],
+        is_output,
+        *_moments(z),
+        *_moments(a),
+        dead,
+        sat,
+        None if da is None else float(np.std(da)),
+        gn,
+        wn,
+        ratio,
+        w2,
+        pred["w_var"],
+        pred["z_var"],
+        pred["a_second_moment"],
+        pred["a_std"],
+        finite,
+        zero,
+        hist,
     )
 
 
@@ -368,9 +387,15 @@ def _crossing(values, layers, what: str, ref_name: str):
 def _verdict(layers: tuple[LayerStats, ...]) -> dict[str, Any]:
     hidden = [s for s in layers if not s.is_output]
     if not hidden:
-        return dict(verdict="stable", verdict_layer=None, verdict_reason="no hidden layers",
-                    signal_verdict="stable", gradient_verdict="stable",
-                    signal_ratio=math.nan, gradient_ratio=math.nan)
+        return dict(
+            verdict="stable",
+            verdict_layer=None,
+            verdict_reason="no hidden layers",
+            signal_verdict="stable",
+            gradient_verdict="stable",
+            signal_ratio=math.nan,
+            gradient_ratio=math.nan,
+        )
     ls = [s.layer for s in hidden]
     sig = _crossing([s.a_rms for s in hidden], ls, "activation RMS", "layer 1")
     grads = [s.grad_a_std for s in hidden][::-1]
@@ -387,11 +412,22 @@ def _verdict(layers: tuple[LayerStats, ...]) -> dict[str, Any]:
         verdict, layer, reason = "exploding", layers[-1].layer, "the output overflows"
     else:
         verdict, layer = "stable", None
-        reason = (f"activation RMS layer {ls[-1]} / layer 1 = {s_ratio:.3g}, gradient std "
-                  f"layer 1 / layer {ls[-1]} = {g_ratio:.3g}, both within 1e3")
-    return dict(verdict=verdict, verdict_layer=layer, verdict_reason=reason,
-                signal_verdict=sig[0], gradient_verdict=grad[0],
-                signal_ratio=s_ratio, gradient_ratio=g_ratio)
+        reason = (
+            f"activation RMS layer {ls[-1]} / layer 1 = {s_ratio:.3g}, gradient std "
+            f"layer 1 / layer {ls[-1]} = {g_ratio:.3g}, both within 1e3"
+        )
+    overflow = [s.layer for s in layers if not s.finite]
+    if overflow and "overflows" not in reason:
+        reason += f"; inf/NaN from layer {overflow[0]} on"
+    return dict(
+        verdict=verdict,
+        verdict_layer=layer,
+        verdict_reason=reason,
+        signal_verdict=sig[0],
+        gradient_verdict=grad[0],
+        signal_ratio=s_ratio,
+        gradient_ratio=g_ratio,
+    )
 
 
 # -- the probe -------------------------------------------------------------------------
@@ -400,9 +436,18 @@ def init_name(init) -> str:
     return init if isinstance(init, str) else getattr(init, "__name__", "custom")
 
 
-def probe_params(params: dict, spec: nw.Spec, X, Y, *, init=None, l2: float = 0.0,
-                 learning_rate: float = 0.1, targets: str = "given",
-                 dtype: str = "float64") -> ProbeReport:
+def probe_params(
+    params: dict,
+    spec: nw.Spec,
+    X,
+    Y,
+    *,
+    init=None,
+    l2: float = 0.0,
+    learning_rate: float = 0.1,
+    targets: str = "given",
+    dtype: str = "float64",
+) -> ProbeReport:
     """The probe on raw parameters (no validation): X (m, n^[0]) and Y encoded (m, n^[L]),
     both in the namespace of ``params``. ``init`` (name or callable) gives the predictions.
     """
@@ -414,17 +459,31 @@ def probe_params(params: dict, spec: nw.Spec, X, Y, *, init=None, l2: float = 0.
         preds = predicted_moments(spec, init, q0)
         layers = tuple(
             _layer_stats(
-                l, spec, cache.Z[l - 1], cache.A[l - 1] if l < spec.L else A_out,
-                dAs[l - 1] if l < spec.L else None, params[f"W{l}"], grads[f"W{l}"],
-                learning_rate, preds[l - 1],
+                l,
+                spec,
+                cache.Z[l - 1],
+                cache.A[l - 1] if l < spec.L else A_out,
+                dAs[l - 1] if l < spec.L else None,
+                params[f"W{l}"],
+                grads[f"W{l}"],
+                learning_rate,
+                preds[l - 1],
             )
             for l in range(1, spec.L + 1)
         )
     return ProbeReport(
-        init=init_name(init), hidden_activation=spec.hidden_activation, output=spec.output,
-        layer_sizes=tuple(spec.layer_sizes), examples=int(X.shape[0]), dtype=dtype,
-        learning_rate=learning_rate, l2=l2, targets=targets, input_second_moment=q0,
-        layers=layers, **_verdict(layers),
+        init=init_name(init),
+        hidden_activation=spec.hidden_activation,
+        output=spec.output,
+        layer_sizes=tuple(spec.layer_sizes),
+        examples=int(X.shape[0]),
+        dtype=dtype,
+        learning_rate=learning_rate,
+        l2=l2,
+        targets=targets,
+        input_second_moment=q0,
+        layers=layers,
+        **_verdict(layers),
     )
 
 
@@ -458,8 +517,9 @@ def _probe_inputs(net, X, Y, l2, learning_rate, seed):
     return Xa, Ya, l2, learning_rate, targets
 
 
-def probe(net, X, Y=None, l2: float = 0.0, learning_rate: float = 0.1, *,
-          seed: int = 0) -> ProbeReport:
+def probe(
+    net, X, Y=None, l2: float = 0.0, learning_rate: float = 0.1, *, seed: int = 0
+) -> ProbeReport:
     """Per-layer statistics of ``net`` on the batch X, from one forward and backward pass.
 
     Pure: ``net`` is not changed and nothing is trained.
@@ -480,8 +540,17 @@ def probe(net, X, Y=None, l2: float = 0.0, learning_rate: float = 0.1, *,
     "vanishing" or "exploding"), ``verdict_layer``, ``verdict_reason``; ``summary()``.
     """
     Xa, Ya, l2, learning_rate, targets = _probe_inputs(net, X, Y, l2, learning_rate, seed)
-    return probe_params(net.params, net.spec, Xa, Ya, init=net.init, l2=l2,
-                        learning_rate=learning_rate, targets=targets, dtype=net.dtype)
+    return probe_params(
+        net.params,
+        net.spec,
+        Xa,
+        Ya,
+        init=net.init,
+        l2=l2,
+        learning_rate=learning_rate,
+        targets=targets,
+        dtype=net.dtype,
+    )
 
 
 # -- while training --------------------------------------------------------------------
@@ -492,8 +561,17 @@ class ProbeRecorder:
     wiring, or pass ``ProbeRecorder(net, Xp, Yp, every=10)`` in ``fit(callbacks=...)``.
     """
 
-    def __init__(self, net, X, Y=None, *, every: int = 10, l2: float = 0.0,
-                 learning_rate: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        net,
+        X,
+        Y=None,
+        *,
+        every: int = 10,
+        l2: float = 0.0,
+        learning_rate: float = 0.1,
+        seed: int = 0,
+    ):
         self.every = check_int("every", every, 1)
         self._X, self._Y, self._l2, self._lr, self._targets = _probe_inputs(
             net, X, Y, l2, learning_rate, seed
@@ -503,9 +581,17 @@ class ProbeRecorder:
 
     def record(self, step: int, params: dict) -> None:
         """Probe ``params`` now and keep the report under ``step``."""
-        report = probe_params(params, self._spec, self._X, self._Y, init=self._init,
-                              l2=self._l2, learning_rate=self._lr, targets=self._targets,
-                              dtype=self._dtype)
+        report = probe_params(
+            params,
+            self._spec,
+            self._X,
+            self._Y,
+            init=self._init,
+            l2=self._l2,
+            learning_rate=self._lr,
+            targets=self._targets,
+            dtype=self._dtype,
+        )
         self.records.append((step, report))
 
     def __call__(self, info) -> None:
@@ -527,8 +613,9 @@ class TrainingProbe:
         return np.array([r.column(name) for r in self.reports])
 
 
-def probe_training(net, X, Y, *, every: int = 10, probe_examples: int = 256,
-                   probe_seed: int = 0, **fit_kwargs) -> TrainingProbe:
+def probe_training(
+    net, X, Y, *, every: int = 10, probe_examples: int = 256, probe_seed: int = 0, **fit_kwargs
+) -> TrainingProbe:
     """Train ``net`` with ``fit(net, X, Y, **fit_kwargs)`` and probe it every ``every`` steps.
 
     The probe batch is ``probe_examples`` rows of (X, Y) drawn once with ``probe_seed``, so
@@ -542,9 +629,14 @@ def probe_training(net, X, Y, *, every: int = 10, probe_examples: int = 256,
     k = min(check_int("probe_examples", probe_examples, 1), m)
     idx = np.sort(np.random.default_rng(probe_seed).choice(m, k, replace=False))
     Yp = np.asarray(Y)[idx]
-    recorder = ProbeRecorder(net, np.asarray(X[idx]), Yp, every=every,
-                             l2=fit_kwargs.get("l2", 0.0),
-                             learning_rate=fit_kwargs.get("learning_rate", 0.1))
+    recorder = ProbeRecorder(
+        net,
+        np.asarray(X[idx]),
+        Yp,
+        every=every,
+        l2=fit_kwargs.get("l2", 0.0),
+        learning_rate=fit_kwargs.get("learning_rate", 0.1),
+    )
     recorder.record(0, net.params)
     callbacks = (*fit_kwargs.pop("callbacks", ()), recorder)
     history = fit(net, X, Y, callbacks=callbacks, **fit_kwargs)

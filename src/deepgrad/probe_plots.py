@@ -29,16 +29,30 @@ def _scales_panels(reports, ax_a, ax_g) -> None:
     for i, r in enumerate(reports):
         color = f"C{i}"
         layers = np.arange(1, len(r.hidden) + 1)
-        ax_a.plot(layers, _positive(r.column("a_std")), "o-", ms=3, color=color,
-                  label=f"{r.init}: {r.verdict}")
-        ax_a.plot(layers, _positive(r.column("predicted_a_std")), ":", color="k", lw=1.2,
-                  label="predicted (mean field)" if i == 0 else None)
-        ax_g.plot(layers, _positive(r.column("grad_a_std")), "o-", ms=3, color=color,
-                  label=r.init)
-    ax_a.set(yscale="log", xlabel="hidden layer l", ylabel="std of A^[l]",
-             title="activations")
-    ax_g.set(yscale="log", xlabel="hidden layer l", ylabel="std of dJ/dA^[l]",
-             title="back-propagated gradients")
+        ax_a.plot(
+            layers,
+            _positive(r.column("a_std")),
+            "o-",
+            ms=3,
+            color=color,
+            label=f"{r.init}: {r.verdict}",
+        )
+        ax_a.plot(
+            layers,
+            _positive(r.column("predicted_a_std")),
+            ":",
+            color="k",
+            lw=1.2,
+            label="predicted (mean field)" if i == 0 else None,
+        )
+        ax_g.plot(layers, _positive(r.column("grad_a_std")), "o-", ms=3, color=color, label=r.init)
+    ax_a.set(yscale="log", xlabel="hidden layer l", ylabel="std of A^[l]", title="activations")
+    ax_g.set(
+        yscale="log",
+        xlabel="hidden layer l",
+        ylabel="std of dJ/dA^[l]",
+        title="back-propagated gradients",
+    )
     ax_a.legend(fontsize=8)
     ax_g.legend(fontsize=8)
 
@@ -56,12 +70,20 @@ def _hist_panel(report, ax, layers) -> None:
             continue
         nz = np.flatnonzero(counts)
         lo, hi = min(lo, centers[nz[0]]), max(hi, centers[nz[-1]])
-        ax.step(centers, counts / total, where="mid", color=f"C{j}",
-                label=f"layer {l} ({100 * s.a_zero_fraction:.0f}% zeros)")
+        ax.step(
+            centers,
+            counts / total,
+            where="mid",
+            color=f"C{j}",
+            label=f"layer {l} ({100 * s.a_zero_fraction:.0f}% zeros)",
+        )
     if np.isfinite(lo):
         ax.set_xlim(lo - 1, hi + 1)
-    ax.set(xlabel="log10 |A^[l]| (non-zero entries)", ylabel="fraction",
-           title=f"{report.init}: activation magnitudes")
+    ax.set(
+        xlabel="log10 |A^[l]| (non-zero entries)",
+        ylabel="fraction",
+        title=f"{report.init}: activation magnitudes",
+    )
     ax.legend(fontsize=7)
 
 
@@ -81,11 +103,13 @@ def probe_figure(reports, fig=None, layers=None):
     ax_g = fig.add_subplot(grid[0, cols:])
     _scales_panels(reports, ax_a, ax_g)
     for i, r in enumerate(reports):
-        ax = fig.add_subplot(grid[1, 2 * i: 2 * i + 2])
+        ax = fig.add_subplot(grid[1, 2 * i : 2 * i + 2])
         _hist_panel(r, ax, layers or hist_layers(len(r.hidden)))
     r0 = reports[0]
-    fig.suptitle(f"{len(r0.hidden)} hidden {r0.hidden_activation} layers of width "
-                 f"{r0.layer_sizes[1]}, {r0.examples} examples ({r0.dtype})")
+    fig.suptitle(
+        f"{len(r0.hidden)} hidden {r0.hidden_activation} layers of width "
+        f"{r0.layer_sizes[1]}, {r0.examples} examples ({r0.dtype})"
+    )
     fig.tight_layout()
     return fig
 
@@ -101,10 +125,16 @@ def training_probe_figure(tp, fig=None, layers=None):
     n_hidden = len(tp.reports[0].hidden)
     layers = layers or hist_layers(n_hidden, 4)
     rms = np.sqrt(np.clip(tp.series("a_second_moment"), 0, None))
-    frac_name = "dead_fraction" if tp.reports[0].hidden[0].dead_fraction is not None \
+    frac_name = (
+        "dead_fraction"
+        if tp.reports[0].hidden[0].dead_fraction is not None
         else "saturated_fraction"
-    panels = [(rms, "RMS of A^[l]", "log"), (tp.series("grad_a_std"), "std of dJ/dA^[l]", "log"),
-              (tp.series(frac_name), frac_name.replace("_", " "), "linear")]
+    )
+    panels = [
+        (rms, "RMS of A^[l]", "log"),
+        (tp.series("grad_a_std"), "std of dJ/dA^[l]", "log"),
+        (tp.series(frac_name), frac_name.replace("_", " "), "linear"),
+    ]
     for ax, (values, label, scale) in zip(axes, panels, strict=True):
         for j, l in enumerate(layers):
             y = _positive(values[:, l - 1]) if scale == "log" else values[:, l - 1]
@@ -125,9 +155,15 @@ def compare_init_figure(histories: dict, fig=None, title: str | None = None):
     if fig is None:
         fig = plt.figure(figsize=(8, 4.8))
     ax = fig.subplots()
-    calm = [c for h in histories.values() if h.stopped is None
-            for c in _positive(h.iteration_cost) if np.isfinite(c)]
+    calm = [
+        c
+        for h in histories.values()
+        if h.stopped is None
+        for c in _positive(h.iteration_cost)
+        if np.isfinite(c)
+    ]
     top = 3 * max(calm) if calm else None
+    ax.set_yscale("log")
     for i, (name, h) in enumerate(histories.items()):
         cost = _positive(h.iteration_cost)
         it = np.arange(1, len(cost) + 1)
@@ -138,12 +174,17 @@ def compare_init_figure(histories: dict, fig=None, title: str | None = None):
         y = cost[-1] if top is None or cost[-1] <= top else top / 1.5
         ax.plot(it[-1:], [y], "x", ms=10, mew=2, color=f"C{i}")
         if top is not None and cost[-1] > top:
-            ax.annotate(f"{name}: J = {cost[-1]:.2g}, then NaN", (it[-1], y),
-                        textcoords="offset points", xytext=(8, -4), fontsize=8,
-                        color=f"C{i}")
+            ax.annotate(
+                f"{name}: J = {cost[-1]:.2g}, then NaN",
+                (it[-1], y),
+                textcoords="offset points",
+                xytext=(8, -4),
+                fontsize=8,
+                color=f"C{i}",
+            )
     if top is not None:
-        ax.set_ylim(top=top)
-    ax.set(xlabel="iteration", ylabel="cost J{t} (mini-batch)", yscale="log")
+        ax.set_ylim(min(calm) / 1.5, top)
+    ax.set(xlabel="iteration", ylabel="cost J{t} (mini-batch)")
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)

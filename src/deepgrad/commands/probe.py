@@ -10,24 +10,45 @@ import numpy as np
 from ._common import write_json
 
 NAME = "probe"
-HELP = ("probe a deep network layer by layer for each initializer: do activations and "
-        "gradients vanish, explode or stay stable?")
+HELP = (
+    "probe a deep network layer by layer for each initializer: do activations and "
+    "gradients vanish, explode or stay stable?"
+)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--depth", type=int, default=30, help="hidden layers (default 30)")
-    p.add_argument("--width", type=int, default=500,
-                   help="units per hidden layer and input features (default 500)")
+    p.add_argument(
+        "--width",
+        type=int,
+        default=500,
+        help="units per hidden layer and input features (default 500)",
+    )
     p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
-    p.add_argument("--init", default="he_normal,xavier_normal,random",
-                   help="comma-separated initializers (any deepgrad.initializers name, or "
-                        "lsuv); default he_normal,xavier_normal,random")
-    p.add_argument("--examples", type=int, default=1000,
-                   help="examples in the probe batch, N(0, 1) inputs (default 1000)")
-    p.add_argument("--classes", type=int, default=10,
-                   help="softmax outputs; labels are drawn at random (default 10)")
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"],
-                   help="float64 (default) measures tiny and huge scales without underflow")
+    p.add_argument(
+        "--init",
+        default="he_normal,xavier_normal,random",
+        help="comma-separated initializers (any deepgrad.initializers name, or "
+        "lsuv); default he_normal,xavier_normal,random",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=1000,
+        help="examples in the probe batch, N(0, 1) inputs (default 1000)",
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=10,
+        help="softmax outputs; labels are drawn at random (default 10)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=["float32", "float64"],
+        help="float64 (default) measures tiny and huge scales without underflow",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of weights, inputs and labels")
     p.add_argument("--plot", default=None, metavar="FILE", help="write the figure (PNG)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number as JSON")
@@ -99,17 +120,25 @@ def run(args) -> int:
         print(f"== {report.summary()}")
         print(report.table())
         print()
-    print(f"{len(inits)} probes of {args.depth} hidden {args.activation} layers x {args.width} "
-          f"on {args.examples} examples in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{len(inits)} probes of {args.depth} hidden {args.activation} layers x {args.width} "
+        f"on {args.examples} examples in {time.perf_counter() - t0:.1f} s"
+    )
     if args.plot:
         from .. import plotting, probe_plots
 
         plotting.save_figure(probe_plots.probe_figure(reports), args.plot)
         print(f"wrote {args.plot}")
     if args.json:
-        config = {k: getattr(args, k) for k in ("depth", "width", "activation", "examples",
-                                                 "classes", "dtype", "seed")}
-        write_json(args.json, json_safe({"config": {**config, "init": inits},
-                                         "results": [r.to_dict() for r in reports]}))
+        config = {
+            k: getattr(args, k)
+            for k in ("depth", "width", "activation", "examples", "classes", "dtype", "seed")
+        }
+        write_json(
+            args.json,
+            json_safe(
+                {"config": {**config, "init": inits}, "results": [r.to_dict() for r in reports]}
+            ),
+        )
         print(f"wrote {args.json}")
     return 0
