@@ -300,7 +300,7 @@ def test_layer_statistics_by_hand():
     assert r.layers[-1].is_output and r.layers[-1].grad_a_std is None
     assert r.targets == "given"
     # Predictions follow the initializer's rule ("zeros"), not the weights set by hand.
-    assert s1.predicted_w_var == 0.0 and s1.w_second_moment == pytest.approx(1 / 3)
+    assert s1.predicted_w_var == 0.0 and s1.w_second_moment == pytest.approx(4 / 6)
 
 
 def test_saturation_thresholds():
