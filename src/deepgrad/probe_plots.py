@@ -168,7 +168,8 @@ def compare_init_figure(histories: dict, fig=None, title: str | None = None):
         cost = _positive(h.iteration_cost)
         it = np.arange(1, len(cost) + 1)
         label = name if h.stopped is None else f"{name} (diverged after {len(cost)} it.)"
-        ax.plot(it, cost, lw=1, color=f"C{i}", label=label)
+        # Stalled runs lie on top of each other: distinct dashes keep each visible.
+        ax.plot(it, cost, lw=1.2, color=f"C{i}", ls=("-", "--", "-.", ":")[i % 4], label=label)
         if h.stopped is None or not len(cost):
             continue
         y = cost[-1] if top is None or cost[-1] <= top else top / 1.5

@@ -65,20 +65,8 @@ def outcome(history) -> str:
 def train_one(X, y, layers, args, output, init):
     from .probe import make_net
 
-    net = make_net(layers, args.activation, init, args.seed, args.dtype, X[:512])
-    if output != "softmax":
-        import deepgrad as dg
-
-        net = dg.Network(
-            layers,
-            args.activation,
-            output,
-            init=net.init if init != "lsuv" else "zeros",
-            seed=args.seed,
-            dtype=args.dtype,
-        )
-        if init == "lsuv":
-            net = dg.lsuv(net, X[:512], seed=args.seed)[0]
+    batch = X[np.random.default_rng(args.seed).permutation(len(X))[:512]]  # LSUV's batch
+    net = make_net(layers, args.activation, init, args.seed, args.dtype, batch, output)
     # N(0, 1) overflows on purpose: fit detects the non-finite cost and stops there.
     with np.errstate(over="ignore", invalid="ignore"):
         return net.fit(

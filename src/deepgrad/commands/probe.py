@@ -77,13 +77,13 @@ def check_output_path(flag: str, path) -> None:
         raise OSError(f"{flag} {str(path)!r}: directory {str(parent)!r} does not exist")
 
 
-def make_net(layers, activation: str, init: str, seed: int, dtype: str, X):
-    """A Network with ``init``; "lsuv" is LSUV on the batch X."""
+def make_net(layers, activation: str, init: str, seed: int, dtype: str, X, output="softmax"):
+    """A Network with ``init``; "lsuv" is LSUV on the batch X (orthonormal start)."""
     import deepgrad as dg
 
     if init != "lsuv":
-        return dg.Network(layers, activation, "softmax", init=init, seed=seed, dtype=dtype)
-    net = dg.Network(layers, activation, "softmax", init="zeros", dtype=dtype)
+        return dg.Network(layers, activation, output, init=init, seed=seed, dtype=dtype)
+    net = dg.Network(layers, activation, output, init="zeros", dtype=dtype)
     return dg.lsuv(net, X, seed=seed)[0]
 
 
