@@ -79,11 +79,8 @@ def _hist_panel(report, ax, layers) -> None:
         )
     if np.isfinite(lo):
         ax.set_xlim(lo - 1, hi + 1)
-    ax.set(
-        xlabel="log10 |A^[l]| (non-zero entries)",
-        ylabel="fraction",
-        title=f"{report.init}: activation magnitudes",
-    )
+    ax.set(xlabel="log10 |A^[l]| (non-zero entries)", ylabel="fraction of entries")
+    ax.set_title(f"{report.init}: histograms of |A^[l]|", fontsize=10)
     ax.legend(fontsize=7)
 
 
@@ -97,7 +94,7 @@ def probe_figure(reports, fig=None, layers=None):
     n = len(reports)
     cols = max(2, n)
     if fig is None:
-        fig = plt.figure(figsize=(4.2 * cols, 7.5))
+        fig = plt.figure(figsize=(3.6 * cols, 6.6))
     grid = fig.add_gridspec(2, 2 * cols)
     ax_a = fig.add_subplot(grid[0, :cols])
     ax_g = fig.add_subplot(grid[0, cols:])
