@@ -123,22 +123,25 @@ def test_overflow_in_the_first_layer_is_the_verdict_layer():
 @pytest.fixture(scope="module")
 def tanh_probes():
     return {
-        init: [probe_deep(init, 10, 500, 400, "tanh", seed=s) for s in SEEDS]
+        init: [probe_deep(init, 10, 500, 400, "tanh", seed=s, dtype="float32") for s in SEEDS]
         for init in ("random", "standard_normal", "xavier_normal")
     }
 
 
+@pytest.mark.slow
 def test_small_random_collapses_tanh(tanh_probes):
     stds = [r.hidden[-1].a_std for r in tanh_probes["random"]]
     assert log_median(stds) < 1e-5, stds
 
 
+@pytest.mark.slow
 def test_standard_normal_saturates_tanh(tanh_probes):
     for layer in range(10):
         fracs = [r.hidden[layer].saturated_fraction for r in tanh_probes["standard_normal"]]
         assert np.median(fracs) > 0.9, (layer + 1, fracs)
 
 
+@pytest.mark.slow
 def test_xavier_keeps_tanh_within_a_factor_10(tanh_probes):
     ratios = [r.hidden[-1].a_std / r.hidden[0].a_std for r in tanh_probes["xavier_normal"]]
     assert 0.1 <= log_median(ratios) <= 10, ratios
@@ -439,3 +442,47 @@ def test_recorder_as_a_fit_callback():
     assert rec.records[0][1].hidden[0].saturated_fraction is not None
     with pytest.raises(ValueError, match="every"):
         dg.ProbeRecorder(net, X, y, every=0)
+
+
+# -- other array namespaces and the figures ----------------------------------------------------
+def _small_tanh_case():
+    X = np.random.default_rng(1).standard_normal((64, 16))
+    y = np.random.default_rng(2).integers(0, 3, 64)
+    net = dg.Network(
+        [16, 32, 32, 3], "tanh", "softmax", init="xavier_normal", seed=0, dtype="float64"
+    )
+    return net, X, y
+
+
+@pytest.mark.parametrize("backend", ["array_api_strict", "torch"])
+def test_probe_and_lsuv_give_the_same_numbers_on_other_namespaces(backend):
+    xp = pytest.importorskip(backend)
+    net, X, y = _small_tanh_case()
+    ref = dg.probe(net, X, y)
+    other = net.copy()
+    other.params = {k: xp.asarray(v) for k, v in net.params.items()}
+    r = dg.probe(other, X, y)
+    for name in ("a_std", "a_second_moment", "grad_a_std", "grad_w_norm", "update_ratio"):
+        np.testing.assert_allclose(r.column(name, False), ref.column(name, False), rtol=1e-10)
+    assert r.verdict == ref.verdict
+    _, info = dg.lsuv(other, X)
+    assert all(abs(v - 1) <= 0.1 for v in info.variances)
+
+
+def test_figures_draw_every_case(tmp_path):
+    from deepgrad import plotting, probe_plots
+
+    X = inputs(50, 16, 0)
+    reports = [probe_deep(i, 6, 16, 50) for i in ("he_normal", "zeros", "standard_normal")]
+    fig = probe_plots.probe_figure(reports)
+    assert len(fig.axes) == 2 + 3
+    plotting.save_figure(fig, tmp_path / "probe.png")
+    Xb, yb = _blobs(0, m=90)
+    net = dg.Network([6, 16, 16, 3], "tanh", "softmax", seed=0)
+    tp = dg.probe_training(net, Xb, yb, every=2, batch_size=30, epochs=2, seed=0)
+    fig = probe_plots.training_probe_figure(tp)
+    assert fig.axes[2].get_ylabel() == "saturated fraction"
+    plotting.save_figure(fig, tmp_path / "training.png")
+    assert (tmp_path / "probe.png").stat().st_size > 0 and X.shape == (50, 16)
+    assert probe_plots.hist_layers(30) == [1, 8, 16, 23, 30]
+    assert probe_plots.hist_layers(2) == [1, 2]
