@@ -21,7 +21,7 @@ def test_probe_command_prints_tables_and_writes_plot_and_json(tmp_path, capsys):
         "--activation",
         "relu",
         "--init",
-        "he_normal,xavier_normal,random",
+        "he_normal,xavier_normal,random,lsuv",
         "--examples",
         "200",
         "--seed",
@@ -33,7 +33,7 @@ def test_probe_command_prints_tables_and_writes_plot_and_json(tmp_path, capsys):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    for name in ("he_normal", "xavier_normal", "random"):
+    for name in ("he_normal", "xavier_normal", "random", "lsuv"):
         assert f"== {name}: " in out
     assert "lr|dW|/|W|" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -42,12 +42,15 @@ def test_probe_command_prints_tables_and_writes_plot_and_json(tmp_path, capsys):
         "he_normal",
         "xavier_normal",
         "random",
+        "lsuv",
     ]
     verdicts = {r["init"]: r["verdict"] for r in data["results"]}
     assert verdicts["he_normal"] == "stable"
     assert verdicts["random"] == "vanishing"  # 64 * 1e-4 / 2 = 0.0032 per layer
-    he = data["results"][0]
+    assert verdicts["lsuv"] == "stable"
+    he, lsuv = data["results"][0], data["results"][3]
     assert len(he["layers"]) == 9 and he["layers"][0]["predicted_a_second_moment"] > 0
+    assert lsuv["layers"][0]["predicted_a_second_moment"] is None  # data-driven: no rule
 
 
 def test_probe_command_json_is_strict_even_after_overflow(tmp_path, capsys):
@@ -59,7 +62,7 @@ def test_probe_command_json_is_strict_even_after_overflow(tmp_path, capsys):
         "--width",
         "256",
         "--init",
-        "standard_normal,lsuv",
+        "standard_normal",
         "--examples",
         "40",
         "--dtype",
@@ -69,10 +72,8 @@ def test_probe_command_json_is_strict_even_after_overflow(tmp_path, capsys):
     ]
     assert main(argv) == 0
     data = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
-    std, lsuv = data["results"]
+    (std,) = data["results"]
     assert std["verdict"] == "exploding" and "inf/NaN" in std["verdict_reason"]
-    assert lsuv["init"] == "lsuv" and lsuv["verdict"] == "stable"
-    assert lsuv["layers"][0]["predicted_a_second_moment"] is None  # data-driven: no rule
     assert "overflows" not in capsys.readouterr().err
 
 
