@@ -27,3 +27,9 @@ __all__ = [
     "optimizers",
     "__version__",
 ]
+
+# Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer (issue 4).
+from .diagnostics import ProbeRecorder, probe, probe_training  # noqa: E402
+from .lsuv import lsuv  # noqa: E402
+
+__all__ += ["probe", "probe_training", "ProbeRecorder", "lsuv"]
