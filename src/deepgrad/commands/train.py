@@ -25,6 +25,11 @@ def add_arguments(p) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="held-out fraction for in-memory data (0 = none)")
     p.add_argument("--out", default="out", help="output directory (default out/)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="save training state here (each epoch, on Ctrl-C and every "
+                        "--checkpoint-every iterations); resume from it when it exists")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also checkpoint every N iterations")
 
 
 def load_data(spec: str):
@@ -83,6 +88,7 @@ def run(args) -> int:
         l2=args.l2, l2_normalization=args.l2_normalization, keep_prob=args.keep_prob,
         seed=args.seed, validation_data=None if Xte is None else (Xte, yte),
         progress=False if args.quiet else None,
+        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
     )
     seconds = time.perf_counter() - t0
     out = out_dir(args.out)
