@@ -146,9 +146,10 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
             masks = dropout.draw_masks(
                 drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype
             )
-        J, grads, new_params, new_state = train_step(
-            params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN are caught just below
+            J, grads, new_params, new_state = train_step(
+                params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
+            )
         J = scalar(J)
         t = history.iterations
         if not math.isfinite(J) or not _finite(grads):
