@@ -82,6 +82,18 @@ def _finite(grads: dict) -> bool:
     return all(bool(xp.all(xp.isfinite(g))) for g in grads.values())
 
 
+def _divergence(J: float, grads: dict, new_params: dict) -> str:
+    """What is not finite after a step ('' when all is well): the cost, a gradient, or the
+    updated parameters (a finite gradient times a huge learning rate can overflow)."""
+    if not math.isfinite(J):
+        return f"the cost is {J}"
+    if not _finite(grads):
+        return "a gradient is not finite"
+    if not _finite(new_params):
+        return "the updated parameters are not finite"
+    return ""
+
+
 class _Run(NamedTuple):
     """Fixed inputs of one fit: data, targets and the settings of every step."""
 
@@ -152,11 +164,11 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
             )
         J = scalar(J)
         t = history.iterations
-        if not math.isfinite(J) or not _finite(grads):
+        bad = _divergence(J, grads, new_params)
+        if bad:
             history.stopped = (
-                f"diverged at epoch {epoch + 1}, iteration {t + 1}: the "
-                f"{'cost' if not math.isfinite(J) else 'gradient'} is {J if not math.isfinite(J) else 'not finite'}; "
-                f"try a smaller learning rate"
+                f"diverged at epoch {epoch + 1}, iteration {t + 1}: {bad}; the last finite "
+                f"parameters (before this step) are kept; try a smaller learning rate"
             )
             return params, opt_state, False
         params, opt_state = new_params, new_state
