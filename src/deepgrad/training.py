@@ -19,7 +19,14 @@ from . import dropout
 from . import network as nw
 from . import optimizers
 from ._backend import namespace, scalar
-from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
+from ._checks import (
+    as_2d_float,
+    check_fits_dtype,
+    check_float,
+    check_int,
+    check_targets,
+    encode_targets,
+)
 from ._progress import progress_bar
 
 __all__ = ["History", "StepInfo", "DivergenceError", "train_step", "run_epoch", "fit"]
@@ -265,9 +272,11 @@ def fit(
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
     else:
-        X = as_2d_float("X", X, spec.layer_sizes[0])
+        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
     m = X.shape[0]
     Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
+    check_fits_dtype("Y", Y, net.dtype)
+    _check_options(validation_data, shuffle, callbacks, progress)
     b = _resolve_batch_size(batch_size, m)
     epochs = check_int("epochs", epochs, 1)
     l2 = check_float("l2", l2, 0.0)
@@ -284,9 +293,11 @@ def fit(
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     if validation_data is not None:
-        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0])
+        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0],
+                         dtype=net.dtype)
         Yv = check_targets("validation_data[1]", validation_data[1], spec.output,
                            spec.layer_sizes[-1], Xv.shape[0])
+        check_fits_dtype("validation_data[1]", Yv, net.dtype)
     ckpt = None
     if checkpoint is not None:
         from .checkpoint import Checkpointer
@@ -337,6 +348,24 @@ def fit(
     finally:
         bar.close()
     return history
+
+
+def _check_options(validation_data, shuffle, callbacks, progress) -> None:
+    """Type checks of fit's remaining options (a wrong type would fail late and obscurely)."""
+    if validation_data is not None and (
+        not isinstance(validation_data, tuple | list) or len(validation_data) != 2
+    ):
+        raise TypeError(
+            f"validation_data must be a pair (X_val, Y_val) or None, got "
+            f"{type(validation_data).__name__}"
+            + (f" of length {len(validation_data)}" if isinstance(validation_data, tuple | list)
+               else "")
+        )
+    for name, value in (("shuffle", shuffle), ("progress", progress)):
+        if not (isinstance(value, bool | np.bool_) or (name == "progress" and value is None)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if not isinstance(callbacks, list | tuple) or not all(callable(c) for c in callbacks):
+        raise TypeError(f"callbacks must be a list of callables f(StepInfo), got {callbacks!r}")
 
 
 def _checkpoint_config(net, X, Y, run: _Run, l2_normalization, optimizer, learning_rate,

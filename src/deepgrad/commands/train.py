@@ -51,11 +51,17 @@ def load_data(spec: str):
         raise FileNotFoundError(
             f"--data {spec!r} is neither a bundled dataset {list(datasets.BUNDLED)} nor a file"
         )
+    if len(X) != len(y):
+        raise ValueError(f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match")
     return X, y, guess_output(y)
 
 
 def guess_output(y) -> str:
     y = np.asarray(y[:100000])
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"the data's y must hold numbers (labels or targets), got dtype {y.dtype}")
+    if y.size == 0:
+        raise ValueError("the data's y is empty: at least 1 example needed")
     if y.ndim == 2 and y.shape[1] > 1:
         return "linear"
     if y.dtype.kind in "biu" or np.all(y == np.round(y)):
@@ -74,6 +80,9 @@ def run(args) -> int:
 
     from .. import datasets, plotting
 
+    from .._checks import check_float
+
+    check_float("--test-fraction", args.test_fraction, 0.0, 1.0, high_open=True)
     X, y, guessed = load_data(args.data)
     output = guessed if args.output == "auto" else args.output
     Xte = yte = None
