@@ -1047,7 +1047,7 @@ def _model_bytes(tmp: Path) -> bytes:
     return _MODEL_BYTES["b"]
 
 
-@FAST
+@settings(FAST, max_examples=400)
 @given(data=st.data())
 def test_property_damaged_model_file(data, tmp_path_factory):
     """Truncate or overwrite bytes of a model file: load fails with the file's name, or (a

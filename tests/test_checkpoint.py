@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import deepgrad as dg
 from deepgrad import checkpoint as ck
@@ -353,3 +355,40 @@ def test_cli_checkpoint_mismatch_is_one_line_exit_2(tmp_path):
     rc, err = _finish(_cli(*args[:-4], "--lr", "0.5", *args[-4:]))
     assert rc == 2
     assert err.count("\n") == 1 and "learning_rate: 0.1 in the checkpoint, 0.5 now" in err
+
+
+_CKPT: dict[str, bytes] = {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_property_any_damage_is_detected(data, tmp_path_factory):
+    """Any truncation or any changed byte: a CheckpointError, or (a byte the format does not
+    use) exactly the saved content. Never a silently different checkpoint."""
+    tmp = tmp_path_factory.getbasetemp()
+    path = tmp / "prop.ckpt"
+    if "b" not in _CKPT:
+        c = ck.Checkpoint(
+            1,
+            2,
+            {"W1": np.arange(6.0).reshape(2, 3)},
+            {"opt.count": np.array(3)},
+            {"iteration_cost": [1.0, 0.5], "stopped": None},
+            {"seed": 4},
+        )
+        ck.save_checkpoint(path, c)
+        _CKPT["b"] = path.read_bytes()
+    good = _CKPT["b"]
+    if data.draw(st.booleans()):
+        bad = good[: data.draw(st.integers(0, len(good) - 1))]
+    else:
+        at = data.draw(st.integers(0, len(good) - 1))
+        bad = good[:at] + bytes([good[at] ^ data.draw(st.integers(1, 255))]) + good[at + 1 :]
+    path.write_bytes(bad)
+    try:
+        back = ck.load_checkpoint(path)
+    except ck.CheckpointError:
+        return
+    assert back.epoch == 1 and back.position == 2 and back.config == {"seed": 4}
+    np.testing.assert_array_equal(back.params["W1"], np.arange(6.0).reshape(2, 3))
+    assert back.history["iteration_cost"] == [1.0, 0.5]

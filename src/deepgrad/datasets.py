@@ -43,7 +43,8 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
                 return z["X"], z[ykey]
     except PermissionError:
         raise
-    except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError) as exc:
         raise ValueError(f"data file {str(path)!r} is not a readable .npz file: {exc}") from exc
     raise ValueError(f"data file {str(path)!r} must hold arrays 'X' and 'y', has {sorted(keys)}")
 

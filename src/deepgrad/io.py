@@ -82,7 +82,8 @@ def load(path):
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except PermissionError:
         raise
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError,
+            NotImplementedError, RuntimeError) as exc:  # zipfile's words for a damaged header
         raise ValueError(
             f"model file {str(path)!r} is not a readable deepgrad model (truncated, corrupted "
             f"or another format): {exc}"
