@@ -392,3 +392,28 @@ def test_property_any_damage_is_detected(data, tmp_path_factory):
     assert back.epoch == 1 and back.position == 2 and back.config == {"seed": 4}
     np.testing.assert_array_equal(back.params["W1"], np.arange(6.0).reshape(2, 3))
     assert back.history["iteration_cost"] == [1.0, 0.5]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_then_rerun_is_bit_identical(tmp_path):
+    """SIGINT (Ctrl-C): the CLI saves the last completed step, exits 130; a rerun finishes
+    with the same parameters as an uninterrupted run."""
+    rc, err = _finish(_cli(*_train_args(tmp_path / "ref")))
+    assert rc == 0, err
+    ckpt = tmp_path / "run.ckpt"
+    args = _train_args(tmp_path / "run", ckpt)[:-2] + ["--checkpoint-every", "100000"]
+    proc = _cli(*args)
+    deadline = time.time() + 60
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)  # the first epoch-end checkpoint
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    rc, err = _finish(proc)
+    if rc == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert rc == 130 and "interrupted" in err
+    saved = ck.load_checkpoint(ckpt)
+    assert saved.position > 0 or saved.epoch > 0
+    rc, err = _finish(_cli(*args))
+    assert rc == 0, err
+    assert _same_params(_model(tmp_path / "ref"), _model(tmp_path / "run"))

@@ -130,7 +130,9 @@ def check_targets(name: str, Y: Any, output: str, n_out: int, m: int | None) -> 
         try:
             Y = np.asarray(Y)
         except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} must be an array of labels or targets, got {_short(Y)}") from exc
+            raise TypeError(
+                f"{name} must be an array of labels or targets, got {_short(Y)}"
+            ) from exc
     if isinstance(Y, np.ndarray) and Y.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers or integer labels, got dtype {Y.dtype}")
     if Y.ndim not in (1, 2):
@@ -143,9 +145,7 @@ def check_targets(name: str, Y: Any, output: str, n_out: int, m: int | None) -> 
             f"pass shape (m, {n_out})"
         )
     if Y.ndim == 2 and Y.shape[1] != n_out and not (output == "softmax" and Y.shape[1] == 1):
-        raise ValueError(
-            f"{name} has {Y.shape[1]} columns but the output layer has {n_out} units"
-        )
+        raise ValueError(f"{name} has {Y.shape[1]} columns but the output layer has {n_out} units")
     if not _all_finite(Y):
         raise ValueError(f"{name} contains NaN or inf; all values must be finite")
     if output == "sigmoid":

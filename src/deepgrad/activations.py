@@ -84,7 +84,5 @@ ACTIVATIONS: dict[str, Activation] = {
 def get(name: str) -> Activation:
     """Look up an activation by name; ``ValueError`` lists the valid names."""
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(
-            f"hidden_activation must be one of {sorted(ACTIVATIONS)}, got {name!r}"
-        )
+        raise ValueError(f"hidden_activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]

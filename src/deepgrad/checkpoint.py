@@ -235,8 +235,16 @@ def load_checkpoint(path) -> Checkpoint:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("__meta__")))
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError,
-            NotImplementedError, RuntimeError) as exc:  # zipfile's words for a damaged header
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        OSError,
+        EOFError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:  # zipfile's words for a damaged header
         raise CheckpointError(
             f"checkpoint {str(path)!r} is truncated or corrupted ({type(exc).__name__}){hint}"
         ) from exc

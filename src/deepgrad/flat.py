@@ -45,8 +45,9 @@ def flatten(params: dict):
 
     def unflatten(vector):
         if not hasattr(vector, "shape"):
-            raise TypeError(f"theta must be an array of shape ({sum(sizes)},), got "
-                            f"{type(vector).__name__}")
+            raise TypeError(
+                f"theta must be an array of shape ({sum(sizes)},), got {type(vector).__name__}"
+            )
         vxp = namespace(vector)
         if tuple(vector.shape) != (sum(sizes),):
             raise ValueError(f"theta must have shape ({sum(sizes)},), got {tuple(vector.shape)}")

@@ -192,8 +192,13 @@ _REGISTRY: dict[str, Initializer] = {
 }
 
 # "auto" picks by activation family: He for ReLU-like, Xavier for tanh/sigmoid, LeCun for linear.
-_AUTO = {"relu": "he_normal", "tanh": "xavier_normal", "sigmoid": "xavier_normal",
-         "linear": "lecun_normal", "softmax": "xavier_normal"}
+_AUTO = {
+    "relu": "he_normal",
+    "tanh": "xavier_normal",
+    "sigmoid": "xavier_normal",
+    "linear": "lecun_normal",
+    "softmax": "xavier_normal",
+}
 
 
 def names() -> list[str]:

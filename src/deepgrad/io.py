@@ -32,10 +32,17 @@ def atomic_write(path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _check_path(path) -> Path:
@@ -82,8 +89,16 @@ def load(path):
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except PermissionError:
         raise
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError,
-            NotImplementedError, RuntimeError) as exc:  # zipfile's words for a damaged header
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        OSError,
+        EOFError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:  # zipfile's words for a damaged header
         raise ValueError(
             f"model file {str(path)!r} is not a readable deepgrad model (truncated, corrupted "
             f"or another format): {exc}"
@@ -96,8 +111,13 @@ def load(path):
             f"deepgrad reads version {FORMAT_VERSION}"
         )
     try:
-        net = Network(meta["layer_sizes"], meta["hidden_activation"], meta["output"],
-                      init="zeros", dtype=meta["dtype"])
+        net = Network(
+            meta["layer_sizes"],
+            meta["hidden_activation"],
+            meta["output"],
+            init="zeros",
+            dtype=meta["dtype"],
+        )
     except KeyError as exc:
         raise ValueError(f"model file {str(path)!r} has no {exc} in its metadata") from exc
     except (ValueError, TypeError) as exc:
@@ -110,8 +130,8 @@ def load(path):
         if arrays[k].dtype.kind not in "iuf" or not np.all(np.isfinite(arrays[k])):
             raise ValueError(
                 f"model file {str(path)!r}: parameter {k} must hold finite real numbers, got "
-                f"dtype {arrays[k].dtype}" + (" with NaN or inf" if arrays[k].dtype.kind == "f"
-                                              else "")
+                f"dtype {arrays[k].dtype}"
+                + (" with NaN or inf" if arrays[k].dtype.kind == "f" else "")
             )
     net.params = {k: np.ascontiguousarray(arrays[k], dtype=meta["dtype"]) for k in expected}
     return net

@@ -16,7 +16,9 @@ DTYPES = ("float32", "float64")
 
 def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
     if isinstance(layer_sizes, str | bytes) or not hasattr(layer_sizes, "__len__"):
-        raise TypeError(f"layer_sizes must be a list of ints like [64, 128, 10], got {layer_sizes!r}")
+        raise TypeError(
+            f"layer_sizes must be a list of ints like [64, 128, 10], got {layer_sizes!r}"
+        )
     if len(layer_sizes) < 2:
         raise ValueError(
             f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
@@ -66,7 +68,9 @@ class Network:
         activations.get(hidden_activation)
         losses.get(output)
         if output == "softmax" and sizes[-1] < 2:
-            raise ValueError(f"a softmax output needs >= 2 units, got layer_sizes[-1] = {sizes[-1]}")
+            raise ValueError(
+                f"a softmax output needs >= 2 units, got layer_sizes[-1] = {sizes[-1]}"
+            )
         if not callable(init):
             initializers.get(init, activation=hidden_activation)
         if dtype not in DTYPES:
@@ -186,8 +190,9 @@ class Network:
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         xp = namespace(self.params["W1"])
         xp = None if xp is namespace(np.empty(0)) else xp
-        return dropout.draw_masks(rng, check_int("m", m, 1), self.spec.hidden_sizes,
-                                  keep_prob, xp, self.dtype)
+        return dropout.draw_masks(
+            rng, check_int("m", m, 1), self.spec.hidden_sizes, keep_prob, xp, self.dtype
+        )
 
     def fit(self, X, Y, **kwargs):
         """Train in place; see ``deepgrad.training.fit`` for the arguments. Returns History."""

@@ -29,32 +29,47 @@ def moving_average(values, window: int) -> np.ndarray:
 
 
 def learning_curves(history, fig=None, title: str | None = None):
-    """Cost per iteration (with a moving average) and per epoch, plus validation accuracy."""
+    """Cost per iteration (with a moving average), cost per epoch, validation accuracy."""
     plt = _plt()
+    has_acc = bool(history.val_accuracy) and not np.isnan(history.val_accuracy).all()
     if fig is None:
-        fig = plt.figure(figsize=(11, 4))
-    ax1, ax2 = fig.subplots(1, 2)
+        fig = plt.figure(figsize=(15 if has_acc else 11, 4))
+    axes = fig.subplots(1, 3 if has_acc else 2)
+    ax1, ax2 = axes[0], axes[1]
     it = np.arange(1, history.iterations + 1)
-    ax1.plot(it, history.iteration_cost, lw=0.6, alpha=0.5, label="J{t} per mini-batch")
+    ax1.plot(it, history.iteration_cost, lw=0.6, alpha=0.5, label="J{t} of each mini-batch")
     window = max(1, history.iterations // 50)
     if window > 1:
-        ax1.plot(it, moving_average(history.iteration_cost, window), lw=1.5,
-                 label=f"moving average ({window})")
-    ax1.set(xlabel="iteration", ylabel="cost J", yscale="log",
-            title=f"per iteration (batch size {history.batch_size})")
+        ax1.plot(
+            it,
+            moving_average(history.iteration_cost, window),
+            lw=1.5,
+            label=f"moving average ({window})",
+        )
+    ax1.set(
+        xlabel="iteration",
+        ylabel="cost J",
+        yscale="log",
+        title=f"per iteration (batch size {history.batch_size})",
+    )
     ax1.legend()
     ep = np.arange(1, len(history.epoch_cost) + 1)
-    ax2.plot(ep, history.epoch_cost, "o-", label="training cost (epoch mean)")
+    ax2.plot(ep, history.epoch_cost, "o-", ms=3, label="training cost J (epoch mean)")
     if history.val_cost:
-        ax2.plot(ep[: len(history.val_cost)], history.val_cost, "s-", label="validation cost")
-    ax2.set(xlabel="epoch", ylabel="cost J", yscale="log", title="per epoch")
-    if history.val_accuracy and not np.isnan(history.val_accuracy).all():
-        ax3 = ax2.twinx()
-        ax3.plot(ep[: len(history.val_accuracy)], history.val_accuracy, "g^--",
-                 label="validation accuracy")
-        ax3.set_ylabel("accuracy")
-        ax3.legend(loc="lower left")
-    ax2.legend(loc="upper center")
+        ax2.plot(
+            ep[: len(history.val_cost)],
+            history.val_cost,
+            "s-",
+            ms=3,
+            label="validation loss (no L2 term)",
+        )
+    ax2.set(xlabel="epoch", ylabel="cost", yscale="log", title="per epoch")
+    ax2.legend()
+    if has_acc:
+        ax3 = axes[2]
+        ax3.plot(ep[: len(history.val_accuracy)], history.val_accuracy, "g^-", ms=3)
+        ax3.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+        ax3.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import data as _data
-from . import dropout
+from . import dropout, optimizers
 from . import network as nw
-from . import optimizers
 from ._backend import namespace, scalar
 from ._checks import (
     as_2d_float,
@@ -142,8 +141,7 @@ def _epoch_so_far(history: History, start: int) -> tuple[float, int]:
     return total, seen
 
 
-def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, start=0,
-              hook=None):
+def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, start=0, hook=None):
     """One pass over all mini-batches of ``epoch``; returns (params, opt_state, ok).
 
     ``start``: mini-batches of this epoch already done (resuming from a checkpoint): they
@@ -165,7 +163,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
             masks = dropout.draw_masks(
                 drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype
             )
-        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN are caught just below
+        # Overflow is detected below and reported as divergence, not as a NumPy warning.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             J, grads, new_params, new_state = train_step(
                 params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
             )
@@ -200,6 +199,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
 def _resolve_batch_size(batch_size, m: int) -> int:
     if batch_size is None:
         return m  # batch gradient descent
+    if batch_size == "auto":
+        return min(64, m)
     b = check_int("batch_size", batch_size, 1)
     if b > m:
         raise ValueError(
@@ -210,12 +211,13 @@ def _resolve_batch_size(batch_size, m: int) -> int:
 
 
 def _evaluate(params, spec, X, Y_raw, l2, dtype):
-    """(validation cost, accuracy or nan) of the current parameters."""
+    """(validation loss without the L2 term, accuracy or nan) of the current parameters."""
     xp = namespace(params["W1"])
     Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
     Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype)
     ZL, _ = nw.forward(params, Xv, spec)
-    J = scalar(nw.cost_from_output(ZL, Yv, params, spec, l2))
+    # The data term alone: the L2 term's size depends on m, which differs between sets.
+    J = scalar(nw.cost_from_output(ZL, Yv, params, spec, 0.0))
     if spec.output == "linear":
         return J, math.nan
     if spec.output == "softmax":
@@ -230,7 +232,7 @@ def fit(
     X,
     Y,
     *,
-    batch_size: int | None = 64,
+    batch_size: int | str | None = "auto",
     epochs: int = 10,
     learning_rate: float = 0.1,
     l2: float = 0.0,
@@ -254,6 +256,7 @@ def fit(
     Y : (m,) labels or (m, n^[L]) targets.
     batch_size : None (or m) for batch gradient descent, 1 for stochastic, anything else
         mini-batch; the last partial batch is kept and averaged over its own size.
+        "auto" (default): min(64, m).
     l2 : lambda of the seed's L2 term lambda/(2 m_reg) sum ||W||_F^2.
     l2_normalization : "batch" (m_reg = examples in the mini-batch, the seed's J^{t}) or
         "dataset" (m_reg = m, the whole training set: the penalty's strength then does not
@@ -293,10 +296,12 @@ def fit(
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     if validation_data is not None:
-        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0],
-                         dtype=net.dtype)
-        Yv = check_targets("validation_data[1]", validation_data[1], spec.output,
-                           spec.layer_sizes[-1], Xv.shape[0])
+        Xv = as_2d_float(
+            "validation_data[0]", validation_data[0], spec.layer_sizes[0], dtype=net.dtype
+        )
+        Yv = check_targets(
+            "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
+        )
         check_fits_dtype("validation_data[1]", Yv, net.dtype)
     ckpt = None
     if checkpoint is not None:
@@ -309,26 +314,52 @@ def fit(
     seed = check_int("seed", seed, 0)
 
     xp = namespace(net.params["W1"])
-    Yenc = np.asarray(encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype))
-    run = _Run(X, Yenc, spec, optimizer, b, l2, m if l2_normalization == "dataset" else None,
-               keep_prob, seed, shuffle, net.dtype, xp, isinstance(X, np.memmap))
+    Yenc = np.asarray(
+        encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
+    )
+    run = _Run(
+        X,
+        Yenc,
+        spec,
+        optimizer,
+        b,
+        l2,
+        m if l2_normalization == "dataset" else None,
+        keep_prob,
+        seed,
+        shuffle,
+        net.dtype,
+        xp,
+        isinstance(X, np.memmap),
+    )
     history = History(batch_size=b, seed=seed)
     params, state = net.params, optimizer.init(net.params)
     start_epoch = start = 0
     if ckpt is not None:
-        config = _checkpoint_config(net, X, Y, run, l2_normalization, optimizer, learning_rate,
-                                    by_name)
+        config = _checkpoint_config(
+            net, X, Y, run, l2_normalization, optimizer, learning_rate, by_name
+        )
         start_epoch, start, params, state, history = ckpt.resume(
-            config, params, state, history, epochs)
+            config, params, state, history, epochs
+        )
         net.params = params
     bar = progress_bar(epochs * _data.n_batches(m, b), progress)
     bar.update(history.iterations)
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
     try:
         for epoch in range(start_epoch, epochs):
-            params, state, ok = run_epoch(run, params, state, epoch, history, bar, callbacks, t0,
-                                          start if epoch == start_epoch else 0,
-                                          None if ckpt is None else ckpt.step)
+            params, state, ok = run_epoch(
+                run,
+                params,
+                state,
+                epoch,
+                history,
+                bar,
+                callbacks,
+                t0,
+                start if epoch == start_epoch else 0,
+                None if ckpt is None else ckpt.step,
+            )
             net.params = params  # the last finite parameters, also after a divergence
             if not ok:
                 if on_divergence == "raise":
@@ -358,8 +389,11 @@ def _check_options(validation_data, shuffle, callbacks, progress) -> None:
         raise TypeError(
             f"validation_data must be a pair (X_val, Y_val) or None, got "
             f"{type(validation_data).__name__}"
-            + (f" of length {len(validation_data)}" if isinstance(validation_data, tuple | list)
-               else "")
+            + (
+                f" of length {len(validation_data)}"
+                if isinstance(validation_data, tuple | list)
+                else ""
+            )
         )
     for name, value in (("shuffle", shuffle), ("progress", progress)):
         if not (isinstance(value, bool | np.bool_) or (name == "progress" and value is None)):
@@ -368,8 +402,7 @@ def _check_options(validation_data, shuffle, callbacks, progress) -> None:
         raise TypeError(f"callbacks must be a list of callables f(StepInfo), got {callbacks!r}")
 
 
-def _checkpoint_config(net, X, Y, run: _Run, l2_normalization, optimizer, learning_rate,
-                       by_name):
+def _checkpoint_config(net, X, Y, run: _Run, l2_normalization, optimizer, learning_rate, by_name):
     """The settings a checkpoint must share with this fit to be resumed by it."""
     from .checkpoint import training_config
 
@@ -378,7 +411,15 @@ def _checkpoint_config(net, X, Y, run: _Run, l2_normalization, optimizer, learni
     elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
         learning_rate = getattr(learning_rate, "__qualname__", "schedule")
     return training_config(
-        net, X, Y, batch_size=run.batch_size, l2=run.l2, l2_normalization=l2_normalization,
-        optimizer=optimizer.name, learning_rate=learning_rate, keep_prob=run.keep_prob,
-        seed=run.seed, shuffle=bool(run.shuffle),
+        net,
+        X,
+        Y,
+        batch_size=run.batch_size,
+        l2=run.l2,
+        l2_normalization=l2_normalization,
+        optimizer=optimizer.name,
+        learning_rate=learning_rate,
+        keep_prob=run.keep_prob,
+        seed=run.seed,
+        shuffle=bool(run.shuffle),
     )

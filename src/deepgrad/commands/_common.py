@@ -21,8 +21,12 @@ def int_list(text: str) -> list[int]:
 
 
 def add_network_arguments(p: argparse.ArgumentParser, hidden="128,64,32") -> None:
-    p.add_argument("--hidden", type=int_list, default=int_list(hidden),
-                   help=f"hidden layer widths, comma-separated (default {hidden})")
+    p.add_argument(
+        "--hidden",
+        type=int_list,
+        default=int_list(hidden),
+        help=f"hidden layer widths, comma-separated (default {hidden})",
+    )
     p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
     p.add_argument("--init", default="auto", help="initializer name (default auto)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -30,8 +34,12 @@ def add_network_arguments(p: argparse.ArgumentParser, hidden="128,64,32") -> Non
 
 
 def add_training_arguments(p: argparse.ArgumentParser, batch_size=64, epochs=20, lr=0.1) -> None:
-    p.add_argument("--batch-size", type=int, default=batch_size,
-                   help=f"mini-batch size; 0 = batch gradient descent (default {batch_size})")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"mini-batch size; 0 = batch gradient descent (default {batch_size})",
+    )
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=lr)
     p.add_argument("--l2", type=float, default=0.0, help="lambda of the L2 term")

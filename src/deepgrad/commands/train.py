@@ -14,22 +14,37 @@ HELP = "train a network and write the model, its history and learning curves"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True,
-                   help="bundled dataset (digits, breast_cancer, iris, wine), a .npz with X and "
-                        "y, or a directory with X.npy and y.npy (memory-mapped)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="bundled dataset (digits, breast_cancer, iris, wine), a .npz with X and "
+        "y, or a directory with X.npy and y.npy (memory-mapped)",
+    )
     add_network_arguments(p)
-    p.add_argument("--output", default="auto", choices=["auto", "sigmoid", "softmax", "linear"],
-                   help="output layer/loss; auto picks from the labels")
+    p.add_argument(
+        "--output",
+        default="auto",
+        choices=["auto", "sigmoid", "softmax", "linear"],
+        help="output layer/loss; auto picks from the labels",
+    )
     add_training_arguments(p)
     p.add_argument("--l2-normalization", default="batch", choices=["batch", "dataset"])
-    p.add_argument("--test-fraction", type=float, default=0.2,
-                   help="held-out fraction for in-memory data (0 = none)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="held-out fraction for in-memory data (0 = none)",
+    )
     p.add_argument("--out", default="out", help="output directory (default out/)")
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="save training state here (each epoch, on Ctrl-C and every "
-                        "--checkpoint-every iterations); resume from it when it exists")
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="also checkpoint every N iterations")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="save training state here (each epoch, on Ctrl-C and every "
+        "--checkpoint-every iterations); resume from it when it exists",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N iterations"
+    )
 
 
 def load_data(spec: str):
@@ -52,7 +67,9 @@ def load_data(spec: str):
             f"--data {spec!r} is neither a bundled dataset {list(datasets.BUNDLED)} nor a file"
         )
     if len(X) != len(y):
-        raise ValueError(f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match")
+        raise ValueError(
+            f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match"
+        )
     return X, y, guess_output(y)
 
 
@@ -79,7 +96,6 @@ def run(args) -> int:
     import deepgrad as dg
 
     from .. import datasets, plotting
-
     from .._checks import check_float
 
     check_float("--test-fraction", args.test_fraction, 0.0, 1.0, high_open=True)
@@ -89,26 +105,38 @@ def run(args) -> int:
     if not isinstance(X, np.memmap) and args.test_fraction > 0:
         X, Xte, y, yte = datasets.train_test_split(X, y, args.test_fraction, args.seed)
     layers = [X.shape[1], *args.hidden, n_outputs(y, output)]
-    net = dg.Network(layers, args.activation, output, init=args.init, seed=args.seed,
-                     dtype=args.dtype)
+    net = dg.Network(
+        layers, args.activation, output, init=args.init, seed=args.seed, dtype=args.dtype
+    )
     t0 = time.perf_counter()
     history = net.fit(
-        X, y, batch_size=args.batch_size or None, epochs=args.epochs, learning_rate=args.lr,
-        l2=args.l2, l2_normalization=args.l2_normalization, keep_prob=args.keep_prob,
-        seed=args.seed, validation_data=None if Xte is None else (Xte, yte),
+        X,
+        y,
+        batch_size=args.batch_size or None,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        l2=args.l2,
+        l2_normalization=args.l2_normalization,
+        keep_prob=args.keep_prob,
+        seed=args.seed,
+        validation_data=None if Xte is None else (Xte, yte),
         progress=False if args.quiet else None,
-        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
     seconds = time.perf_counter() - t0
     out = out_dir(args.out)
     dg.save(net, out / "model.npz")
     write_json(out / "history.json", history.as_dict())
-    plotting.save_figure(plotting.learning_curves(history, title=f"{net!r}"),
-                         out / "learning_curves.png")
+    plotting.save_figure(
+        plotting.learning_curves(history, title=f"{net!r}"), out / "learning_curves.png"
+    )
     if not args.quiet:
         print(net)
-        print(f"trained {history.iterations} iterations in {seconds:.1f} s; "
-              f"final epoch cost {history.epoch_cost[-1]:.4f}")
+        print(
+            f"trained {history.iterations} iterations in {seconds:.1f} s; "
+            f"final epoch cost {history.epoch_cost[-1]:.4f}"
+        )
         if Xte is not None and output != "linear":
             print(f"held-out accuracy: {accuracy(net, Xte, yte):.4f} on {len(yte)} examples")
         print(f"wrote {out / 'model.npz'}, {out / 'history.json'}, {out / 'learning_curves.png'}")

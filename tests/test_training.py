@@ -1,0 +1,111 @@
+"""Batch, mini-batch and stochastic gradient descent."""
+
+import numpy as np
+import pytest
+
+import deepgrad as dg
+from deepgrad import data, datasets
+
+
+def _blobs(rng, m=300):
+    X = rng.standard_normal((m, 5))
+    y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] > 0).astype(int)
+    return X, y
+
+
+def test_batch_gd_cost_never_rises(rng):
+    X, y = _blobs(rng)
+    net = dg.Network([5, 16, 8, 1], "tanh", seed=0, dtype="float64")
+    h = net.fit(X, y, batch_size=None, epochs=200, learning_rate=0.1, l2=0.01, seed=0)
+    costs = np.array(h.iteration_cost)
+    assert len(costs) == 200 and h.batch_size == 300
+    assert np.all(np.diff(costs) <= 1e-12)
+    assert costs[-1] < 0.5 * costs[0]
+
+
+def test_minibatch_reaches_demo_accuracy():
+    X, y, _ = datasets.load_bundled("digits")
+    Xtr, Xte, ytr, yte = datasets.train_test_split(X, y, 0.25, 0)
+    Xtr, Xte = datasets.standardize(Xtr, Xte)
+    net = dg.Network([64, 128, 64, 32, 10], output="softmax", init="he_normal", seed=0)
+    h = net.fit(
+        Xtr,
+        ytr,
+        batch_size=32,
+        epochs=40,
+        learning_rate=0.05,
+        l2=1.0,
+        l2_normalization="dataset",
+        seed=0,
+    )
+    assert np.mean(net.predict(Xte) == yte) >= 0.95
+    assert h.iterations == 40 * data.n_batches(len(ytr), 32)
+
+
+def test_same_seed_same_parameters_bit_for_bit(rng):
+    X, y = _blobs(rng)
+    nets = []
+    for _ in range(2):
+        net = dg.Network([5, 8, 1], seed=4)
+        net.fit(X, y, batch_size=16, epochs=3, learning_rate=0.1, keep_prob=0.9, seed=11)
+        nets.append(net)
+    assert all(np.array_equal(nets[0].params[k], nets[1].params[k]) for k in nets[0].params)
+    other = dg.Network([5, 8, 1], seed=4)
+    other.fit(X, y, batch_size=16, epochs=3, learning_rate=0.1, keep_prob=0.9, seed=12)
+    assert not np.array_equal(other.params["W1"], nets[0].params["W1"])
+
+
+def test_shuffling_is_a_pure_function_of_seed_and_epoch():
+    a = list(data.batch_indices(10, 4, seed=3, epoch=1))
+    b = list(data.batch_indices(10, 4, seed=3, epoch=1))
+    c = list(data.batch_indices(10, 4, seed=3, epoch=2))
+    assert [len(i) for i in a] == [4, 4, 2]  # last partial batch kept
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert np.array_equal(np.sort(np.concatenate(a)), np.arange(10))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_partial_batch_averaged_over_its_own_size(rng):
+    """One epoch of batches (4, 4, 2) equals three explicit steps on those batches."""
+    X, y = _blobs(rng, m=10)
+    net = dg.Network([5, 3, 1], seed=0, dtype="float64")
+    manual = net.copy()
+    h = net.fit(X, y, batch_size=4, epochs=1, learning_rate=0.5, l2=0.1, seed=2)
+    for idx, J in zip(data.batch_indices(10, 4, 2, 0), h.iteration_cost, strict=True):
+        cost, g = manual.cost_and_gradients(X[idx], y[idx], l2=0.1)
+        assert cost == pytest.approx(J, rel=1e-12)
+        manual.params = {k: manual.params[k] - 0.5 * g[k] for k in g}
+    for k in net.params:
+        np.testing.assert_allclose(net.params[k], manual.params[k], rtol=1e-12)
+
+
+def test_sgd_batch_size_one_and_dataset_l2(rng):
+    X, y = _blobs(rng, m=40)
+    net = dg.Network([5, 4, 1], seed=0, dtype="float64")
+    h = net.fit(
+        X, y, batch_size=1, epochs=2, learning_rate=0.05, l2=0.1, l2_normalization="dataset", seed=0
+    )
+    assert h.iterations == 80 and len(h.epoch_cost) == 2
+
+
+def test_history_records_validation_and_time(rng):
+    X, y = _blobs(rng)
+    net = dg.Network([5, 8, 1], seed=0)
+    h = net.fit(X[:200], y[:200], batch_size=50, epochs=3, validation_data=(X[200:], y[200:]))
+    assert len(h.val_cost) == len(h.val_accuracy) == len(h.epoch_cost) == 3
+    assert h.iteration_examples[-1] == 600 and np.all(np.diff(h.iteration_time) >= 0)
+    assert 0.5 <= h.val_accuracy[-1] <= 1.0
+
+
+def test_divergence_keeps_last_finite_parameters(rng):
+    X, y = _blobs(rng)
+    X = X * 1e3
+    net = dg.Network([5, 64, 64, 1], seed=0, init="standard_normal")
+    with pytest.raises(
+        dg.DivergenceError, match=r"epoch \d+, iteration \d+.*smaller learning rate"
+    ):
+        net.fit(X, y, batch_size=None, epochs=50, learning_rate=1e6, seed=0)
+    assert all(np.all(np.isfinite(p)) for p in net.params.values())
+    net2 = dg.Network([5, 64, 64, 1], seed=0, init="standard_normal")
+    h = net2.fit(X, y, batch_size=None, epochs=50, learning_rate=1e6, seed=0, on_divergence="stop")
+    assert h.stopped and "diverged" in h.stopped
