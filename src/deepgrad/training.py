@@ -88,16 +88,28 @@ def _finite(grads: dict) -> bool:
     return all(bool(xp.all(xp.isfinite(g))) for g in grads.values())
 
 
+def _sum_finite(arrays: dict) -> bool:
+    """All entries finite, by one reduction per array: NaN and inf propagate into a sum (a
+    sum that overflows needs entries near the dtype's largest value: diverged as well).
+    About half the time of isfinite + all per array."""
+    values = list(arrays.values())
+    if all(isinstance(a, np.ndarray) for a in values):
+        return math.isfinite(sum(float(a.sum()) for a in values))
+    xp = namespace(*values)
+    return math.isfinite(sum(scalar(xp.sum(a)) for a in values))
+
+
 def _divergence(J: float, grads: dict, new_params: dict) -> str:
     """What is not finite after a step ('' when all is well): the cost, a gradient, or the
-    updated parameters (a finite gradient times a huge learning rate can overflow)."""
+    updated parameters (a finite gradient times a huge learning rate can overflow). A NaN or
+    inf gradient reaches the updated parameters, so one check of those covers both."""
     if not math.isfinite(J):
         return f"the cost is {J}"
+    if _sum_finite(new_params):
+        return ""
     if not _finite(grads):
         return "a gradient is not finite"
-    if not _finite(new_params):
-        return "the updated parameters are not finite"
-    return ""
+    return "the updated parameters are not finite"
 
 
 class _Run(NamedTuple):
