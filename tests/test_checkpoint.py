@@ -335,6 +335,7 @@ def test_sigkill_at_a_random_moment_then_rerun_is_bit_identical(tmp_path):
     assert not list(tmp_path.glob(".run.ckpt.*.tmp"))  # no half-written leftovers
 
 
+@pytest.mark.slow
 def test_cli_checkpoint_mismatch_is_one_line_exit_2(tmp_path):
     ckpt = tmp_path / "c.ckpt"
     args = [
