@@ -193,6 +193,15 @@ def test_checksum_catches_a_consistent_looking_edit(tmp_path):
         ck.load_checkpoint(path)
 
 
+def test_a_model_file_is_not_taken_for_a_checkpoint(data, tmp_path):
+    path = tmp_path / "model.npz"
+    dg.save(_net(), path)
+    before = path.read_bytes()
+    with pytest.raises(ck.CheckpointError, match="'deepgrad-network' file\\); pass another path"):
+        _train(data, checkpoint=path)
+    assert path.read_bytes() == before
+
+
 def test_other_version_and_foreign_npz_are_refused(tmp_path):
     path = tmp_path / "c.npz"
     np.savez(path, __meta__=np.array(json.dumps({"format": ck.FORMAT, "version": 99})))

@@ -249,7 +249,12 @@ def load_checkpoint(path) -> Checkpoint:
             f"checkpoint {str(path)!r} is truncated or corrupted ({type(exc).__name__}){hint}"
         ) from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a deepgrad checkpoint{hint}")
+        what = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a deepgrad checkpoint"
+            + (f" (it is a {what!r} file)" if isinstance(what, str) else "")
+            + "; pass another path for the checkpoint"
+        )
     if meta.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {meta.get('version')!r}; this deepgrad "
