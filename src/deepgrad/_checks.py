@@ -12,7 +12,14 @@ import numpy as np
 
 from ._backend import namespace, to_numpy
 
-__all__ = ["as_2d_float", "check_int", "check_float", "encode_targets", "check_targets"]
+__all__ = [
+    "as_2d_float",
+    "check_int",
+    "check_float",
+    "encode_targets",
+    "check_targets",
+    "check_fits_dtype",
+]
 
 
 def _short(value: Any) -> str:
@@ -57,7 +64,9 @@ def _is_array(x: Any) -> bool:
     return array_api_compat.is_array_api_obj(x)
 
 
-def as_2d_float(name: str, X: Any, n_features: int | None = None, check_finite: bool = True):
+def as_2d_float(
+    name: str, X: Any, n_features: int | None = None, check_finite: bool = True, dtype=None
+):
     """Return X as a 2-D real array (lists become NumPy), checking shape and values.
 
     Memory-mapped NumPy arrays are returned as they are (no copy); their finiteness is
@@ -89,7 +98,23 @@ def as_2d_float(name: str, X: Any, n_features: int | None = None, check_finite: 
         )
     if check_finite and not _all_finite(X):
         raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    if check_finite and dtype is not None:
+        check_fits_dtype(name, X, dtype)
     return X
+
+
+def check_fits_dtype(name: str, X, dtype: str) -> None:
+    """Finite values that would overflow to inf when cast to ``dtype`` (e.g. 1e300 as
+    float32) are an error here, not a silent inf (or a false 'divergence') later."""
+    if not isinstance(X, np.ndarray) or X.size == 0 or X.dtype.kind not in "iuf":
+        return
+    limit = float(np.finfo(dtype).max)
+    largest = float(np.max(np.abs(X)))
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g}, beyond the largest {dtype} ({limit:.3g}); "
+            f"rescale the data or use dtype='float64'"
+        )
 
 
 def _all_finite(X) -> bool:
@@ -114,6 +139,11 @@ def check_targets(name: str, Y: Any, output: str, n_out: int, m: int | None) -> 
         raise ValueError(f"{name} must have shape (m,) or (m, {n_out}), got {tuple(Y.shape)}")
     if m is not None and Y.shape[0] != m:
         raise ValueError(f"{name} has {Y.shape[0]} rows but X has {m}; they must match")
+    if Y.ndim == 1 and output != "softmax" and n_out != 1:  # would broadcast silently
+        raise ValueError(
+            f"{name} has shape {tuple(Y.shape)} but the output layer has {n_out} units; "
+            f"pass shape (m, {n_out})"
+        )
     if Y.ndim == 2 and Y.shape[1] != n_out and not (output == "softmax" and Y.shape[1] == 1):
         raise ValueError(f"{name} has {Y.shape[1]} columns but the output layer has {n_out} units")
     if not _all_finite(Y):

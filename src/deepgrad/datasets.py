@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BUNDLED", "load_bundled", "load_file", "train_test_split", "standardize"]
+__all__ = ["BUNDLED", "load_bundled", "load_file", "load_npy", "train_test_split", "standardize"]
 
 BUNDLED = ("digits", "breast_cancer", "iris", "wine")
 
@@ -40,16 +40,37 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             keys = set(z.files)
             ykey = "y" if "y" in keys else "Y"
-            if "X" not in keys or ykey not in keys:
-                raise ValueError(
-                    f"data file {str(path)!r} must hold arrays 'X' and 'y', has {sorted(keys)}"
-                )
-            return z["X"], z[ykey]
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            if "X" in keys and ykey in keys:
+                return z["X"], z[ykey]
+    except PermissionError:
+        raise
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        zipfile.BadZipFile,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         raise ValueError(f"data file {str(path)!r} is not a readable .npz file: {exc}") from exc
+    raise ValueError(f"data file {str(path)!r} must hold arrays 'X' and 'y', has {sorted(keys)}")
+
+
+def load_npy(path) -> np.ndarray:
+    """An array from a .npy file; clear errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except PermissionError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"data file {str(path)!r} is not a readable .npy file: {exc}") from exc
 
 
 def train_test_split(X, y, test_fraction: float, seed: int):

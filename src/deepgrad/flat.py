@@ -34,6 +34,9 @@ def flatten(params: dict):
     """
     if not isinstance(params, dict) or not params:
         raise TypeError(f"params must be a non-empty dict of arrays, got {type(params).__name__}")
+    for k, v in params.items():
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):
+            raise TypeError(f"params[{k!r}] must be an array, got {type(v).__name__}")
     keys = ordered_keys(params)
     xp = namespace(*params.values())
     shapes = [tuple(params[k].shape) for k in keys]
@@ -41,6 +44,10 @@ def flatten(params: dict):
     theta = xp.concat([xp.reshape(params[k], (-1,)) for k in keys])
 
     def unflatten(vector):
+        if not hasattr(vector, "shape"):
+            raise TypeError(
+                f"theta must be an array of shape ({sum(sizes)},), got {type(vector).__name__}"
+            )
         vxp = namespace(vector)
         if tuple(vector.shape) != (sum(sizes),):
             raise ValueError(f"theta must have shape ({sum(sizes)},), got {tuple(vector.shape)}")

@@ -45,12 +45,21 @@ def _umask() -> int:
     return mask
 
 
+def _check_path(path) -> Path:
+    if not isinstance(path, str | os.PathLike) or str(path) == "":
+        raise TypeError(f"path must be a file name (str or os.PathLike), got {path!r}")
+    return Path(path)
+
+
 def save(net, path) -> None:
     """Write ``net`` (architecture, dtype and parameters) to ``path`` (.npz), atomically."""
     from .model import Network
 
     if not isinstance(net, Network):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
+    path = _check_path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write the model to {str(path)!r}: it is a directory")
     meta = {
         "format": "deepgrad-network",
         "version": FORMAT_VERSION,
@@ -69,35 +78,60 @@ def load(path):
     """Read a network written by ``save``; clear errors for missing, foreign or broken files."""
     from .model import Network
 
-    path = Path(path)
+    path = _check_path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"model file {str(path)!r} is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as exc:
+    except PermissionError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        OSError,
+        EOFError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:  # zipfile's words for a damaged header
         raise ValueError(
             f"model file {str(path)!r} is not a readable deepgrad model (truncated, corrupted "
             f"or another format): {exc}"
         ) from exc
-    if meta.get("format") != "deepgrad-network":
+    if not isinstance(meta, dict) or meta.get("format") != "deepgrad-network":
         raise ValueError(f"model file {str(path)!r} is not a deepgrad network")
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"model file {str(path)!r} has format version {meta.get('version')!r}; this "
             f"deepgrad reads version {FORMAT_VERSION}"
         )
-    net = Network(
-        meta["layer_sizes"],
-        meta["hidden_activation"],
-        meta["output"],
-        init="zeros",
-        dtype=meta["dtype"],
-    )
+    try:
+        net = Network(
+            meta["layer_sizes"],
+            meta["hidden_activation"],
+            meta["output"],
+            init="zeros",
+            dtype=meta["dtype"],
+        )
+    except KeyError as exc:
+        raise ValueError(f"model file {str(path)!r} has no {exc} in its metadata") from exc
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"model file {str(path)!r} has an invalid architecture: {exc}") from exc
     net.init = meta.get("init", "auto")
     expected = net.spec.shapes()
     if set(arrays) != set(expected) or any(arrays[k].shape != expected[k] for k in expected):
         raise ValueError(f"model file {str(path)!r} has parameters that do not match its layers")
+    for k in expected:
+        if arrays[k].dtype.kind not in "iuf" or not np.all(np.isfinite(arrays[k])):
+            raise ValueError(
+                f"model file {str(path)!r}: parameter {k} must hold finite real numbers, got "
+                f"dtype {arrays[k].dtype}"
+                + (" with NaN or inf" if arrays[k].dtype.kind == "f" else "")
+            )
     net.params = {k: np.ascontiguousarray(arrays[k], dtype=meta["dtype"]) for k in expected}
     return net

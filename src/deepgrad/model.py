@@ -7,7 +7,7 @@ import numpy as np
 from . import activations, dropout, initializers, losses
 from . import network as nw
 from ._backend import namespace, scalar, to_numpy
-from ._checks import as_2d_float, check_int, check_targets, encode_targets
+from ._checks import as_2d_float, check_fits_dtype, check_int, check_targets, encode_targets
 
 __all__ = ["Network", "DTYPES"]
 
@@ -114,7 +114,7 @@ class Network:
 
     # -- inputs ------------------------------------------------------------------------
     def _X(self, X):
-        X = as_2d_float("X", X, self.layer_sizes[0])
+        X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
         xp = namespace(self.params["W1"])
         if isinstance(X, np.ndarray) and xp is not namespace(X):
             return xp.asarray(np.asarray(X, dtype=self.dtype))
@@ -125,6 +125,7 @@ class Network:
     def _XY(self, X, Y):
         Xa = self._X(X)
         Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
+        check_fits_dtype("Y", Y, self.dtype)
         xp = namespace(Xa)
         return Xa, encode_targets(Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype)
 
@@ -137,9 +138,29 @@ class Network:
         return l2, l2_denominator
 
     # -- the math ------------------------------------------------------------------------
+    def _masks(self, masks, m: int):
+        """None, or one (m, n^[l]) mask per hidden layer (as ``draw_masks`` gives)."""
+        if masks is None:
+            return None
+        hidden = self.spec.hidden_sizes
+        if not isinstance(masks, list | tuple) or len(masks) != len(hidden):
+            raise TypeError(
+                f"masks must be a list of {len(hidden)} arrays (one per hidden layer, from "
+                f"draw_masks), got {type(masks).__name__}"
+                + (f" of length {len(masks)}" if isinstance(masks, list | tuple) else "")
+            )
+        for l, (mask, n) in enumerate(zip(masks, hidden, strict=True), start=1):
+            if tuple(getattr(mask, "shape", ())) != (m, n):
+                raise ValueError(
+                    f"masks[{l - 1}] must have shape ({m}, {n}) (the batch's rows x hidden layer "
+                    f"{l}'s units), got {getattr(mask, 'shape', type(mask).__name__)}"
+                )
+        return masks
+
     def forward(self, X, masks=None):
         """(Z^[L], cache) for X (m, n^[0]); see ``network.forward``."""
-        return nw.forward(self.params, self._X(X), self.spec, masks)
+        Xa = self._X(X)
+        return nw.forward(self.params, Xa, self.spec, self._masks(masks, Xa.shape[0]))
 
     def cost(self, X, Y, l2: float = 0.0, masks=None, l2_denominator: int | None = None) -> float:
         """The seed's J = (1/m) sum L + lambda/(2 m) sum ||W||_F^2 on (X, Y), as a float.
@@ -149,12 +170,14 @@ class Network:
         """
         l2, m_reg = self._m_reg(l2, l2_denominator)
         Xa, Ya = self._XY(X, Y)
+        masks = self._masks(masks, Xa.shape[0])
         return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
 
     def cost_and_gradients(self, X, Y, l2: float = 0.0, masks=None, l2_denominator=None):
         """(J, grads): grads has the keys and shapes of ``params``."""
         l2, m_reg = self._m_reg(l2, l2_denominator)
         Xa, Ya = self._XY(X, Y)
+        masks = self._masks(masks, Xa.shape[0])
         J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
         return scalar(J), grads
 
@@ -163,6 +186,8 @@ class Network:
         from ._checks import check_float
 
         keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         xp = namespace(self.params["W1"])
         xp = None if xp is namespace(np.empty(0)) else xp
         return dropout.draw_masks(

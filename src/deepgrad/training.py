@@ -18,7 +18,14 @@ from . import data as _data
 from . import dropout, optimizers
 from . import network as nw
 from ._backend import namespace, scalar
-from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
+from ._checks import (
+    as_2d_float,
+    check_fits_dtype,
+    check_float,
+    check_int,
+    check_targets,
+    encode_targets,
+)
 from ._progress import progress_bar
 
 __all__ = ["History", "StepInfo", "DivergenceError", "train_step", "run_epoch", "fit"]
@@ -81,6 +88,31 @@ def _finite(grads: dict) -> bool:
     return all(bool(xp.all(xp.isfinite(g))) for g in grads.values())
 
 
+def _sum_finite(arrays: dict) -> bool:
+    """All entries finite, by one reduction per array: NaN and inf propagate into a sum (a
+    sum that overflows needs entries near the dtype's largest value: diverged as well).
+    About half the time of isfinite + all per array."""
+    values = list(arrays.values())
+    with np.errstate(over="ignore", invalid="ignore"):  # the inf is the answer, not a warning
+        if all(isinstance(a, np.ndarray) for a in values):
+            return math.isfinite(sum(float(a.sum()) for a in values))
+        xp = namespace(*values)
+        return math.isfinite(sum(scalar(xp.sum(a)) for a in values))
+
+
+def _divergence(J: float, grads: dict, new_params: dict) -> str:
+    """What is not finite after a step ('' when all is well): the cost, a gradient, or the
+    updated parameters (a finite gradient times a huge learning rate can overflow). A NaN or
+    inf gradient reaches the updated parameters, so one check of those covers both."""
+    if not math.isfinite(J):
+        return f"the cost is {J}"
+    if _sum_finite(new_params):
+        return ""
+    if not _finite(grads):
+        return "a gradient is not finite"
+    return "the updated parameters are not finite"
+
+
 class _Run(NamedTuple):
     """Fixed inputs of one fit: data, targets and the settings of every step."""
 
@@ -110,12 +142,34 @@ def _batch(run: _Run, idx):
     return Xb, Yb
 
 
-def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
-    """One pass over all mini-batches of ``epoch``; returns (params, opt_state)."""
+def _epoch_so_far(history: History, start: int) -> tuple[float, int]:
+    """(sum of J * batch size, examples) over the last ``start`` iterations, summed in the
+    order run_epoch sums them, so a resumed epoch's mean cost is bit-for-bit the same."""
+    total, seen = 0.0, 0
+    examples = [0, *history.iteration_examples]
+    for t in range(history.iterations - start, history.iterations):
+        size = examples[t + 1] - examples[t]
+        seen += size
+        total += history.iteration_cost[t] * size
+    return total, seen
+
+
+def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, start=0, hook=None):
+    """One pass over all mini-batches of ``epoch``; returns (params, opt_state, ok).
+
+    ``start``: mini-batches of this epoch already done (resuming from a checkpoint): they
+    are skipped, their dropout masks drawn and dropped so later masks are the same.
+    ``hook(epoch, batches_done, params, opt_state)`` runs after every step (checkpoints).
+    """
     m = run.X.shape[0]
     drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
-    total, seen = 0.0, 0
-    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle):
+    total, seen = _epoch_so_far(history, start)
+    batches = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle)
+    for i, idx in enumerate(batches):
+        if i < start:
+            if drop_rng is not None:
+                dropout.draw_masks(drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob)
+            continue
         Xb, Yb = _batch(run, idx)
         masks = None
         if drop_rng is not None:
@@ -129,11 +183,11 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
             )
         J = scalar(J)
         t = history.iterations
-        if not math.isfinite(J) or not _finite(grads):
-            what = f"the cost is {J}" if not math.isfinite(J) else "a gradient is not finite"
+        bad = _divergence(J, grads, new_params)
+        if bad:
             history.stopped = (
-                f"diverged at epoch {epoch + 1}, iteration {t + 1}: {what}; "
-                "try a smaller learning rate"
+                f"diverged at epoch {epoch + 1}, iteration {t + 1}: {bad}; the last finite "
+                f"parameters (before this step) are kept; try a smaller learning rate"
             )
             return params, opt_state, False
         params, opt_state = new_params, new_state
@@ -149,6 +203,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
             bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
         for cb in callbacks:
             cb(StepInfo(epoch, t, J, params, grads))
+        if hook is not None:
+            hook(epoch, i + 1, params, opt_state)
     history.epoch_cost.append(total / seen)
     return params, opt_state, True
 
@@ -202,6 +258,8 @@ def fit(
     callbacks=(),
     on_divergence: str = "raise",
     progress: bool | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
 ) -> History:
     """Train ``net`` in place with (mini-)batch gradient descent and return its History.
 
@@ -221,14 +279,20 @@ def fit(
     keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1].
     seed : shuffling and dropout masks are pure functions of (seed, epoch).
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
+    checkpoint : a file path. Training state is saved there every ``checkpoint_every``
+        iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
+        written by the same configuration, training resumes from it (see checkpoint.py).
+        With ``seed=None`` the checkpoint's seed is used.
     """
     spec = net.spec
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
     else:
-        X = as_2d_float("X", X, spec.layer_sizes[0])
+        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
     m = X.shape[0]
     Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
+    check_fits_dtype("Y", Y, net.dtype)
+    _check_options(validation_data, shuffle, callbacks, progress)
     b = _resolve_batch_size(batch_size, m)
     epochs = check_int("epochs", epochs, 1)
     l2 = check_float("l2", l2, 0.0)
@@ -239,15 +303,25 @@ def fit(
         )
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    if isinstance(optimizer, str):
+    by_name = isinstance(optimizer, str)
+    if by_name:
         optimizer = optimizers.get(optimizer, learning_rate)
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     if validation_data is not None:
-        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0])
+        Xv = as_2d_float(
+            "validation_data[0]", validation_data[0], spec.layer_sizes[0], dtype=net.dtype
+        )
         Yv = check_targets(
             "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
         )
+        check_fits_dtype("validation_data[1]", Yv, net.dtype)
+    ckpt = None
+    if checkpoint is not None:
+        from .checkpoint import Checkpointer
+
+        ckpt = Checkpointer(checkpoint, checkpoint_every)
+        seed = ckpt.saved_seed if seed is None else seed
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
     seed = check_int("seed", seed, 0)
@@ -273,11 +347,32 @@ def fit(
     )
     history = History(batch_size=b, seed=seed)
     params, state = net.params, optimizer.init(net.params)
+    start_epoch = start = 0
+    if ckpt is not None:
+        config = _checkpoint_config(
+            net, X, Y, run, l2_normalization, optimizer, learning_rate, by_name
+        )
+        start_epoch, start, params, state, history = ckpt.resume(
+            config, params, state, history, epochs
+        )
+        net.params = params
     bar = progress_bar(epochs * _data.n_batches(m, b), progress)
-    t0 = time.perf_counter()
+    bar.update(history.iterations)
+    t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
     try:
-        for epoch in range(epochs):
-            params, state, ok = run_epoch(run, params, state, epoch, history, bar, callbacks, t0)
+        for epoch in range(start_epoch, epochs):
+            params, state, ok = run_epoch(
+                run,
+                params,
+                state,
+                epoch,
+                history,
+                bar,
+                callbacks,
+                t0,
+                start if epoch == start_epoch else 0,
+                None if ckpt is None else ckpt.step,
+            )
             net.params = params  # the last finite parameters, also after a divergence
             if not ok:
                 if on_divergence == "raise":
@@ -288,6 +383,56 @@ def fit(
                 vc, va = _evaluate(params, spec, Xv, Yv, l2, net.dtype)
                 history.val_cost.append(vc)
                 history.val_accuracy.append(va)
+            if ckpt is not None:
+                ckpt.epoch_end(epoch + 1, params, state)
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            ckpt.save()  # the last completed step; resume goes on from there
+        raise
     finally:
         bar.close()
     return history
+
+
+def _check_options(validation_data, shuffle, callbacks, progress) -> None:
+    """Type checks of fit's remaining options (a wrong type would fail late and obscurely)."""
+    if validation_data is not None and (
+        not isinstance(validation_data, tuple | list) or len(validation_data) != 2
+    ):
+        raise TypeError(
+            f"validation_data must be a pair (X_val, Y_val) or None, got "
+            f"{type(validation_data).__name__}"
+            + (
+                f" of length {len(validation_data)}"
+                if isinstance(validation_data, tuple | list)
+                else ""
+            )
+        )
+    for name, value in (("shuffle", shuffle), ("progress", progress)):
+        if not (isinstance(value, bool | np.bool_) or (name == "progress" and value is None)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if not isinstance(callbacks, list | tuple) or not all(callable(c) for c in callbacks):
+        raise TypeError(f"callbacks must be a list of callables f(StepInfo), got {callbacks!r}")
+
+
+def _checkpoint_config(net, X, Y, run: _Run, l2_normalization, optimizer, learning_rate, by_name):
+    """The settings a checkpoint must share with this fit to be resumed by it."""
+    from .checkpoint import training_config
+
+    if not by_name:  # an Optimizer object: learning_rate is not used
+        learning_rate = None
+    elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
+        learning_rate = getattr(learning_rate, "__qualname__", "schedule")
+    return training_config(
+        net,
+        X,
+        Y,
+        batch_size=run.batch_size,
+        l2=run.l2,
+        l2_normalization=l2_normalization,
+        optimizer=optimizer.name,
+        learning_rate=learning_rate,
+        keep_prob=run.keep_prob,
+        seed=run.seed,
+        shuffle=bool(run.shuffle),
+    )

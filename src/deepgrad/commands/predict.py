@@ -19,12 +19,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import deepgrad as dg
 
+    from ..datasets import load_npy
     from ..io import atomic_write
     from .train import load_data
 
     net = dg.load(args.model)
     if args.data.endswith(".npy"):
-        X, y = np.load(args.data, allow_pickle=False), None
+        X, y = load_npy(args.data), None
     else:
         X, y, _ = load_data(args.data)
     pred = np.asarray(net.predict(X))

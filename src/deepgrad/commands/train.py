@@ -36,6 +36,15 @@ def add_arguments(p) -> None:
         help="held-out fraction for in-memory data (0 = none)",
     )
     p.add_argument("--out", default="out", help="output directory (default out/)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="save training state here (each epoch, on Ctrl-C and every "
+        "--checkpoint-every iterations); resume from it when it exists",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N iterations"
+    )
 
 
 def load_data(spec: str):
@@ -57,11 +66,19 @@ def load_data(spec: str):
         raise FileNotFoundError(
             f"--data {spec!r} is neither a bundled dataset {list(datasets.BUNDLED)} nor a file"
         )
+    if len(X) != len(y):
+        raise ValueError(
+            f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match"
+        )
     return X, y, guess_output(y)
 
 
 def guess_output(y) -> str:
     y = np.asarray(y[:100000])
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"the data's y must hold numbers (labels or targets), got dtype {y.dtype}")
+    if y.size == 0:
+        raise ValueError("the data's y is empty: at least 1 example needed")
     if y.ndim == 2 and y.shape[1] > 1:
         return "linear"
     if y.dtype.kind in "biu" or np.all(y == np.round(y)):
@@ -79,7 +96,9 @@ def run(args) -> int:
     import deepgrad as dg
 
     from .. import datasets, plotting
+    from .._checks import check_float
 
+    check_float("--test-fraction", args.test_fraction, 0.0, 1.0, high_open=True)
     X, y, guessed = load_data(args.data)
     output = guessed if args.output == "auto" else args.output
     Xte = yte = None
@@ -102,6 +121,8 @@ def run(args) -> int:
         seed=args.seed,
         validation_data=None if Xte is None else (Xte, yte),
         progress=False if args.quiet else None,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
     seconds = time.perf_counter() - t0
     out = out_dir(args.out)
