@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench-train bench-gradcheck clean
+.PHONY: install demo test lint bench-train bench-gradcheck bench-distributed clean
 
 install: $(STAMP)
 
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[all,test]"
+	$(PY) -m pip install -q -e ".[mpi]"
 	touch $(STAMP)
 
 demo: install
@@ -24,6 +25,9 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+
+bench-distributed: install
+	$(PY) bench/distributed.py
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info

@@ -260,6 +260,7 @@ def fit(
     progress: bool | None = None,
     checkpoint=None,
     checkpoint_every: int | None = None,
+    distributed: bool = False,
 ) -> History:
     """Train ``net`` in place with (mini-)batch gradient descent and return its History.
 
@@ -283,7 +284,17 @@ def fit(
         iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
         written by the same configuration, training resumes from it (see checkpoint.py).
         With ``seed=None`` the checkpoint's seed is used.
+    distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.distributed); same
+        result as single-process up to the order of summation.
     """
+    # --- distributed hook (issue 7): keep first, so locals() holds only the arguments ---
+    if distributed:
+        options = dict(locals())
+        del options["distributed"]
+        from .distributed import fit_distributed
+
+        return fit_distributed(**options)
+    # --- end distributed hook ---
     spec = net.spec
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)

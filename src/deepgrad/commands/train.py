@@ -45,6 +45,12 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N iterations"
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI ranks: mpiexec -n 4 deepgrad train ... --distributed "
+        "(rank 0 alone prints and writes)",
+    )
 
 
 def load_data(spec: str):
@@ -99,7 +105,12 @@ def run(args) -> int:
     from .._checks import check_float
 
     check_float("--test-fraction", args.test_fraction, 0.0, 1.0, high_open=True)
-    X, y, guessed = load_data(args.data)
+    if args.distributed:  # issue 7: one-line error outside mpiexec; ranks fail together
+        from .. import distributed
+
+        X, y, guessed = distributed.agree(distributed.world(), load_data, args.data)
+    else:
+        X, y, guessed = load_data(args.data)
     output = guessed if args.output == "auto" else args.output
     Xte = yte = None
     if not isinstance(X, np.memmap) and args.test_fraction > 0:
@@ -123,8 +134,11 @@ def run(args) -> int:
         progress=False if args.quiet else None,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
+        distributed=args.distributed,
     )
     seconds = time.perf_counter() - t0
+    if args.distributed and distributed.rank() != 0:
+        return 0  # rank 0 alone writes and prints
     out = out_dir(args.out)
     dg.save(net, out / "model.npz")
     write_json(out / "history.json", history.as_dict())

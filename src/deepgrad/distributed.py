@@ -1,0 +1,477 @@
+"""Synchronous data-parallel mini-batch gradient descent over MPI (mpi4py).
+
+Launch as MPI programs are launched, ``mpiexec -n P python script.py`` or
+``mpiexec -n P deepgrad train ... --distributed``; every rank runs the same code.
+
+One step with P ranks and a global mini-batch of n examples (the batch single-process
+training would use: same ``data.batch_indices(m, b, seed, epoch)``)::
+
+    rank r takes rows idx[r n // P : (r + 1) n // P] of the sorted global batch idx
+    local   s_r = sum_{i in rows of r} dL_i/dtheta,  l_r = sum_{i in rows of r} L_i
+    buffer  [s_r (all parameters packed, "W1", "b1", ...) | l_r]   one flat array
+    Allreduce(SUM) of that one buffer, divided by n      -> (1/n) sum_i dL_i/dtheta, J_data
+    dW += (lambda / m_reg) W                              (m_reg = n or m, as single-process)
+    every rank applies the same optimizer update          -> identical params and state
+
+So the result equals single-process training up to the order of the summation (the tests
+check 1e-10 relative in float64, 1e-5 in float32, P = 1, 2, 3). A rank whose share of a
+small batch is empty (n < P) contributes zeros. Dropout masks are drawn for the whole
+global batch from the same generator on every rank and sliced, so they match too.
+
+Data: each rank gathers only its rows of each batch, ``X[idx_local]``. With a
+memory-mapped .npy file that is all it reads; because the batch indices are sorted, rank
+r's rows lie mostly in the r-th 1/P of the file, so each machine's page cache holds about
+1/P of the data set. In-memory arrays are held whole by every rank (use a .npy
+directory to avoid P copies).
+
+Consistency and failure: every epoch the ranks compare a CRC32 of their parameters and
+optimizer state (one ``allgather`` of an int); a mismatch raises ReplicaMismatchError on
+every rank. Divergence (NaN/inf) is seen identically by every rank, since cost and
+gradients are global, so ``on_divergence`` behaves as single-process. Any other exception
+on one rank (a bad row in its shard, a full disk, a bug) prints its traceback and calls
+``MPI_Abort``, so the other ranks stop instead of waiting forever in the next Allreduce;
+a rank that dies is handled by mpiexec, which kills the others.
+
+"Under an MPI launcher" means one of LAUNCHER_VARIABLES is set (mpiexec of MPICH/hydra
+sets PMI_RANK, Open MPI OMPI_COMM_WORLD_SIZE, PMIx launchers and srun PMIX_RANK). Without
+one we refuse rather than import ``mpi4py.MPI``, which would start a 1-rank MPI "singleton"
+and silently train alone. ``mpiexec -n 1`` is a valid 1-rank run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import data as _data
+from . import dropout, optimizers, training
+from . import network as nw
+from ._backend import is_numpy
+from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
+from ._progress import progress_bar
+
+__all__ = [
+    "MPIUnavailableError",
+    "ReplicaMismatchError",
+    "LAUNCHER_VARIABLES",
+    "launched_by_mpi",
+    "unavailable_reason",
+    "world",
+    "rank",
+    "shard_bounds",
+    "state_checksum",
+    "distributed_step",
+    "agree",
+    "fit_distributed",
+    "local_mpiexec",
+]
+
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
+
+
+class MPIUnavailableError(ValueError):
+    """distributed=True but mpi4py is missing or the process was not started by mpiexec."""
+
+
+class ReplicaMismatchError(RuntimeError):
+    """Parameters or optimizer state differ between ranks (they must stay identical)."""
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process (see LAUNCHER_VARIABLES)."""
+    return any(v in os.environ for v in LAUNCHER_VARIABLES)
+
+
+def unavailable_reason() -> str | None:
+    """Why distributed training cannot run here, in one line; None when it can."""
+    try:
+        import mpi4py  # noqa: F401  (importing mpi4py alone does not start MPI)
+    except ImportError:
+        return (
+            "distributed training needs mpi4py and an MPI library: "
+            "pip install 'deepgrad[mpi]' (mpi4py and mpich from PyPI)"
+        )
+    if not launched_by_mpi():
+        return (
+            "distributed training must be started by an MPI launcher, e.g. "
+            "'mpiexec -n 4 deepgrad train ... --distributed' (none of "
+            f"{', '.join(LAUNCHER_VARIABLES)} is set)"
+        )
+    return None
+
+
+def world():
+    """MPI.COMM_WORLD, or MPIUnavailableError saying why not."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise MPIUnavailableError(reason)
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def rank() -> int:
+    """This process's rank in COMM_WORLD; 0 when not started by an MPI launcher."""
+    return world().Get_rank() if unavailable_reason() is None else 0
+
+
+def shard_bounds(n: int, size: int, r: int) -> tuple[int, int]:
+    """Rows [lo, hi) of an n-row global batch that rank r of ``size`` computes.
+
+    Contiguous and balanced (sizes differ by at most 1); empty for some ranks when n < size.
+    """
+    return (r * n) // size, ((r + 1) * n) // size
+
+
+def _leaves(obj):
+    """Arrays and numbers inside nested dicts/tuples/lists (params, optimizer states)."""
+    if isinstance(obj, dict):
+        for k in sorted(obj):
+            yield from _leaves(obj[k])
+    elif isinstance(obj, tuple | list):
+        for v in obj:
+            yield from _leaves(v)
+    elif isinstance(obj, np.ndarray | np.generic | int | float | bool):
+        yield np.asarray(obj)
+
+
+def state_checksum(params: dict, opt_state=None) -> int:
+    """CRC32 of the bytes of every parameter and optimizer-state array/number."""
+    crc = 0
+    for leaf in _leaves((params, opt_state)):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    return crc
+
+
+def _layout(params: dict) -> dict:
+    """name -> (start, stop, shape) of each parameter in the flat buffer."""
+    layout, start = {}, 0
+    for k, v in params.items():
+        layout[k] = (start, start + v.size, v.shape)
+        start += v.size
+    return layout
+
+
+def _pack_local(params, Xl, Yl, spec, masks, buf, layout) -> None:
+    """buf = [n_local * data-term gradients of the local rows | their loss sum]."""
+    n_local = Xl.shape[0]
+    if n_local == 0:  # a batch smaller than the number of ranks
+        buf[:] = 0
+        return
+    J, grads = nw.cost_and_gradients(params, Xl, Yl, spec, 0.0, None, masks)
+    for k, (lo, hi, shape) in layout.items():
+        np.multiply(grads[k], n_local, out=buf[lo:hi].reshape(shape))
+    buf[-1] = float(J) * n_local
+
+
+def distributed_step(comm, params, opt_state, Xl, Yl, n, spec, optimizer, l2, m_reg, masks):
+    """One synchronous step: (J, grads, new_params, new_state), the same on every rank.
+
+    Xl, Yl : this rank's (n_local, n^[0]) rows and (n_local, n^[L]) encoded targets of an
+        n-example global mini-batch. ``m_reg`` None means n (the seed's J^{t}).
+    One Allreduce of one flat buffer of n_params + 1 values carries all the gradients
+    and the loss sum.
+    """
+    from mpi4py import MPI
+
+    layout = _layout(params)
+    dtype = params["W1"].dtype
+    buf = np.empty(sum(v.size for v in params.values()) + 1, dtype=dtype)
+    _pack_local(params, Xl, Yl, spec, masks, buf, layout)
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    buf /= n
+    reg = l2 / (n if m_reg is None else m_reg)
+    grads = {}
+    for k, (lo, hi, shape) in layout.items():
+        g = buf[lo:hi].reshape(shape)
+        grads[k] = g + reg * params[k] if (reg and k.startswith("W")) else g
+    J = float(buf[-1]) + float(nw.l2_penalty(params, spec.L, l2, n if m_reg is None else m_reg))
+    new_params, new_state = optimizer.update(grads, opt_state, params)
+    return J, grads, new_params, new_state
+
+
+def agree(comm, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on every rank of ``comm``; if it raises on any, all raise.
+
+    The rank that failed re-raises its own exception; the others raise ValueError naming
+    it. Without this, a rank that fails alone (a file missing on its machine, a corrupt
+    shard) would exit while the others wait forever in their next collective call.
+    """
+    try:
+        result, error = fn(*args, **kwargs), None
+    except Exception as exc:  # reported to every rank, then re-raised
+        result, error = None, exc
+    errors = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(i, e) for i, e in enumerate(errors) if e is not None]
+    if failed:
+        i, e = failed[0]
+        raise ValueError(f"rank {i} of {len(errors)} failed: {e.splitlines()[0]}")
+    return result
+
+
+@contextmanager
+def _abort_on_error(comm):
+    """Turn an exception on one rank into MPI_Abort, so the others do not hang."""
+    try:
+        yield
+    except (training.DivergenceError, ReplicaMismatchError):
+        raise  # decided from global values: every rank raises it together
+    except BaseException:
+        if comm.Get_size() > 1:
+            sys.stderr.write(
+                f"deepgrad: rank {comm.Get_rank()} of {comm.Get_size()} failed; "
+                "aborting all ranks\n" + traceback.format_exc()
+            )
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
+
+
+def _record(history, J, n, bar, t0) -> None:
+    history.iteration_cost.append(J)
+    history.iteration_time.append(time.perf_counter() - t0)
+    prev = history.iteration_examples[-1] if history.iteration_examples else 0
+    history.iteration_examples.append(prev + n)
+    bar.update(1)
+    if history.iterations % 20 == 1:
+        bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
+
+
+def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0):
+    """One epoch over the global mini-batches; returns (params, state, finished)."""
+    m, size, r = run.X.shape[0], comm.Get_size(), comm.Get_rank()
+    drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
+    total, seen = 0.0, 0
+    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle):
+        n = len(idx)
+        lo, hi = shard_bounds(n, size, r)
+        masks = None
+        if drop_rng is not None:  # the whole batch's masks, as single-process, then our rows
+            full = dropout.draw_masks(drop_rng, n, run.spec.hidden_sizes, run.keep_prob)
+            masks = [mk[lo:hi] for mk in full]
+        Xl, Yl = training._batch(run, idx[lo:hi])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            J, grads, new_params, new_state = distributed_step(
+                comm, params, state, Xl, Yl, n, run.spec, run.optimizer, run.l2, run.m_reg, masks
+            )
+        if not math.isfinite(J) or not training._finite(grads):
+            what = f"the cost is {J}" if not math.isfinite(J) else "a gradient is not finite"
+            history.stopped = (
+                f"diverged at epoch {epoch + 1}, iteration {history.iterations + 1}: {what}; "
+                "try a smaller learning rate"
+            )
+            return params, state, False
+        params, state = new_params, new_state
+        seen, total = seen + n, total + J * n
+        _record(history, J, n, bar, t0)
+        if r == 0:
+            for cb in callbacks:
+                cb(training.StepInfo(epoch, history.iterations - 1, J, params, grads))
+    history.epoch_cost.append(total / seen)
+    return params, state, True
+
+
+def _check_replicas(comm, params, state, epoch) -> None:
+    sums = comm.allgather(state_checksum(params, state))
+    if len(set(sums)) > 1:
+        raise ReplicaMismatchError(
+            f"parameters or optimizer state differ between ranks after epoch {epoch + 1} "
+            f"(CRC32 by rank: {sums}); every rank must run the same deepgrad, optimizer "
+            "and data"
+        )
+
+
+def _check_options(options: dict) -> None:
+    """Options of training.fit that this loop does not implement must keep their defaults."""
+    params = inspect.signature(training.fit).parameters
+    for name, value in options.items():
+        if name not in params:
+            raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
+        default = params[name].default
+        if value is not default and value != default:
+            raise ValueError(
+                f"{name}={value!r} is not supported with distributed=True yet "
+                f"(allowed: {default!r})"
+            )
+
+
+def _prepare(
+    net,
+    X,
+    Y,
+    *,
+    batch_size,
+    epochs,
+    learning_rate,
+    l2,
+    l2_normalization,
+    optimizer,
+    keep_prob,
+    seed,
+    shuffle,
+    validation_data,
+    on_divergence,
+):
+    """Validate exactly as training.fit does; returns (run, validation or None)."""
+    spec = net.spec
+    if not is_numpy(net.params["W1"]):
+        raise TypeError("distributed=True needs NumPy parameters (MPI sends host memory)")
+    memmap = isinstance(X, np.memmap)
+    X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=not memmap)
+    m = X.shape[0]
+    Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
+    b = training._resolve_batch_size(batch_size, m)
+    check_int("epochs", epochs, 1)
+    l2 = check_float("l2", l2, 0.0)
+    keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
+    if l2_normalization not in training.L2_NORMALIZATIONS:
+        raise ValueError(
+            f"l2_normalization must be one of {list(training.L2_NORMALIZATIONS)}, "
+            f"got {l2_normalization!r}"
+        )
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+    if isinstance(optimizer, str):
+        optimizer = optimizers.get(optimizer, learning_rate)
+    elif not isinstance(optimizer, optimizers.Optimizer):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
+    val = None
+    if validation_data is not None:
+        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0])
+        n_out = spec.layer_sizes[-1]
+        Yv = validation_data[1]
+        val = (Xv, check_targets("validation_data[1]", Yv, spec.output, n_out, Xv.shape[0]))
+    seed = check_int("seed", seed, 0)
+    Yenc = encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
+    m_reg = m if l2_normalization == "dataset" else None
+    run = training._Run(
+        X,
+        np.asarray(Yenc),
+        spec,
+        optimizer,
+        b,
+        l2,
+        m_reg,
+        keep_prob,
+        seed,
+        shuffle,
+        net.dtype,
+        np,
+        memmap,
+    )
+    return run, val
+
+
+def fit_distributed(
+    net,
+    X,
+    Y,
+    *,
+    batch_size="auto",
+    epochs: int = 10,
+    learning_rate: float = 0.1,
+    l2: float = 0.0,
+    l2_normalization: str = "batch",
+    optimizer="gd",
+    keep_prob: float = 1.0,
+    seed: int | None = None,
+    shuffle: bool = True,
+    validation_data=None,
+    callbacks=(),
+    on_divergence: str = "raise",
+    progress: bool | None = None,
+    comm=None,
+    **other,
+) -> training.History:
+    """Train ``net`` in place on all ranks of ``comm`` (default COMM_WORLD); see module doc.
+
+    Same arguments and same result as ``training.fit`` (which calls this for
+    ``distributed=True``); every rank must call it with the same arguments and data (each
+    reads only its rows). Returns the History on every rank (iteration costs are the global
+    mini-batch costs, so all ranks hold the same numbers). Rank 0 alone shows progress,
+    runs ``callbacks`` and evaluates ``validation_data`` (broadcast to the others).
+    """
+    comm = world() if comm is None else comm
+    root = comm.Get_rank() == 0
+    if seed is None:  # one random seed for all ranks, drawn by rank 0
+        seed = comm.bcast(int(np.random.SeedSequence().entropy % (2**63)) if root else None)
+    agree(comm, _check_options, other)
+    run, val = agree(
+        comm,
+        _prepare,
+        net,
+        X,
+        Y,
+        batch_size=batch_size,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        l2=l2,
+        l2_normalization=l2_normalization,
+        optimizer=optimizer,
+        keep_prob=keep_prob,
+        seed=seed,
+        shuffle=shuffle,
+        validation_data=validation_data,
+        on_divergence=on_divergence,
+    )
+    history = training.History(batch_size=run.batch_size, seed=run.seed)
+    params, state = net.params, run.optimizer.init(net.params)
+    m = run.X.shape[0]
+    bar = progress_bar(epochs * _data.n_batches(m, run.batch_size), progress if root else False)
+    t0 = time.perf_counter()
+    with _abort_on_error(comm):
+        try:
+            for epoch in range(epochs):
+                params, state, ok = _run_epoch(
+                    comm, run, params, state, epoch, history, bar, callbacks, t0
+                )
+                net.params = params  # the last finite parameters, also after a divergence
+                if not ok:
+                    if on_divergence == "raise":
+                        raise training.DivergenceError(history.stopped)
+                    break
+                history.epoch_time.append(time.perf_counter() - t0)
+                _check_replicas(comm, params, state, epoch)
+                if val is not None:
+                    ev = None
+                    if root:
+                        ev = training._evaluate(params, run.spec, *val, run.l2, net.dtype)
+                    vc, va = comm.bcast(ev, root=0)
+                    history.val_cost.append(vc)
+                    history.val_accuracy.append(va)
+        finally:
+            bar.close()
+    return history
+
+
+def local_mpiexec(n: int, argv: list[str], threads: int = 1) -> tuple[list[str], dict]:
+    """(command, environment) that run ``argv`` as ``n`` ranks on this machine only.
+
+    Uses the ``mpiexec`` beside the running Python (the ``mpich`` wheel puts MPICH's hydra
+    there), else the one on PATH. Hydra starts the ranks with ``fork`` on localhost and
+    allows more ranks than cores; ``UCX_TLS=self,sm`` keeps MPICH's messages in shared
+    memory, and ``threads`` BLAS threads per rank keep P ranks from fighting over cores.
+    """
+    n = check_int("n", n, 1)
+    here = Path(sys.executable).parent / "mpiexec"
+    exe = str(here) if here.is_file() else shutil.which("mpiexec")
+    if exe is None:
+        raise MPIUnavailableError("no mpiexec found beside Python or on PATH")
+    env = dict(os.environ)
+    for v in LAUNCHER_VARIABLES:  # a launcher inside a launcher would get confused
+        env.pop(v, None)
+    t = str(threads)
+    env.update(OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t, UCX_TLS="self,sm")
+    return [exe, "-launcher", "fork", "-hosts", "localhost", "-n", str(n), *argv], env
