@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench-train bench-gradcheck bench-distributed clean
+.PHONY: install demo test lint bench-train bench-gradcheck clean
 
 install: $(STAMP)
 
@@ -26,6 +26,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
+.PHONY: bench-distributed
 bench-distributed: install
 	$(PY) bench/distributed.py
 
