@@ -192,7 +192,21 @@ def test_state_checksum_sees_one_ulp_anywhere():
     assert distributed.state_checksum(p, ({"v": np.zeros(3)}, 5)) != c0
 
 
-def test_unsupported_fit_options_are_rejected_clearly():
-    distributed._check_options({"progress": None})  # a default: fine
+def test_options_take_fit_defaults_and_reject_unknown_ones(monkeypatch):
+    import inspect
+
+    from deepgrad import training
+
+    o = distributed._options({"epochs": 3})
+    assert set(o) == set(distributed.SUPPORTED) and o["epochs"] == 3
+    assert o["batch_size"] == inspect.signature(training.fit).parameters["batch_size"].default
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
-        distributed._check_options({"bogus": 1})
+        distributed._options({"bogus": 1})
+
+    # an option fit gains later (e.g. checkpoint=) is refused unless left at its default
+    def fit(net, X, Y, *, epochs=1, checkpoint=None, distributed=False): ...
+
+    monkeypatch.setattr(training, "fit", fit)
+    assert distributed._options({"checkpoint": None}) == {"epochs": 1}
+    with pytest.raises(ValueError, match="checkpoint='c.npz' is not supported with distrib"):
+        distributed._options({"checkpoint": "c.npz"})

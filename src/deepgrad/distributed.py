@@ -293,18 +293,31 @@ def _check_replicas(comm, params, state, epoch) -> None:
         )
 
 
-def _check_options(options: dict) -> None:
-    """Options of training.fit that this loop does not implement must keep their defaults."""
+# The options of training.fit this loop implements; its defaults come from fit's signature.
+SUPPORTED = (
+    "batch_size", "epochs", "learning_rate", "l2", "l2_normalization", "optimizer",
+    "keep_prob", "seed", "shuffle", "validation_data", "callbacks", "on_divergence",
+    "progress",
+)  # fmt: skip
+
+
+def _options(given: dict) -> dict:
+    """fit's keyword defaults updated with ``given``; options of fit that this loop does
+    not implement (added to fit later, e.g. checkpoints) must keep their defaults."""
     params = inspect.signature(training.fit).parameters
-    for name, value in options.items():
-        if name not in params:
+    options = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    options.pop("distributed", None)
+    for name, value in given.items():
+        if name not in options:
             raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
-        default = params[name].default
-        if value is not default and value != default:
+        default = options[name]
+        if name not in SUPPORTED and value is not default and value != default:
             raise ValueError(
                 f"{name}={value!r} is not supported with distributed=True yet "
                 f"(allowed: {default!r})"
             )
+    options.update(given)
+    return {k: v for k, v in options.items() if k in SUPPORTED}
 
 
 def _prepare(
@@ -323,6 +336,8 @@ def _prepare(
     shuffle,
     validation_data,
     on_divergence,
+    callbacks,
+    progress,
 ):
     """Validate exactly as training.fit does; returns (run, validation or None)."""
     spec = net.spec
@@ -374,62 +389,27 @@ def _prepare(
     return run, val
 
 
-def fit_distributed(
-    net,
-    X,
-    Y,
-    *,
-    batch_size="auto",
-    epochs: int = 10,
-    learning_rate: float = 0.1,
-    l2: float = 0.0,
-    l2_normalization: str = "batch",
-    optimizer="gd",
-    keep_prob: float = 1.0,
-    seed: int | None = None,
-    shuffle: bool = True,
-    validation_data=None,
-    callbacks=(),
-    on_divergence: str = "raise",
-    progress: bool | None = None,
-    comm=None,
-    **other,
-) -> training.History:
+def fit_distributed(net, X, Y, *, comm=None, **options) -> training.History:
     """Train ``net`` in place on all ranks of ``comm`` (default COMM_WORLD); see module doc.
 
-    Same arguments and same result as ``training.fit`` (which calls this for
-    ``distributed=True``); every rank must call it with the same arguments and data (each
-    reads only its rows). Returns the History on every rank (iteration costs are the global
-    mini-batch costs, so all ranks hold the same numbers). Rank 0 alone shows progress,
-    runs ``callbacks`` and evaluates ``validation_data`` (broadcast to the others).
+    ``options`` and their defaults are ``training.fit``'s (which calls this for
+    ``distributed=True``), with the same result; every rank must call it with the same
+    arguments and data (each reads only its rows). Returns the History on every rank
+    (iteration costs are the global mini-batch costs, so all ranks hold the same numbers).
+    Rank 0 alone shows progress, runs ``callbacks`` and evaluates ``validation_data``
+    (broadcast to the others).
     """
     comm = world() if comm is None else comm
     root = comm.Get_rank() == 0
-    if seed is None:  # one random seed for all ranks, drawn by rank 0
-        seed = comm.bcast(int(np.random.SeedSequence().entropy % (2**63)) if root else None)
-    agree(comm, _check_options, other)
-    run, val = agree(
-        comm,
-        _prepare,
-        net,
-        X,
-        Y,
-        batch_size=batch_size,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        l2=l2,
-        l2_normalization=l2_normalization,
-        optimizer=optimizer,
-        keep_prob=keep_prob,
-        seed=seed,
-        shuffle=shuffle,
-        validation_data=validation_data,
-        on_divergence=on_divergence,
-    )
+    o = agree(comm, _options, options)
+    if o["seed"] is None:  # one random seed for all ranks, drawn by rank 0
+        o["seed"] = comm.bcast(int(np.random.SeedSequence().entropy % (2**63)) if root else None)
+    run, val = agree(comm, _prepare, net, X, Y, **o)
+    epochs, callbacks = o["epochs"], o["callbacks"]
     history = training.History(batch_size=run.batch_size, seed=run.seed)
     params, state = net.params, run.optimizer.init(net.params)
     m = run.X.shape[0]
-    bar = progress_bar(epochs * _data.n_batches(m, run.batch_size), progress if root else False)
+    bar = progress_bar(epochs * _data.n_batches(m, run.batch_size), root and o["progress"])
     t0 = time.perf_counter()
     with _abort_on_error(comm):
         try:
@@ -439,7 +419,7 @@ def fit_distributed(
                 )
                 net.params = params  # the last finite parameters, also after a divergence
                 if not ok:
-                    if on_divergence == "raise":
+                    if o["on_divergence"] == "raise":
                         raise training.DivergenceError(history.stopped)
                     break
                 history.epoch_time.append(time.perf_counter() - t0)
