@@ -105,6 +105,7 @@ def test_a_failing_rank_stops_all_ranks(mode, needle):
     assert "finished" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_distributed_matches_single_process(data_dir, tmp_path, capsys):
     # deepgrad train --data DIR reads X.npy/y.npy memory-mapped; rank 0 alone writes/prints.
     d = tmp_path / "data"
@@ -203,10 +204,49 @@ def test_options_take_fit_defaults_and_reject_unknown_ones(monkeypatch):
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         distributed._options({"bogus": 1})
 
-    # an option fit gains later (e.g. checkpoint=) is refused unless left at its default
-    def fit(net, X, Y, *, epochs=1, checkpoint=None, distributed=False): ...
+    # an option fit gains later (say grad_clip=) is refused unless left at its default
+    def fit(net, X, Y, *, epochs=1, grad_clip=None, distributed=False): ...
 
     monkeypatch.setattr(training, "fit", fit)
-    assert distributed._options({"checkpoint": None}) == {"epochs": 1}
-    with pytest.raises(ValueError, match="checkpoint='c.npz' is not supported with distrib"):
-        distributed._options({"checkpoint": "c.npz"})
+    assert distributed._options({"grad_clip": None}) == {
+        "epochs": 1,
+        "checkpoint": None,
+        "checkpoint_every": None,
+    }
+    with pytest.raises(ValueError, match="grad_clip=1.0 is not supported with distributed"):
+        distributed._options({"grad_clip": 1.0})
+
+
+# ---- checkpoints: rank 0 reads and writes, a restart of all ranks resumes -------------
+
+
+@pytest.mark.slow
+def test_restart_of_all_ranks_resumes_from_the_checkpoint(tmp_path):
+    # Needs fit(checkpoint=PATH) (deepgrad.checkpoint); skipped on a tree without it.
+    pytest.importorskip("deepgrad.checkpoint")
+    from deepgrad import training
+
+    if not hasattr(training, "_checkpoint_config"):
+        pytest.skip("training has no checkpoint support")
+    script = str(SCRIPTS / "ckpt.py")
+    ref, crashed = tmp_path / "ref.npz", tmp_path / "crashed.npz"
+    p = _mpiexec(2, [sys.executable, script, str(tmp_path / "ref.ckpt.npz"), str(ref), "2"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    ck = str(tmp_path / "run.ckpt.npz")
+    # rank 0 dies after iteration 9 (epoch 2, the last checkpoint at iteration 8) ...
+    p = _mpiexec(2, [sys.executable, script, ck, str(crashed), "2", "9"], timeout=60)
+    assert p.returncode != 0 and not crashed.exists()
+    # ... and all ranks are restarted with the same command: they go on from the checkpoint
+    p = _mpiexec(2, [sys.executable, script, ck, str(crashed), "2"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = np.load(ref), np.load(crashed)
+    for k in a.files:  # the same operations in the same order: the same bits
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # a restart on 3 ranks from the same crash: equal up to the order of summation
+    ck3, out3 = str(tmp_path / "run3.ckpt.npz"), tmp_path / "three.npz"
+    p = _mpiexec(2, [sys.executable, script, ck3, str(out3), "2", "9"], timeout=60)
+    p = _mpiexec(3, [sys.executable, script, ck3, str(out3), "2"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    c = np.load(out3)
+    for k in a.files:
+        assert _rel(c[k], a[k]) < 1e-10, k
