@@ -128,6 +128,20 @@ def test_cli_distributed_matches_single_process(data_dir, tmp_path, capsys):
     assert (out / "history.json").is_file() and (out / "learning_curves.png").is_file()
 
 
+def test_divergence_stops_every_rank_at_the_same_step():
+    # cost and gradients are global, so every rank sees the NaN/inf at the same step
+    proc = _mpiexec(3, [sys.executable, str(SCRIPTS / "misbehave.py"), "diverge"], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(proc.stdout.strip().splitlines())
+    assert len({line.split(":", 1)[1] for line in lines}) == 1  # the same message on all
+    X = make_data()[0]  # ... and at the step where single-process training stops
+    net = dg.Network([5, 7, 4, 1], "linear", "linear", seed=3, dtype="float64")
+    h = net.fit(X, X[:, 0] * 10, batch_size=7, epochs=3, learning_rate=1.0, seed=1,
+                on_divergence="stop", progress=False)  # fmt: skip
+    where = h.stopped.split(":")[0]  # "diverged at epoch 1, iteration 5"
+    assert len(lines) == 3 and where.startswith("diverged at") and where in lines[0]
+
+
 def test_one_rank_failing_to_load_fails_all(tmp_path):
     # agree(): a file that only rank 0 cannot read ends every rank with an error, no hang.
     script = tmp_path / "load.py"

@@ -32,6 +32,10 @@ on one rank (a bad row in its shard, a full disk, a bug) prints its traceback an
 ``MPI_Abort``, so the other ranks stop instead of waiting forever in the next Allreduce;
 a rank that dies is handled by mpiexec, which kills the others.
 
+Checkpoints (``fit(checkpoint=PATH)``, deepgrad.checkpoint): rank 0 alone reads the file
+and broadcasts what it read, and alone writes it (every ``checkpoint_every`` steps and after
+each verified epoch); a restart of all ranks resumes, mid-epoch too.
+
 "Under an MPI launcher" means one of LAUNCHER_VARIABLES is set (mpiexec of MPICH/hydra
 sets PMI_RANK, Open MPI OMPI_COMM_WORLD_SIZE, PMIx launchers and srun PMIX_RANK). Without
 one we refuse rather than import ``mpi4py.MPI``, which would start a 1-rank MPI "singleton"
@@ -236,6 +240,7 @@ def _abort_on_error(comm):
             )
             sys.stderr.flush()
             comm.Abort(1)
+            os._exit(1)  # Abort does not return; should it, never go on alone
         raise
 
 
@@ -254,6 +259,17 @@ def _epoch_so_far(history, done: int) -> tuple[float, int]:
     sizes = np.diff([0, *history.iteration_examples])[history.iterations - done :]
     costs = history.iteration_cost[history.iterations - done :]
     return sum(J * int(n) for J, n in zip(costs, sizes, strict=True)), int(sum(sizes))
+
+
+def _not_finite(J: float, grads: dict, new_params: dict) -> str:
+    """What is not finite after a step ('' if all is): all global, so the same on every rank."""
+    if not math.isfinite(J):
+        return f"the cost is {J}"
+    if not training._finite(grads):
+        return "a gradient is not finite"
+    if not training._finite(new_params):
+        return "the updated parameters are not finite"
+    return ""
 
 
 def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0, start=0, hook=None):
@@ -281,11 +297,12 @@ def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0, sta
             J, grads, new_params, new_state = distributed_step(
                 comm, params, state, Xl, Yl, n, run.spec, run.optimizer, run.l2, run.m_reg, masks
             )
-        if not math.isfinite(J) or not training._finite(grads):
-            what = f"the cost is {J}" if not math.isfinite(J) else "a gradient is not finite"
+        what = _not_finite(J, grads, new_params)
+        if what:
             history.stopped = (
                 f"diverged at epoch {epoch + 1}, iteration {history.iterations + 1}: {what}; "
-                "try a smaller learning rate"
+                "the last finite parameters (before this step) are kept; try a smaller "
+                "learning rate"
             )
             return params, state, False
         params, state = new_params, new_state

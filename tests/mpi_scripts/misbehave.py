@@ -3,14 +3,17 @@
 usage: mpiexec -n P python misbehave.py MODE
 MODE raise: rank 1 raises at its 3rd update (the others must be aborted, not hang);
      die: rank 1 exits abruptly (os._exit) at its 3rd update;
-     drift: rank 1 nudges its parameters, which the per-epoch checksum must catch.
+     drift: rank 1 nudges its parameters, which the per-epoch checksum must catch;
+     diverge: a huge learning rate with on_divergence="stop": every rank stops at the
+     same step and says so.
 """
 
 import os
 import sys
 
-from cases import make_data, momentum, run_case  # noqa: F401
+from cases import make_data, run_case
 
+import deepgrad as dg
 from deepgrad import distributed
 
 
@@ -28,6 +31,12 @@ def main(mode):
             params["b1"][0] += 1e-3
 
     X, y2, y3 = make_data()
+    if mode == "diverge":
+        net = dg.Network([5, 7, 4, 1], "linear", "linear", seed=3, dtype="float64")
+        h = net.fit(X, X[:, 0] * 10, batch_size=7, epochs=3, learning_rate=1.0, seed=1,
+                    on_divergence="stop", distributed=True)  # fmt: skip
+        print(f"rank {r} stopped: {h.stopped}", flush=True)
+        return
     run_case("f64_momentum_dropout_softmax", X, y2, y3, distributed=True, hook=hook)
     print(f"rank {r} finished", flush=True)
 
