@@ -8,6 +8,7 @@ MODE raise: rank 1 raises at its 3rd update (the others must be aborted, not han
      same step and says so.
 """
 
+import json
 import os
 import sys
 
@@ -35,9 +36,17 @@ def main(mode):
         net = dg.Network([5, 7, 4, 1], "linear", "linear", seed=3, dtype="float64")
         h = net.fit(X, X[:, 0] * 10, batch_size=7, epochs=3, learning_rate=1.0, seed=1,
                     on_divergence="stop", distributed=True)  # fmt: skip
-        print(f"rank {r} stopped: {h.stopped}", flush=True)
+        # one line from rank 0 (lines printed by several ranks may interleave)
+        stopped = distributed.world().gather(h.stopped, root=0)
+        if r == 0:
+            print(json.dumps(stopped), flush=True)
         return
-    run_case("f64_momentum_dropout_softmax", X, y2, y3, distributed=True, hook=hook)
+    try:
+        run_case("f64_momentum_dropout_softmax", X, y2, y3, distributed=True, hook=hook)
+    except distributed.ReplicaMismatchError as exc:  # raised on every rank together
+        if r == 0:  # one message (lines written by several ranks may interleave)
+            print(f"caught on all ranks: {exc}", flush=True)
+        sys.exit(1)
     print(f"rank {r} finished", flush=True)
 
 
