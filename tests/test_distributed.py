@@ -237,7 +237,7 @@ def test_options_take_fit_defaults_and_reject_unknown_ones(monkeypatch):
 
 @pytest.mark.slow
 def test_restart_of_all_ranks_resumes_from_the_checkpoint(tmp_path):
-    # Needs fit(checkpoint=PATH) (deepgrad.checkpoint); skipped on a tree without it.
+    # fit(checkpoint=PATH) from deepgrad.checkpoint, with rank 0 as the only reader/writer.
     pytest.importorskip("deepgrad.checkpoint")
     from deepgrad import training
 

@@ -45,7 +45,6 @@ and silently train alone. ``mpiexec -n 1`` is a valid 1-rank run.
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import shutil
 import sys
@@ -61,7 +60,14 @@ from . import data as _data
 from . import dropout, optimizers, training
 from . import network as nw
 from ._backend import is_numpy
-from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
+from ._checks import (
+    as_2d_float,
+    check_fits_dtype,
+    check_float,
+    check_int,
+    check_targets,
+    encode_targets,
+)
 from ._progress import progress_bar
 
 __all__ = [
@@ -261,17 +267,6 @@ def _epoch_so_far(history, done: int) -> tuple[float, int]:
     return sum(J * int(n) for J, n in zip(costs, sizes, strict=True)), int(sum(sizes))
 
 
-def _not_finite(J: float, grads: dict, new_params: dict) -> str:
-    """What is not finite after a step ('' if all is): all global, so the same on every rank."""
-    if not math.isfinite(J):
-        return f"the cost is {J}"
-    if not training._finite(grads):
-        return "a gradient is not finite"
-    if not training._finite(new_params):
-        return "the updated parameters are not finite"
-    return ""
-
-
 def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0, start=0, hook=None):
     """One epoch over the global mini-batches; returns (params, state, finished).
 
@@ -297,7 +292,7 @@ def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0, sta
             J, grads, new_params, new_state = distributed_step(
                 comm, params, state, Xl, Yl, n, run.spec, run.optimizer, run.l2, run.m_reg, masks
             )
-        what = _not_finite(J, grads, new_params)
+        what = training._divergence(J, grads, new_params)  # global values: same on all ranks
         if what:
             history.stopped = (
                 f"diverged at epoch {epoch + 1}, iteration {history.iterations + 1}: {what}; "
@@ -384,9 +379,14 @@ def _prepare(
     if not is_numpy(net.params["W1"]):
         raise TypeError("distributed=True needs NumPy parameters (MPI sends host memory)")
     memmap = isinstance(X, np.memmap)
-    X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=not memmap)
+    if memmap:  # checked batch by batch while training
+        X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
+    else:
+        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
     m = X.shape[0]
     Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
+    check_fits_dtype("Y", Y, net.dtype)
+    training._check_options(validation_data, shuffle, callbacks, progress)
     b = training._resolve_batch_size(batch_size, m)
     check_int("epochs", epochs, 1)
     l2 = check_float("l2", l2, 0.0)
@@ -404,10 +404,13 @@ def _prepare(
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     val = None
     if validation_data is not None:
-        Xv = as_2d_float("validation_data[0]", validation_data[0], spec.layer_sizes[0])
+        Xv = validation_data[0]
+        Xv = as_2d_float("validation_data[0]", Xv, spec.layer_sizes[0], dtype=net.dtype)
         n_out = spec.layer_sizes[-1]
         Yv = validation_data[1]
-        val = (Xv, check_targets("validation_data[1]", Yv, spec.output, n_out, Xv.shape[0]))
+        Yv = check_targets("validation_data[1]", Yv, spec.output, n_out, Xv.shape[0])
+        check_fits_dtype("validation_data[1]", Yv, net.dtype)
+        val = (Xv, Yv)
     seed = check_int("seed", seed, 0)
     Yenc = encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
     m_reg = m if l2_normalization == "dataset" else None
