@@ -9,6 +9,7 @@
 
 from . import initializers, optimizers
 from .flat import flatten
+from .gradcheck import GradcheckReport, gradcheck, gradcheck_network
 from .io import load, save
 from .model import Network
 from .training import DivergenceError, History, fit
@@ -26,4 +27,7 @@ __all__ = [
     "initializers",
     "optimizers",
     "__version__",
+    "gradcheck",
+    "gradcheck_network",
+    "GradcheckReport",
 ]
