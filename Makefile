@@ -27,3 +27,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info
+
+bench-gradcheck: install
+	$(PY) bench/gradcheck.py
