@@ -77,8 +77,11 @@ def torch_checks(net, X, y):
     th = torch.from_numpy(np.asarray(theta)).clone().requires_grad_(True)
     out = {}
     for label, fast in (("default", False), ("fast_mode", True)):
-        sec, ok = timed(lambda f=fast: torch.autograd.gradcheck(
-            J, (th,), eps=EPS, fast_mode=f, raise_exception=False))
+        sec, ok = timed(
+            lambda f=fast: torch.autograd.gradcheck(
+                J, (th,), eps=EPS, fast_mode=f, raise_exception=False
+            )
+        )
         out[label] = (sec, bool(ok))
     return out
 
@@ -90,11 +93,14 @@ def main() -> None:
     args = p.parse_args()
     net, X, y = reference_problem()
     print(f"T2: {net!r}, m = {M}, eps = {EPS:g}, lambda = {L2}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"numpy {np.__version__}"
+    )
     t_fast1, fast1 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=1))
-    t_fast, fast = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS,
-                                                      workers=args.workers))
+    t_fast, fast = timed(
+        lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=args.workers)
+    )
     t_plain, plain = timed(lambda: plain_loop(net, X, y))
     dev = max(float(np.max(np.abs(plain.numerical[k] - fast.numerical[k]))) for k in net.params)
     rows = [
@@ -110,11 +116,15 @@ def main() -> None:
     print("|---|---:|---:|---|---:|")
     for name, sec, ok, err in rows:
         print(f"| {name} | {sec:.3f} | {sec / t_fast1:.1f} | {ok} | {err:.2e} |")
-    print(f"\nplain loop / gradcheck_network: {t_plain / t_fast1:.1f}x (1 thread), "
-          f"{t_plain / t_fast:.1f}x (default threads); same verdict: "
-          f"{plain.passed == fast.passed == fast1.passed}")
-    print(f"max |numerical(plain) - numerical(fast)| = {dev:.2e} "
-          f"(rounding noise of one central difference here: {fast.noise / 4:.1e} per ulp of J)")
+    print(
+        f"\nplain loop / gradcheck_network: {t_plain / t_fast1:.1f}x (1 thread), "
+        f"{t_plain / t_fast:.1f}x (default threads); same verdict: "
+        f"{plain.passed == fast.passed == fast1.passed}"
+    )
+    print(
+        f"max |numerical(plain) - numerical(fast)| = {dev:.2e} "
+        f"(rounding noise of one central difference here: {fast.noise / 4:.1e} per ulp of J)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,11 @@ def test_generic_passes_on_a_quadratic_given_as_one_array():
 
 def test_generic_names_the_failing_element_with_its_index():
     rng = np.random.default_rng(0)
-    params = {"W1": rng.normal(size=(3, 4)), "b1": rng.normal(size=3), "W2": rng.normal(size=(4, 2))}
+    params = {
+        "W1": rng.normal(size=(3, 4)),
+        "b1": rng.normal(size=3),
+        "W2": rng.normal(size=(4, 2)),
+    }
     cost = lambda p: float(np.sum(p["W1"] ** 2) + np.sum(np.sin(p["b1"])) + np.sum(p["W2"] ** 3))  # noqa: E731
     grads = {"W1": 2 * params["W1"], "b1": np.cos(params["b1"]), "W2": 3 * params["W2"] ** 2}
     grads["W2"] = grads["W2"].copy()
@@ -92,8 +96,16 @@ def test_relative_error_is_the_seeds_formula():
 
 @pytest.mark.parametrize(
     "error, band",
-    [(1e-9, "correct"), (9.9e-8, "correct"), (1e-7, "suspicious"), (9e-6, "suspicious"),
-     (1e-5, "probably wrong"), (1e-3, "probably wrong"), (2e-3, "bug"), (1.0, "bug")],
+    [
+        (1e-9, "correct"),
+        (9.9e-8, "correct"),
+        (1e-7, "suspicious"),
+        (9e-6, "suspicious"),
+        (1e-5, "probably wrong"),
+        (1e-3, "probably wrong"),
+        (2e-3, "bug"),
+        (1.0, "bug"),
+    ],
 )
 def test_verdict_bands(error, band):
     assert verdict(error) == band
@@ -139,8 +151,9 @@ def test_sample_is_stratified_seeded_and_covers_every_array():
     assert counts["W1"] > counts["b3"]  # proportional to size
     for k in a.numerical:
         assert np.array_equal(np.isnan(a.numerical[k]), np.isnan(b.numerical[k]))
-    assert any(not np.array_equal(np.isnan(a.numerical[k]), np.isnan(c.numerical[k]))
-               for k in a.numerical)
+    assert any(
+        not np.array_equal(np.isnan(a.numerical[k]), np.isnan(c.numerical[k])) for k in a.numerical
+    )
 
 
 def test_directional_mode_passes_with_few_evaluations():
@@ -164,8 +177,9 @@ def test_directional_mode_falls_back_to_elements_of_the_failing_array():
     _, grads = nw.cost_and_gradients(net.params, Xa, Ya, net.spec)
     grads["W2"] = grads["W2"].copy()
     grads["W2"][1, 2] += 0.05
-    report = dg.gradcheck(lambda p: nw.cost(p, Xa, Ya, net.spec), net.params, grads,
-                          mode="directional")
+    report = dg.gradcheck(
+        lambda p: nw.cost(p, Xa, Ya, net.spec), net.params, grads, mode="directional"
+    )
     assert not report.passed
     assert (report.failures[0].name, report.failures[0].index) == ("W2", (1, 2))
     assert report.numerical["W2"].shape == net.params["W2"].shape  # checked element-wise
@@ -178,8 +192,11 @@ def test_directional_mode_falls_back_to_elements_of_the_failing_array():
 def test_loss_sums_match_losses_bitwise():
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(5, 7, 3)) * 4
-    targets = {"sigmoid": (rng.random((7, 3)) < 0.5) * 1.0,
-               "softmax": np.eye(3)[rng.integers(0, 3, 7)], "linear": rng.normal(size=(7, 3))}
+    targets = {
+        "sigmoid": (rng.random((7, 3)) < 0.5) * 1.0,
+        "softmax": np.eye(3)[rng.integers(0, 3, 7)],
+        "linear": rng.normal(size=(7, 3)),
+    }
     for out, Y in targets.items():
         sums = _loss_sums(out, Z, Y)
         for k in range(5):
@@ -187,15 +204,25 @@ def test_loss_sums_match_losses_bitwise():
 
 
 @pytest.mark.parametrize("eps", [1e-3, 1e-5])
-@pytest.mark.parametrize("act, out, kp", [("tanh", "softmax", 1.0), ("sigmoid", "linear", 0.7),
-                                         ("leaky_relu", "sigmoid", 1.0), ("relu", "softmax", 0.8)])
+@pytest.mark.parametrize(
+    "act, out, kp",
+    [
+        ("tanh", "softmax", 1.0),
+        ("sigmoid", "linear", 0.7),
+        ("leaky_relu", "sigmoid", 1.0),
+        ("relu", "softmax", 0.8),
+    ],
+)
 def test_fast_path_equals_the_plain_loop(act, out, kp, eps):
     # With eps = 1e-3 the truncation error (eps^2 f''' / 6, ~1e-7 here) is far above 1e-9:
     # equality at 1e-9 shows that the fast path evaluates the same perturbed costs, not a
     # linearization of them.
     net, X, y = problem(act, out, sizes=(4, 6, 5, 5))
-    masks = (dg.dropout.draw_masks(np.random.default_rng(1), len(X), [6, 5, 5], kp, None,
-                                   "float64") if kp < 1 else None)
+    masks = (
+        dg.dropout.draw_masks(np.random.default_rng(1), len(X), [6, 5, 5], kp, None, "float64")
+        if kp < 1
+        else None
+    )
     fast = dg.gradcheck_network(net, X, y, l2=0.1, eps=eps, masks=masks)
     plain = generic_for(net, X, y, l2=0.1, masks=masks, eps=eps)
     biggest = max(float(np.max(np.abs(v))) for v in plain.numerical.values())
@@ -309,8 +336,9 @@ def test_dropout_with_masks_redrawn_per_evaluation_fails():
     rng = np.random.default_rng(0)
     draw = lambda: dg.dropout.draw_masks(rng, 16, [8, 8], 0.7, None, "float64")  # noqa: E731
     _, grads = nw.cost_and_gradients(net.params, Xa, Ya, net.spec, 0.0, None, draw())
-    report = dg.gradcheck(lambda p: nw.cost(p, Xa, Ya, net.spec, 0.0, None, draw()),
-                          net.params, grads, sample=30)
+    report = dg.gradcheck(
+        lambda p: nw.cost(p, Xa, Ya, net.spec, 0.0, None, draw()), net.params, grads, sample=30
+    )
     assert not report.passed and report.verdict == "bug"
     assert max(abs(e.numerical) for e in report.failures) > 100
 
@@ -342,8 +370,16 @@ def test_each_planted_bug_is_caught_and_its_array_named_first(name):
 
 def test_at_least_eight_kinds_of_bugs():
     assert len(bugs.names()) >= 8
-    for must in ("missing-1/m", "l2-factor", "relu-wrong-side", "transposed-dW",
-                 "db-wrong-axis", "dropout-mask-missing", "db-missing", "tanh-derivative"):
+    for must in (
+        "missing-1/m",
+        "l2-factor",
+        "relu-wrong-side",
+        "transposed-dW",
+        "db-wrong-axis",
+        "dropout-mask-missing",
+        "db-missing",
+        "tanh-derivative",
+    ):
         assert must in bugs.names()
 
 

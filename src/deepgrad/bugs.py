@@ -39,8 +39,12 @@ class _Steps(NamedTuple):
     act: Callable | None = None  # dZ = act(dA, Z, A); None = the registry's derivative
 
 
-def backward_with(params, cache, Y, spec, l2=0.0, m_reg=None, steps: _Steps = _Steps()):
+_CORRECT = _Steps()
+
+
+def backward_with(params, cache, Y, spec, l2=0.0, m_reg=None, steps: _Steps | None = None):
     """``network.backward`` written out with each step replaceable (same math by default)."""
+    steps = steps or _CORRECT
     act = steps.act or activations.get(spec.hidden_activation).backward
     ZL = cache.Z[-1]
     m = ZL.shape[0]
@@ -145,31 +149,86 @@ def _bug(name: str, description: str, targets, needs: str = "", **steps: Any) ->
 BUGS: dict[str, Bug] = {
     b.name: b
     for b in (
-        _bug("missing-1/m", "dZ^[L] = A^[L] - Y, without the 1/m of the mean cost", _all,
-             output_dZ=lambda A, Y, m: A - Y),
-        _bug("output-sign", "dZ^[L] = (Y - A^[L]) / m: the sign of the output error flipped",
-             _all, output_dZ=lambda A, Y, m: (Y - A) / m),
-        _bug("l2-factor", "L2 gradient lambda/(2m) W instead of lambda/m W (the 2 of ||W||^2 "
-             "forgotten)", _weights, "l2", reg=lambda l2, m_reg: l2 / (2.0 * m_reg)),
-        _bug("relu-wrong-side", "ReLU derivative 1 where Z < 0 instead of Z > 0",
-             _below_output, "relu", act=_relu_wrong_side),
-        _bug("tanh-derivative", "tanh derivative 1 - A instead of 1 - A^2", _below_output,
-             "tanh", act=_tanh_missing_square),
-        _bug("tanh-of-z", "tanh derivative 1 - Z^2: evaluated at Z instead of A = tanh(Z)",
-             _below_output, "tanh", act=_tanh_of_Z),
-        _bug("sigmoid-derivative", "sigmoid derivative A instead of A (1 - A)", _below_output,
-             "sigmoid", act=_sigmoid_missing_factor),
-        _bug("transposed-dW", "dW = A_prev.T @ dZ reshaped to W's shape (the transpose of the "
-             "right dW) in the first layer with a 2-D W",
-             lambda spec: {f"W{_transposed_layer(spec)}"}, dW=_transposed_dW),
-        _bug("db-wrong-axis", "db summed over the units axis instead of the examples axis",
-             _wide_biases, db=_db_wrong_axis),
-        _bug("db-missing", "bias gradient left at zero", _biases,
-             db=lambda dZ: namespace(dZ).zeros(dZ.shape[1], dtype=dZ.dtype)),
-        _bug("dropout-mask-missing", "dropout mask not applied in backward: dropped units "
-             "still pass gradient", _below_output, "dropout", drop=lambda dA, mask: dA),
-        _bug("dropout-scale-missing", "backward applies the 0/1 mask but not the 1/keep_prob "
-             "scale of inverted dropout", _below_output, "dropout", drop=_drop_scale_missing),
+        _bug(
+            "missing-1/m",
+            "dZ^[L] = A^[L] - Y, without the 1/m of the mean cost",
+            _all,
+            output_dZ=lambda A, Y, m: A - Y,
+        ),
+        _bug(
+            "output-sign",
+            "dZ^[L] = (Y - A^[L]) / m: the sign of the output error flipped",
+            _all,
+            output_dZ=lambda A, Y, m: (Y - A) / m,
+        ),
+        _bug(
+            "l2-factor",
+            "L2 gradient lambda/(2m) W instead of lambda/m W (the 2 of ||W||^2 forgotten)",
+            _weights,
+            "l2",
+            reg=lambda l2, m_reg: l2 / (2.0 * m_reg),
+        ),
+        _bug(
+            "relu-wrong-side",
+            "ReLU derivative 1 where Z < 0 instead of Z > 0",
+            _below_output,
+            "relu",
+            act=_relu_wrong_side,
+        ),
+        _bug(
+            "tanh-derivative",
+            "tanh derivative 1 - A instead of 1 - A^2",
+            _below_output,
+            "tanh",
+            act=_tanh_missing_square,
+        ),
+        _bug(
+            "tanh-of-z",
+            "tanh derivative 1 - Z^2: evaluated at Z instead of A = tanh(Z)",
+            _below_output,
+            "tanh",
+            act=_tanh_of_Z,
+        ),
+        _bug(
+            "sigmoid-derivative",
+            "sigmoid derivative A instead of A (1 - A)",
+            _below_output,
+            "sigmoid",
+            act=_sigmoid_missing_factor,
+        ),
+        _bug(
+            "transposed-dW",
+            "dW = A_prev.T @ dZ reshaped to W's shape (the transpose of the "
+            "right dW) in the first layer with a 2-D W",
+            lambda spec: {f"W{_transposed_layer(spec)}"},
+            dW=_transposed_dW,
+        ),
+        _bug(
+            "db-wrong-axis",
+            "db summed over the units axis instead of the examples axis",
+            _wide_biases,
+            db=_db_wrong_axis,
+        ),
+        _bug(
+            "db-missing",
+            "bias gradient left at zero",
+            _biases,
+            db=lambda dZ: namespace(dZ).zeros(dZ.shape[1], dtype=dZ.dtype),
+        ),
+        _bug(
+            "dropout-mask-missing",
+            "dropout mask not applied in backward: dropped units still pass gradient",
+            _below_output,
+            "dropout",
+            drop=lambda dA, mask: dA,
+        ),
+        _bug(
+            "dropout-scale-missing",
+            "backward applies the 0/1 mask but not the 1/keep_prob scale of inverted dropout",
+            _below_output,
+            "dropout",
+            drop=_drop_scale_missing,
+        ),
     )
 }
 

@@ -206,7 +206,9 @@ def _prepare(params, grads) -> tuple[dict, dict, bool]:
     if not params:
         raise ValueError("params must be a non-empty dict of arrays, got an empty dict")
     if not isinstance(grads, Mapping):
-        raise ValueError(f"grads must be a dict with the keys of params, got {type(grads).__name__}")
+        raise ValueError(
+            f"grads must be a dict with the keys of params, got {type(grads).__name__}"
+        )
     if set(params) != set(grads):
         raise ValueError(
             f"grads has keys {sorted(map(str, grads))} but params has {sorted(map(str, params))}; "
@@ -250,9 +252,13 @@ def _select(shapes: dict, sample: int | None, seed: int) -> dict[str, np.ndarray
     return out
 
 
-def _noise(J0: float, eps: float) -> float:
-    """Rounding noise of one central difference: a few ulp(J) over 2 eps."""
-    return _NOISE_ULPS * math.ulp(max(abs(J0), 1e-300)) / (2.0 * eps)
+def _noise(J0: float, eps: float, scale: float = 0.0) -> float:
+    """Rounding noise of one central difference: a few ulp(J) over 2 eps.
+
+    ``scale`` > |J| stands for intermediate values J is computed from by cancellation
+    (confident logits: a loss of 1e-3 from logits of 20), whose rounding J inherits.
+    """
+    return _NOISE_ULPS * math.ulp(max(abs(J0), scale, 1e-300)) / (2.0 * eps)
 
 
 def _rel(num: np.ndarray, ana: np.ndarray) -> float:
@@ -276,8 +282,9 @@ def _entries(name: str, c: _Checked, which: np.ndarray) -> list[Entry]:
     den = np.abs(num) + np.abs(ana)
     err = np.divide(np.abs(num - ana), den, out=np.zeros_like(den), where=den > 0)
     return [
-        Entry(name, tuple(int(i) for i in np.unravel_index(f, c.shape)), float(n), float(a),
-              float(e))
+        Entry(
+            name, tuple(int(i) for i in np.unravel_index(f, c.shape)), float(n), float(a), float(e)
+        )
         for f, n, a, e in zip(c.flat[which], num, ana, err, strict=True)
     ]
 
@@ -298,9 +305,20 @@ def _report(checked: dict[str, _Checked], threshold, eps, noise, total, mode) ->
     failures.sort(key=lambda e: -e.error)
     rel = _rel(np.concatenate(nums), np.concatenate(anas))
     n_checked = sum(len(c.flat) for c in checked.values())
-    return GradcheckReport(rel, threshold, MappingProxyType(per_param), tuple(failures),
-                           tuple(kinks), n_checked, total, eps, noise, mode,
-                           _full(checked, "numerical"), _full(checked, "analytic"))
+    return GradcheckReport(
+        rel,
+        threshold,
+        MappingProxyType(per_param),
+        tuple(failures),
+        tuple(kinks),
+        n_checked,
+        total,
+        eps,
+        noise,
+        mode,
+        _full(checked, "numerical"),
+        _full(checked, "analytic"),
+    )
 
 
 def _full(checked: dict[str, _Checked], which: str) -> Mapping[str, np.ndarray]:
@@ -426,13 +444,15 @@ def gradcheck(
     select = _select({k: a.shape for k, a in P.items()}, sample, seed)
     if mode == "directional":
         directions = check_int("directions", directions, 1)
-        return _directional_report(evaluate, P, G, select, eps, threshold, noise, directions,
-                                   seed, total)
+        return _directional_report(
+            evaluate, P, G, select, eps, threshold, noise, directions, seed, total
+        )
     checked = {}
     for k, flat in select.items():
         num = _central(evaluate, P[k], k, flat, eps)
-        checked[k] = _Checked(P[k].shape, flat, num, G[k].reshape(-1)[flat],
-                              np.zeros(len(flat), bool))
+        checked[k] = _Checked(
+            P[k].shape, flat, num, G[k].reshape(-1)[flat], np.zeros(len(flat), bool)
+        )
     return _report(checked, threshold, eps, noise, total, "elementwise")
 
 
@@ -446,8 +466,9 @@ def _directional_report(evaluate, P, G, select, eps, threshold, noise, count, se
         if np.any((diff > threshold * (np.abs(num) + np.abs(ana))) & (diff > noise)):
             flat = select[k]
             num = _central(evaluate, P[k], k, flat, eps)
-            checked[k] = _Checked(P[k].shape, flat, num, G[k].reshape(-1)[flat],
-                                  np.zeros(len(flat), bool))
+            checked[k] = _Checked(
+                P[k].shape, flat, num, G[k].reshape(-1)[flat], np.zeros(len(flat), bool)
+            )
         else:  # the directions stand in for the array's elements (index = direction)
             checked[k] = _Checked((count,), np.arange(count), num, ana, np.zeros(count, bool))
     return _report(checked, threshold, eps, noise, total, "directional")
@@ -516,8 +537,9 @@ def _penalty(s: _State, l: int, w: np.ndarray | None, delta: np.ndarray):
         return 0.0
     total = 0
     for k in range(1, s.spec.L + 1):
-        total = total + (s.sq[k] + ((w + delta) ** 2 - w * w) if k == l and w is not None
-                         else s.sq[k])
+        total = total + (
+            s.sq[k] + ((w + delta) ** 2 - w * w) if k == l and w is not None else s.sq[k]
+        )
     return s.l2 / (2.0 * s.m_reg) * total
 
 
@@ -541,14 +563,15 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         acol = dropout.apply(acol, s.masks[l - 1].T[rows])
     dcol = acol - s.inT[l + 1][rows]  # the change of unit i of A^[l], per example
     W_next = s.params[f"W{l + 1}"]
-    Z = cache.Z[l][None] + dcol[:, :, None] * W_next.T[rows][:, None, :]  # rank-1 update
+    Z = dcol[:, :, None] * W_next.T[rows][:, None, :]  # rank-1 update of Z^[l+1] ...
+    Z += cache.Z[l]  # ... in place: the same sums, one pass and one buffer less
     for k in range(l + 1, L):
         _flag_kinks(kinks, Z)
         A = g(Z)
         if s.masks is not None:
             A = dropout.apply(A, s.masks[k - 1])
-        n = A.shape[-1]
-        Z = (A.reshape(K * m, n) @ s.params[f"W{k + 1}"].T + s.params[f"b{k + 1}"])
+        Z = A.reshape(K * m, A.shape[-1]) @ s.params[f"W{k + 1}"].T
+        Z += s.params[f"b{k + 1}"]
         Z = Z.reshape(K, m, -1)
     return Z
 
@@ -586,12 +609,15 @@ def _layer_numerical(s: _State, name: str, flat: np.ndarray, eps: float, pool=No
     l, is_w = int(name[1:]), name[0] == "W"
     arr = s.params[name]
     n_in = arr.shape[1] if is_w else 0
-    rows, cols = (np.divmod(flat, n_in) if is_w
-                  else (flat, np.full(len(flat), s.spec.layer_sizes[l - 1])))
+    rows, cols = (
+        np.divmod(flat, n_in) if is_w else (flat, np.full(len(flat), s.spec.layer_sizes[l - 1]))
+    )
     w = arr.reshape(-1)[flat]
     # The perturbation the plain loop really applies: fl(w +- eps) - w.
     deltas = ((w + eps) - w, (w - eps) - w)
-    width = max(s.spec.layer_sizes[l:]) * s.Y.shape[0]
+    # Widest array a batch allocates per perturbed network: (m, n^[k]) for the layers
+    # k > l it recomputes (Z^[L] itself when l = L).
+    width = max(s.spec.layer_sizes[min(l + 1, s.spec.L) :]) * s.Y.shape[0]
     chunk = max(1, _CHUNK_ELEMENTS // (2 * width))
     track = s.spec.hidden_activation in _RELU_FAMILY
 
@@ -608,8 +634,7 @@ def _layer_numerical(s: _State, name: str, flat: np.ndarray, eps: float, pool=No
     results = list(pool.map(one, starts) if pool is not None else map(one, starts))
     if not results:
         return np.empty(0), np.zeros(0, bool)
-    return (np.concatenate([r[0] for r in results]),
-            np.concatenate([r[1] for r in results]))
+    return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]))
 
 
 def _network_inputs(net, X, Y, keep_prob, masks, seed):
@@ -620,8 +645,13 @@ def _network_inputs(net, X, Y, keep_prob, masks, seed):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
     params = {k: np.array(to_numpy(v), dtype=np.float64) for k, v in net.params.items()}
     X = np.asarray(to_numpy(as_2d_float("X", X, net.layer_sizes[0])), dtype=np.float64)
-    Y = check_targets("Y", to_numpy(Y) if not isinstance(Y, list) else Y, net.spec.output,
-                      net.layer_sizes[-1], X.shape[0])
+    Y = check_targets(
+        "Y",
+        to_numpy(Y) if not isinstance(Y, list) else Y,
+        net.spec.output,
+        net.layer_sizes[-1],
+        X.shape[0],
+    )
     Y = encode_targets(np.asarray(Y), net.spec.output, net.layer_sizes[-1], np, np.float64)
     keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
     check_int("seed", seed, 0)
@@ -702,8 +732,9 @@ def gradcheck_network(
     """
     params, Xa, Ya, masks = _network_inputs(net, X, Y, keep_prob, masks, seed)
     l2 = check_float("l2", l2, 0.0)
-    m_reg = Xa.shape[0] if l2_denominator is None else check_int("l2_denominator",
-                                                                   l2_denominator, 1)
+    m_reg = (
+        Xa.shape[0] if l2_denominator is None else check_int("l2_denominator", l2_denominator, 1)
+    )
     if backward is not None and not callable(backward):
         raise TypeError(f"backward must be callable like network.backward, got {backward!r}")
     total = net.n_params
@@ -719,6 +750,8 @@ def gradcheck_network(
     with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for name, flat in _select(net.spec.shapes(), sample, seed).items():
             num, kink = _layer_numerical(s, name, flat, eps, pool)
-            checked[name] = _Checked(params[name].shape, flat, num, G[name].reshape(-1)[flat],
-                                     kink)
-    return _report(checked, threshold, eps, _noise(J0, eps), total, "elementwise")
+            checked[name] = _Checked(params[name].shape, flat, num, G[name].reshape(-1)[flat], kink)
+    # Per-example losses are computed from Z^[L]; their rounding, ~ulp(|Z^[L]|) each,
+    # averages over m examples to ~ulp(|Z^[L]|) / sqrt(m) in J.
+    scale = float(np.max(np.abs(s.cache.Z[-1]))) / math.sqrt(Xa.shape[0])
+    return _report(checked, threshold, eps, _noise(J0, eps, scale), total, "elementwise")

@@ -45,4 +45,7 @@ def run(args) -> int:
     plotting.save_figure(plotting.learning_curves(history, title="digits, [64,128,64,32,10] ReLU"),
                          out / "demo_learning_curves.png")
     print(f"wrote {out / 'demo_learning_curves.png'} and {out / 'demo_model.npz'}")
-    return 0 if acc >= 0.95 else 1
+    from .gradcheck import demo_check
+
+    checked = demo_check(net, Xtr, ytr, l2=0.01, l2_denominator=len(ytr), seed=args.seed)
+    return 0 if acc >= 0.95 and checked else 1

@@ -14,23 +14,41 @@ def add_arguments(p) -> None:
     from .. import bugs
 
     p.add_argument("--model", help="a model.npz written by deepgrad train (else a fresh network)")
-    p.add_argument("--layers", type=int_list, default=int_list("10,16,16,3"),
-                   help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)")
-    p.add_argument("--activation", default=None,
-                   help="hidden activation of a fresh network (default tanh, or what the bug needs)")
+    p.add_argument(
+        "--layers",
+        type=int_list,
+        default=int_list("10,16,16,3"),
+        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)",
+    )
+    p.add_argument(
+        "--activation",
+        default=None,
+        help="hidden activation of a fresh network (default tanh, or what the bug needs)",
+    )
     p.add_argument("--init", default="auto", help="initializer of a fresh network")
     p.add_argument("--output", default="softmax", choices=["sigmoid", "softmax", "linear"])
-    p.add_argument("--data", help="take the examples from this dataset (bundled name or .npz); "
-                                  "default: random inputs and labels")
+    p.add_argument(
+        "--data",
+        help="take the examples from this dataset (bundled name or .npz); "
+        "default: random inputs and labels",
+    )
     p.add_argument("--examples", type=int, default=32, help="batch size m of the check")
     p.add_argument("--l2", type=float, default=None, help="lambda of the L2 term (default 0)")
-    p.add_argument("--keep-prob", type=float, default=None,
-                   help="dropout keep probability; masks are frozen for the check (default 1)")
+    p.add_argument(
+        "--keep-prob",
+        type=float,
+        default=None,
+        help="dropout keep probability; masks are frozen for the check (default 1)",
+    )
     p.add_argument("--eps", type=float, default=1e-7)
     p.add_argument("--threshold", type=float, default=1e-7)
     p.add_argument("--sample", type=int, default=None, help="check this many elements, stratified")
-    p.add_argument("--plant-bug", choices=bugs.names(), default=None,
-                   help="check a backward with this typical bug instead of deepgrad's")
+    p.add_argument(
+        "--plant-bug",
+        choices=bugs.names(),
+        default=None,
+        help="check a backward with this typical bug instead of deepgrad's",
+    )
     p.add_argument("--plot", help="write per-parameter errors against the bands to this PNG")
     p.add_argument("--seed", type=int, default=0)
 
@@ -78,22 +96,39 @@ def run(args) -> int:
     bug = bugs.get(args.plant_bug) if args.plant_bug else None
     if args.model:
         net = dg.load(args.model)
-        if bug and bug.needs in ("relu", "tanh", "sigmoid") and \
-                net.spec.hidden_activation != bug.needs:
-            raise ValueError(f"--plant-bug {bug.name} needs a {bug.needs} network; the model "
-                             f"is {net.spec.hidden_activation}")
+        if (
+            bug
+            and bug.needs in ("relu", "tanh", "sigmoid")
+            and net.spec.hidden_activation != bug.needs
+        ):
+            raise ValueError(
+                f"--plant-bug {bug.name} needs a {bug.needs} network; the model "
+                f"is {net.spec.hidden_activation}"
+            )
         args.activation = net.spec.hidden_activation
     _, l2, keep = _settings(args, bug)
     if not args.model:
         activation = _settings(args, bug)[0]
-        net = dg.Network(args.layers, activation, args.output, init=args.init, seed=args.seed,
-                         dtype="float64")
+        net = dg.Network(
+            args.layers, activation, args.output, init=args.init, seed=args.seed, dtype="float64"
+        )
     X, y = _examples(net, args, np.random.default_rng(args.seed))
-    print(f"{net!r}; checking on {len(X)} examples, l2 {l2:g}, keep_prob {keep:g}"
-          + (f"; planted bug: {bug.name} ({bug.description})" if bug else ""))
-    report = dg.gradcheck_network(net, X, y, l2=l2, eps=args.eps, threshold=args.threshold,
-                                  keep_prob=keep, seed=args.seed, sample=args.sample,
-                                  backward=bug.backward if bug else None)
+    print(
+        f"{net!r}; checking on {len(X)} examples, l2 {l2:g}, keep_prob {keep:g}"
+        + (f"; planted bug: {bug.name} ({bug.description})" if bug else "")
+    )
+    report = dg.gradcheck_network(
+        net,
+        X,
+        y,
+        l2=l2,
+        eps=args.eps,
+        threshold=args.threshold,
+        keep_prob=keep,
+        seed=args.seed,
+        sample=args.sample,
+        backward=bug.backward if bug else None,
+    )
     print(report)
     if args.plot:
         from ..gradcheck_plot import report_errors
@@ -101,3 +136,23 @@ def run(args) -> int:
         plotting.save_figure(report_errors(report), args.plot)
         print(f"wrote {args.plot}")
     return 0 if report.passed else 1
+
+
+def demo_check(net, X, y, l2: float, l2_denominator: int | None, seed: int, examples=32) -> bool:
+    """The demo's check: the trained net's backprop on ``examples`` training examples.
+
+    Runs on a float64 copy (``gradcheck_network`` makes one), with the L2 term as trained;
+    prints a one-line result and the first lines of the table. Returns ``report.passed``.
+    """
+    import deepgrad as dg
+
+    idx = np.random.default_rng(seed).choice(len(X), size=min(examples, len(X)), replace=False)
+    report = dg.gradcheck_network(
+        net, X[idx], y[idx], l2=l2, l2_denominator=l2_denominator, seed=seed
+    )
+    print(
+        f"gradient check of backprop on {len(idx)} training examples (float64 copy): "
+        f"{report.summary()}"
+    )
+    print("\n".join("  " + line for line in report.table().splitlines()[:5]))
+    return report.passed
