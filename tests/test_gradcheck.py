@@ -458,3 +458,39 @@ def test_other_bad_arguments():
         dg.gradcheck_network(net, X, y, l2=-1)
     with pytest.raises(ValueError, match="X has 3 columns|X has"):
         dg.gradcheck_network(net, X[:, :3], y)
+
+
+# -- the figure -------------------------------------------------------------------------------
+
+
+def test_plot_draws_on_a_given_axis_and_returns_the_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepgrad.gradcheck_plot import report_errors
+    from deepgrad.plotting import save_figure
+
+    net, X, y = problem()
+    report = dg.gradcheck_network(net, X, y, backward=bugs.get("db-missing").backward)
+    fig, ax = plt.subplots()
+    assert report_errors(report, ax=ax) is fig
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(net.params)
+    assert ax.get_yscale() == "log"
+    save_figure(fig, tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 5000
+
+
+def test_failing_only_by_rounding_says_so():
+    # eps so small that the central difference is all rounding: the check fails, but no
+    # element is blamed beyond the noise, and the table says what to do.
+    report = dg.gradcheck(
+        lambda v: float(np.sum(np.sin(v))),
+        np.linspace(0.1, 1, 5),
+        np.cos(np.linspace(0.1, 1, 5)),
+        eps=1e-14,
+    )
+    assert not report.passed and not report.failures
+    assert report.noise > 1e-3
+    assert "the error is rounding; try a larger eps" in str(report)

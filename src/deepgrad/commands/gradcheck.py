@@ -47,7 +47,9 @@ def add_arguments(p) -> None:
         "--plant-bug",
         choices=bugs.names(),
         default=None,
-        help="check a backward with this typical bug instead of deepgrad's",
+        metavar="NAME",
+        help="check a backward with this typical bug instead of deepgrad's: "
+        + ", ".join(bugs.names()),
     )
     p.add_argument("--plot", help="write per-parameter errors against the bands to this PNG")
     p.add_argument("--seed", type=int, default=0)
