@@ -49,6 +49,28 @@ def timed(fn):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def work_model(sizes, m):
+    """Multiply-adds and activation evaluations of the plain loop and of the fast path.
+
+    Plain loop: 2P full forward passes. Fast path, per perturbed element of layer l (both
+    signs): the column of Z^[l] (m), a rank-1 update of Z^[l+1], then full layers l+2..L;
+    activations for the column and every hidden layer after l.
+    """
+    L = len(sizes) - 1
+    full_macs = m * sum(sizes[k - 1] * sizes[k] for k in range(1, L + 1))
+    full_acts = m * sum(sizes[1:-1])
+    P = sum(sizes[k] * (sizes[k - 1] + 1) for k in range(1, L + 1))
+    fast_macs = fast_acts = 0
+    for l in range(1, L + 1):
+        n_l = sizes[l] * (sizes[l - 1] + 1)
+        macs = m + (m * sizes[l + 1] if l < L else 0)
+        macs += m * sum(sizes[k - 1] * sizes[k] for k in range(l + 2, L + 1))
+        acts = (m if l < L else 0) + m * sum(sizes[l + 1 : L])
+        fast_macs += 2 * n_l * macs
+        fast_acts += 2 * n_l * acts
+    return 2 * P * full_macs, 2 * P * full_acts, fast_macs, fast_acts
+
+
 def plain_loop(net, X, y):
     Y = y[:, None]
     J, grads = nw.cost_and_gradients(net.params, X, Y, net.spec, L2)
@@ -131,6 +153,11 @@ def main() -> None:
         f"\nplain loop / gradcheck_network (1 thread): {plain[1] / fast1[1]:.1f}x CPU time, "
         f"{plain[0] / fast1[0]:.1f}x wall time; with threads: {plain[0] / fastn[0]:.1f}x wall. "
         f"Same verdict: {p_res.passed == f_res.passed == fastn[2].passed}"
+    )
+    pm, pa, fm, fa = work_model(LAYERS, M)
+    print(
+        f"arithmetic: plain loop {pm / 1e9:.1f} G multiply-adds and {pa / 1e6:.0f} M tanh; "
+        f"fast path {fm / 1e9:.2f} G and {fa / 1e6:.0f} M: {pm / fm:.1f}x and {pa / fa:.1f}x less"
     )
     J = float(nw.cost(net.params, X, y[:, None], net.spec, L2))
     print(
