@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -543,6 +544,28 @@ def _penalty(s: _State, l: int, w: np.ndarray | None, delta: np.ndarray):
     return s.l2 / (2.0 * s.m_reg) * total
 
 
+_WORKSPACE = threading.local()
+
+
+def _buffer(tag: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A reusable per-thread scratch array: fresh 1 MB arrays for every batch would cost a
+    page fault per 4 kB (more than the arithmetic on them, measured)."""
+    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
+    key = (tag, shape)
+    if key not in cache:
+        cache[key] = np.empty(shape)
+    return cache[key]
+
+
+def _activate(name: str, Z: np.ndarray) -> np.ndarray:
+    """g(Z), in place where NumPy's ufunc is the registry's own forward (same numbers)."""
+    if name == "tanh":
+        return np.tanh(Z, out=Z)
+    if name == "linear":
+        return Z
+    return activations.get(name).forward(Z)
+
+
 def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np.ndarray | None):
     """Push K perturbed copies of unit ``rows[k]`` of Z^[l] (zcol: (K, m)) to Z^[L].
 
@@ -556,23 +579,25 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         ZL = np.repeat(cache.Z[L - 1][None], K, axis=0)
         ZL[np.arange(K), :, rows] = zcol
         return ZL
-    g = activations.get(spec.hidden_activation).forward
+    name = spec.hidden_activation
     _flag_kinks(kinks, zcol)
-    acol = g(zcol)
+    acol = activations.get(name).forward(zcol)
     if s.masks is not None:
         acol = dropout.apply(acol, s.masks[l - 1].T[rows])
     dcol = acol - s.inT[l + 1][rows]  # the change of unit i of A^[l], per example
     W_next = s.params[f"W{l + 1}"]
-    Z = dcol[:, :, None] * W_next.T[rows][:, None, :]  # rank-1 update of Z^[l+1] ...
-    Z += cache.Z[l]  # ... in place: the same sums, one pass and one buffer less
+    Z = _buffer("Z", (K, m, W_next.shape[0]))
+    np.multiply(dcol[:, :, None], W_next.T[rows][:, None, :], out=Z)  # rank-1 update ...
+    Z += cache.Z[l]  # ... of Z^[l+1]
     for k in range(l + 1, L):
         _flag_kinks(kinks, Z)
-        A = g(Z)
+        A = _activate(name, Z)
         if s.masks is not None:
             A = dropout.apply(A, s.masks[k - 1])
-        Z = A.reshape(K * m, A.shape[-1]) @ s.params[f"W{k + 1}"].T
-        Z += s.params[f"b{k + 1}"]
-        Z = Z.reshape(K, m, -1)
+        W, b = s.params[f"W{k + 1}"], s.params[f"b{k + 1}"]
+        Z = _buffer(f"Z{k + 1}", (K, m, W.shape[0]))
+        np.matmul(A.reshape(K * m, A.shape[-1]), W.T, out=Z.reshape(K * m, W.shape[0]))
+        Z += b
     return Z
 
 
@@ -679,6 +704,17 @@ def _check_masks(masks, m: int, hidden) -> list:
     return out
 
 
+def _single_threaded_blas():
+    """BLAS limited to one thread while the check runs (parallelism comes from ``workers``):
+    a multi-threaded BLAS on these (K m, n) products spins against the element-wise work
+    and made the check twice as slow (measured). Needs threadpoolctl; else a no-op."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - shipped with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def gradcheck_network(
     net,
     X,
@@ -747,7 +783,8 @@ def gradcheck_network(
     _, G, _ = _prepare(params, grads)
     workers = min(8, os.cpu_count() or 1) if workers is None else check_int("workers", workers)
     checked = {}
-    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    with _single_threaded_blas(), pool or contextlib.nullcontext():
         for name, flat in _select(net.spec.shapes(), sample, seed).items():
             num, kink = _layer_numerical(s, name, flat, eps, pool)
             checked[name] = _Checked(params[name].shape, flat, num, G[name].reshape(-1)[flat], kink)
