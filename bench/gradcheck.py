@@ -71,7 +71,7 @@ def work_model(sizes, m):
     return 2 * P * full_macs, 2 * P * full_acts, fast_macs, fast_acts
 
 
-def plain_loop(net, X, y):
+def plain_loop(net, X, y, mode="elementwise"):
     """The plain loop, with BLAS on one thread: faster for these small products (measured)."""
     from threadpoolctl import threadpool_limits
 
@@ -133,10 +133,12 @@ def main() -> None:
     fast1 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=1))
     fastn = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=args.workers))
     plain = timed(lambda: plain_loop(net, X, y))
+    direc = timed(lambda: plain_loop(net, X, y, mode="directional"))
     rows = [
         ("plain loop: dg.gradcheck on network.cost (2P evaluations)", *plain, ""),
         ("gradcheck_network, 1 thread", *fast1, ""),
         ("gradcheck_network, default threads", *fastn, ""),
+        ("dg.gradcheck mode='directional' (3 directions per array)", *direc, ""),
     ]
     torch_res = None if args.no_torch else torch_checks(net, X, y)
     for label, (wall, cpu, ok, note) in (torch_res or {}).items():
