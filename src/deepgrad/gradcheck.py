@@ -16,7 +16,8 @@ Two entry points:
 - ``gradcheck(cost_fn, params, grads)`` works for any NumPy cost function of a dict of
   arrays (or of one array): the plain loop, 2 cost evaluations per element.
 - ``gradcheck_network(net, X, Y)`` computes the same central differences for a deepgrad
-  network, much faster: a change to W^[l][i, j] moves only unit i of Z^[l] (by
+  network, faster (4x on the README's reference net T2, close to the 6x fewer
+  multiply-adds and 3x fewer activations that remain there): a change to W^[l][i, j] moves only unit i of Z^[l] (by
   delta * A^[l-1][:, j]), so the unperturbed forward pass is reused up to layer l, layer l+1
   gets a rank-1 update, and many perturbed networks are pushed through the remaining layers
   at once as one large matrix product. Every J(theta +- eps e_i) is still a real cost
@@ -76,12 +77,13 @@ _CHUNK_ELEMENTS = 1 << 17  # perturbed activations per batch (K * m * n): 1 MB, 
 
 
 def verdict(error: float) -> str:
-    """The band of a relative error: "correct" (< 1e-7), "suspicious" (< 1e-5),
-    "probably wrong" (<= 1e-3) or "bug" (above 1e-3, almost certainly a bug)."""
-    for limit, name in BANDS:
-        if error < limit or (limit == 1e-3 and error <= limit):
-            return name
-    return BANDS[-1][1]
+    """The band of a relative error: "correct" (< 1e-7, the seed's bar), "suspicious"
+    (< 1e-5), "probably wrong" (up to 1e-3) or "bug" (above 1e-3: almost certainly a bug)."""
+    if error < BANDS[0][0]:
+        return BANDS[0][1]
+    if error < BANDS[1][0]:
+        return BANDS[1][1]
+    return BANDS[2][1] if error <= BANDS[2][0] else BANDS[3][1]
 
 
 class Entry(NamedTuple):
