@@ -74,11 +74,11 @@ def work_model(sizes, m):
 def plain_loop(net, X, y, mode="elementwise"):
     """The plain loop (or its directional mode), with BLAS on one thread: faster for these
     small products (measured)."""
-    from threadpoolctl import threadpool_limits
+    from deepgrad.gradcheck import _single_threaded_blas
 
     Y = y[:, None]
     J, grads = nw.cost_and_gradients(net.params, X, Y, net.spec, L2)
-    with threadpool_limits(1, user_api="blas"):
+    with _single_threaded_blas():
         cost = lambda p: nw.cost(p, X, Y, net.spec, L2)  # noqa: E731
         return dg.gradcheck(cost, net.params, grads, eps=EPS, mode=mode)
 
