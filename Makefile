@@ -32,3 +32,6 @@ bench-distributed: install
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info
+
+bench-gradcheck: install
+	$(PY) bench/gradcheck.py

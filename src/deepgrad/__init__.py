@@ -9,6 +9,7 @@
 
 from . import initializers, optimizers
 from .flat import flatten
+from .gradcheck import GradcheckReport, gradcheck, gradcheck_network
 from .io import load, save
 from .model import Network
 from .training import DivergenceError, History, fit
@@ -26,6 +27,9 @@ __all__ = [
     "initializers",
     "optimizers",
     "__version__",
+    "gradcheck",
+    "gradcheck_network",
+    "GradcheckReport",
 ]
 
 # Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer (issue 4).

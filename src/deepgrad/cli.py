@@ -15,7 +15,7 @@ from .training import DivergenceError
 __all__ = ["main", "COMMANDS"]
 
 # Module names under deepgrad.commands, in the order `deepgrad --help` lists them.
-COMMANDS = ("demo", "train", "predict", "probe", "compare_init")
+COMMANDS = ("demo", "train", "predict", "gradcheck", "probe", "compare_init")
 
 
 class _Parser(argparse.ArgumentParser):
