@@ -122,5 +122,5 @@ def test_demo_check_prints_a_line_and_the_table(capsys):
     X = np.random.default_rng(0).normal(size=(50, 4))
     ok = demo_check(net, X, np.arange(50) % 3, l2=1.0, l2_denominator=50, seed=0)
     out = capsys.readouterr().out
-    assert ok and "gradient check of backprop on 32 training examples" in out
+    assert ok and "gradient check of backprop on 32 held-out examples" in out
     assert "parameter" in out and "W1" in out
