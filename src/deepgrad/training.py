@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import data as _data
-from . import dropout
+from . import dropout, fasttrain
 from . import network as nw
 from . import optimizers
 from ._backend import namespace, scalar
@@ -112,7 +112,9 @@ def _batch(run: _Run, idx):
 
 
 def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
-    """One pass over all mini-batches of ``epoch``; returns (params, opt_state)."""
+    """One pass over all mini-batches of ``epoch``; returns (params, opt_state, ok)."""
+    if fasttrain.why_not(run, params, opt_state) is None:  # same numbers, preallocated buffers
+        return fasttrain.run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0)
     m = run.X.shape[0]
     drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
     total, seen = 0.0, 0

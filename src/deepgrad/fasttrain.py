@@ -1,0 +1,208 @@
+"""The NumPy fast path of the training loop: the same math, with preallocated buffers.
+
+``training.run_epoch`` hands an epoch to ``run_epoch`` here when ``why_not(run, params,
+opt_state)`` is None, i.e. when everything is NumPy and the optimizer is plain gradient
+descent (with any learning-rate schedule). The numbers are those of the generic path
+(``network.forward/backward`` + ``optimizers.gd``): the same BLAS calls on the same
+operands in the same order, only written into buffers allocated once per epoch instead of
+fresh arrays on every step. So the parameters after N steps agree with the generic path
+to rounding (tests check 1e-6 relative in float32, 1e-12 in float64).
+
+What makes it faster (measured in bench/train_throughput.py):
+
+- every matrix product writes into a preallocated array (``np.matmul(..., out=)``); ReLU
+  and its derivative are done in place (A overwrites Z: ReLU'(Z) > 0 exactly where A > 0);
+- the shuffled rows of a mini-batch are gathered straight into one buffer,
+  ``np.take(X, idx, axis=0, out=Xb)``: no per-epoch copy of the data set, no per-step
+  allocation, and it works unchanged on memory-mapped arrays;
+- the update is in place on this module's own copy of the parameters (taken at the start
+  of the epoch), so the dict the caller passed in is still never modified.
+
+Falls back to the generic path (``why_not`` says why) for: non-NumPy parameters (torch,
+array_api_strict), dropout (keep_prob < 1), optimizers other than ``gd``, and custom
+optimizers. The last partial batch, both L2 normalizations, every hidden activation and
+every output are handled here (non-ReLU activations use the registry's functions, which
+allocate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import data as _data
+from . import losses, optimizers
+from . import network as nw
+
+__all__ = ["why_not", "run_epoch", "Buffers"]
+
+
+def why_not(run, params: dict, opt_state) -> str | None:
+    """None if the fast path can run this epoch, else the reason it falls back."""
+    if not all(type(p) is np.ndarray for p in params.values()):
+        return "parameters are not NumPy arrays"
+    if not isinstance(run.X, np.ndarray):
+        return "X is not a NumPy array"
+    if run.keep_prob < 1:
+        return "dropout (keep_prob < 1) runs on the generic path"
+    opt = run.optimizer
+    if (
+        opt.name != "gd"
+        or opt.learning_rate is None
+        or not isinstance(opt_state, optimizers.GDState)
+    ):
+        return f"optimizer {opt.name!r} runs on the generic path (fast path: gd only)"
+    return None
+
+
+class Buffers:
+    """Arrays reused by every step of an epoch, sized for the largest batch.
+
+    X: (b, n^[0]); A[l-1]: (b, n^[l]) hidden activations (ReLU in place of Z);
+    dA[l-1]: (b, n^[l]); mask[l-1]: (b, n^[l]) bool; gW/gb shaped like W/b; Y: (b, n^[L]).
+    """
+
+    def __init__(self, spec: nw.Spec, b: int, dtype, x_dtype, n_y: int):
+        sizes = spec.layer_sizes
+        self.X = np.empty((b, sizes[0]), dtype)
+        self.Xraw = (
+            None if np.dtype(x_dtype) == np.dtype(dtype) else np.empty((b, sizes[0]), x_dtype)
+        )
+        self.Y = np.empty((b, n_y), dtype)
+        hidden = sizes[1:-1]
+        self.A = [np.empty((b, n), dtype) for n in hidden]
+        self.dA = [np.empty((b, n), dtype) for n in hidden]
+        self.mask = [np.empty((b, n), bool) for n in hidden]
+        self.gW = [np.empty((sizes[l], sizes[l - 1]), dtype) for l in range(1, len(sizes))]
+        self.gb = [np.empty(sizes[l], dtype) for l in range(1, len(sizes))]
+        self.regW = [np.empty_like(g) for g in self.gW]
+
+
+def _gather(run, idx, buf: Buffers):
+    """(Xb, Yb): rows ``idx`` of X and Y, written into the buffers (views of length r)."""
+    r = len(idx)
+    if buf.Xraw is None:
+        Xb = np.take(run.X, idx, axis=0, out=buf.X[:r])
+    else:
+        np.take(run.X, idx, axis=0, out=buf.Xraw[:r])
+        Xb = buf.X[:r]
+        np.copyto(Xb, buf.Xraw[:r], casting="unsafe")
+    if run.check_batches and not np.isfinite(Xb).all():
+        raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
+    return Xb, np.take(run.Y, idx, axis=0, out=buf.Y[:r])
+
+
+def _forward(W: list, b: list, Xb, spec: nw.Spec, buf: Buffers, relu: bool, act):
+    """Z^[L] and the layer inputs [A^[0], ..., A^[L-1]] (hidden ones in ``buf.A``)."""
+    r = Xb.shape[0]
+    inputs, Zpre = [Xb], []
+    A = Xb
+    for l in range(spec.L - 1):
+        Z = np.matmul(A, W[l].T, out=buf.A[l][:r])
+        Z += b[l]
+        if relu:
+            A = np.maximum(Z, 0, out=Z)  # Z is not needed again: ReLU'(Z) > 0 iff A > 0
+        else:
+            Zpre.append(Z)  # buf.A[l] is not written again in this step
+            A = act.forward(Z)
+        inputs.append(A)
+    ZL = A @ W[-1].T + b[-1]
+    return ZL, inputs, Zpre
+
+
+def _backward(W: list, ZL, Yb, inputs, Zpre, spec, buf: Buffers, reg: float, relu: bool, act):
+    """Gradients into ``buf.gW``/``buf.gb``; the formulas of ``network.backward``."""
+    r = ZL.shape[0]
+    dZ = (losses.get(spec.output).activation(ZL) - Yb) / r  # canonical link
+    for l in range(spec.L - 1, -1, -1):
+        gW = np.matmul(dZ.T, inputs[l], out=buf.gW[l])
+        if reg:
+            gW += np.multiply(W[l], reg, out=buf.regW[l])
+        np.sum(dZ, axis=0, out=buf.gb[l])
+        if l > 0:
+            dA = np.matmul(dZ, W[l], out=buf.dA[l - 1][:r])
+            if relu:
+                mask = np.greater(inputs[l], 0, out=buf.mask[l - 1][:r])
+                dZ = np.multiply(dA, mask, out=dA)
+            else:
+                dZ = act.backward(dA, Zpre[l - 1], inputs[l])
+
+
+def _all_finite(J: float, buf: Buffers) -> bool:
+    if not math.isfinite(J):
+        return False
+    # A sum is finite only if every term is (overflow of the sum itself is re-checked).
+    return all(
+        math.isfinite(float(g.sum())) or bool(np.isfinite(g).all()) for g in (*buf.gW, *buf.gb)
+    )
+
+
+def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
+    """One epoch on the fast path; same contract as ``training.run_epoch``."""
+    from .activations import get as get_activation
+    from .training import StepInfo
+
+    spec = run.spec
+    names = nw.param_names(spec.L)
+    own = {k: np.array(params[k], copy=True) for k in names}  # updated in place below
+    W = [own[f"W{l}"] for l in range(1, spec.L + 1)]
+    b = [own[f"b{l}"] for l in range(1, spec.L + 1)]
+    relu = spec.hidden_activation == "relu"
+    act = get_activation(spec.hidden_activation)
+    m = run.X.shape[0]
+    buf = Buffers(spec, min(run.batch_size, m), W[0].dtype, run.X.dtype, run.Y.shape[1])
+    schedule, count = run.optimizer.learning_rate, opt_state.count
+    total, seen = 0.0, 0
+    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle):
+        Xb, Yb = _gather(run, idx, buf)
+        ZL, inputs, Zpre = _forward(W, b, Xb, spec, buf, relu, act)
+        J = float(nw.cost_from_output(ZL, Yb, own, spec, run.l2, run.m_reg))
+        reg = run.l2 / (len(idx) if run.m_reg is None else run.m_reg)
+        _backward(W, ZL, Yb, inputs, Zpre, spec, buf, reg, relu, act)
+        t = history.iterations
+        if not _all_finite(J, buf):
+            history.stopped = _divergence_message(epoch, t, J)
+            return _result(own, names), optimizers.GDState(count), False
+        grads = _grads_copy(buf, spec.L) if callbacks else None
+        lr = schedule(count)
+        for p, g in zip((*W, *b), (*buf.gW, *buf.gb), strict=True):
+            p -= np.multiply(g, lr, out=g)  # the seed's theta := theta - alpha * d_theta
+        count += 1
+        seen += len(idx)
+        total += J * len(idx)
+        history.iteration_cost.append(J)
+        history.iteration_time.append(time.perf_counter() - t0)
+        history.iteration_examples.append(
+            (history.iteration_examples[-1] if history.iteration_examples else 0) + len(idx)
+        )
+        bar.update(1)
+        if t % 20 == 0:
+            bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
+        for cb in callbacks:
+            cb(StepInfo(epoch, t, J, _result(own, names), grads))
+    history.epoch_cost.append(total / seen)
+    return _result(own, names), optimizers.GDState(count), True
+
+
+def _divergence_message(epoch: int, t: int, J: float) -> str:
+    what = "cost" if not math.isfinite(J) else "gradient"
+    value = J if not math.isfinite(J) else "not finite"
+    return (
+        f"diverged at epoch {epoch + 1}, iteration {t + 1}: the {what} is {value}; "
+        f"try a smaller learning rate"
+    )
+
+
+def _result(own: dict, names) -> dict:
+    """A fresh dict of copies: what callers get can never change under them."""
+    return {k: own[k].copy() for k in names}
+
+
+def _grads_copy(buf: Buffers, L: int) -> dict:
+    out = {}
+    for l in range(1, L + 1):
+        out[f"W{l}"] = buf.gW[l - 1].copy()
+        out[f"b{l}"] = buf.gb[l - 1].copy()
+    return out
