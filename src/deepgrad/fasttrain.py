@@ -60,17 +60,12 @@ def why_not(run, params: dict, opt_state) -> str | None:
 class Buffers:
     """Arrays reused by every step of an epoch, sized for the largest batch.
 
-    X: (b, n^[0]); A[l-1]: (b, n^[l]) hidden activations (ReLU in place of Z);
-    dA[l-1]: (b, n^[l]); mask[l-1]: (b, n^[l]) bool; gW/gb shaped like W/b; Y: (b, n^[L]).
+    A[l-1]: (b, n^[l]) hidden activations (ReLU in place of Z); dA[l-1]: (b, n^[l]);
+    mask[l-1]: (b, n^[l]) bool; gW/gb shaped like W/b.
     """
 
-    def __init__(self, spec: nw.Spec, b: int, dtype, x_dtype, n_y: int):
+    def __init__(self, spec: nw.Spec, b: int, dtype):
         sizes = spec.layer_sizes
-        self.X = np.empty((b, sizes[0]), dtype)
-        self.Xraw = (
-            None if np.dtype(x_dtype) == np.dtype(dtype) else np.empty((b, sizes[0]), x_dtype)
-        )
-        self.Y = np.empty((b, n_y), dtype)
         hidden = sizes[1:-1]
         self.A = [np.empty((b, n), dtype) for n in hidden]
         self.dA = [np.empty((b, n), dtype) for n in hidden]
@@ -80,18 +75,66 @@ class Buffers:
         self.regW = [np.empty_like(g) for g in self.gW]
 
 
-def _gather(run, idx, buf: Buffers):
-    """(Xb, Yb): rows ``idx`` of X and Y, written into the buffers (views of length r)."""
-    r = len(idx)
-    if buf.Xraw is None:
-        Xb = np.take(run.X, idx, axis=0, out=buf.X[:r])
-    else:
-        np.take(run.X, idx, axis=0, out=buf.Xraw[:r])
-        Xb = buf.X[:r]
-        np.copyto(Xb, buf.Xraw[:r], casting="unsafe")
-    if run.check_batches and not np.isfinite(Xb).all():
-        raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
-    return Xb, np.take(run.Y, idx, axis=0, out=buf.Y[:r])
+class _Slot:
+    """One mini-batch's input buffers: X (b, n^[0]) in the net's dtype, Y (b, n^[L])."""
+
+    def __init__(self, run, b: int, dtype):
+        n = run.X.shape[1]
+        self.X = np.empty((b, n), dtype)
+        self.raw = None if run.X.dtype == self.X.dtype else np.empty((b, n), run.X.dtype)
+        self.Y = np.empty((b, run.Y.shape[1]), dtype)
+
+    def gather(self, run, idx):
+        """(Xb, Yb): rows ``idx`` of X and Y written into this slot (views of length r)."""
+        r = len(idx)
+        if self.raw is None:
+            Xb = np.take(run.X, idx, axis=0, out=self.X[:r])
+        else:
+            np.take(run.X, idx, axis=0, out=self.raw[:r])
+            Xb = self.X[:r]
+            np.copyto(Xb, self.raw[:r], casting="unsafe")
+        if run.check_batches and not np.isfinite(Xb).all():
+            raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
+        return idx, Xb, np.take(run.Y, idx, axis=0, out=self.Y[:r])
+
+
+RELEASE_BYTES = 256 * 2**20  # drop mapped pages of a memory-mapped X after this much reading
+
+
+def _batches(run, epoch: int, b: int, dtype, prefetch: bool):
+    """Yield (idx, Xb, Yb) for each mini-batch of ``epoch``, gathered into reused buffers.
+
+    With ``prefetch`` a background thread gathers batch t+1 (into the other of two
+    slots) while the caller computes on batch t; NumPy's take releases the GIL.
+    """
+    m = run.X.shape[0]
+    order = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle)
+    slots = [_Slot(run, b, dtype) for _ in range(2 if prefetch else 1)]
+    row_bytes, read = run.X.strides[0], 0
+    if not prefetch:
+        for idx in order:
+            yield slots[0].gather(run, idx)
+            read += len(idx) * row_bytes
+            if read >= RELEASE_BYTES:
+                _data.release_pages(run.X)
+                read = 0
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="deepgrad-reader") as pool:
+        nxt = next(order, None)
+        pending = None if nxt is None else pool.submit(slots[0].gather, run, nxt)
+        k = 0
+        while pending is not None:
+            nxt = next(order, None)
+            k ^= 1
+            batch = pending.result()
+            pending = None if nxt is None else pool.submit(slots[k].gather, run, nxt)
+            yield batch
+            read += len(batch[0]) * row_bytes
+            if read >= RELEASE_BYTES:
+                _data.release_pages(run.X)
+                read = 0
 
 
 def _forward(W: list, b: list, Xb, spec: nw.Spec, buf: Buffers, relu: bool, act):
@@ -139,8 +182,12 @@ def _all_finite(J: float, buf: Buffers) -> bool:
     )
 
 
-def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
-    """One epoch on the fast path; same contract as ``training.run_epoch``."""
+def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, prefetch=None):
+    """One epoch on the fast path; same contract as ``training.run_epoch``.
+
+    ``prefetch``: gather the next mini-batch in a background thread (default: only for
+    memory-mapped X, where a gather waits on page faults; see the README's measurements).
+    """
     from .activations import get as get_activation
     from .training import StepInfo
 
@@ -149,14 +196,13 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
     own = {k: np.array(params[k], copy=True) for k in names}  # updated in place below
     W = [own[f"W{l}"] for l in range(1, spec.L + 1)]
     b = [own[f"b{l}"] for l in range(1, spec.L + 1)]
-    relu = spec.hidden_activation == "relu"
-    act = get_activation(spec.hidden_activation)
-    m = run.X.shape[0]
-    buf = Buffers(spec, min(run.batch_size, m), W[0].dtype, run.X.dtype, run.Y.shape[1])
+    relu, act = spec.hidden_activation == "relu", get_activation(spec.hidden_activation)
+    bsize = min(run.batch_size, run.X.shape[0])
+    buf = Buffers(spec, bsize, W[0].dtype)
+    prefetch = isinstance(run.X, np.memmap) if prefetch is None else prefetch
     schedule, count = run.optimizer.learning_rate, opt_state.count
     total, seen = 0.0, 0
-    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle):
-        Xb, Yb = _gather(run, idx, buf)
+    for idx, Xb, Yb in _batches(run, epoch, bsize, W[0].dtype, prefetch):
         ZL, inputs, Zpre = _forward(W, b, Xb, spec, buf, relu, act)
         J = float(nw.cost_from_output(ZL, Yb, own, spec, run.l2, run.m_reg))
         reg = run.l2 / (len(idx) if run.m_reg is None else run.m_reg)
@@ -172,18 +218,23 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
         count += 1
         seen += len(idx)
         total += J * len(idx)
-        history.iteration_cost.append(J)
-        history.iteration_time.append(time.perf_counter() - t0)
-        history.iteration_examples.append(
-            (history.iteration_examples[-1] if history.iteration_examples else 0) + len(idx)
-        )
-        bar.update(1)
-        if t % 20 == 0:
-            bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
+        _record(history, J, len(idx), t0, bar)
         for cb in callbacks:
             cb(StepInfo(epoch, t, J, _result(own, names), grads))
     history.epoch_cost.append(total / seen)
     return _result(own, names), optimizers.GDState(count), True
+
+
+def _record(history, J: float, n: int, t0: float, bar) -> None:
+    """Append step t's cost, time and examples seen, as the generic loop does."""
+    t = history.iterations
+    history.iteration_cost.append(J)
+    history.iteration_time.append(time.perf_counter() - t0)
+    prev = history.iteration_examples[-1] if history.iteration_examples else 0
+    history.iteration_examples.append(prev + n)
+    bar.update(1)
+    if t % 20 == 0:
+        bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
 
 
 def _divergence_message(epoch: int, t: int, J: float) -> str:

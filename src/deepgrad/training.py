@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import data as _data
-from . import dropout, fasttrain
+from . import dropout, fasttrain, optimizers
 from . import network as nw
-from . import optimizers
 from ._backend import namespace, scalar
 from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
 from ._progress import progress_bar
@@ -113,6 +112,7 @@ def _batch(run: _Run, idx):
 
 def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
     """One pass over all mini-batches of ``epoch``; returns (params, opt_state, ok)."""
+    _data.check_unchanged(run.X)  # a memory-mapped file that changed size: clear error
     if fasttrain.why_not(run, params, opt_state) is None:  # same numbers, preallocated buffers
         return fasttrain.run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0)
     m = run.X.shape[0]
