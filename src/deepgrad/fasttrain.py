@@ -168,7 +168,7 @@ def _backward(W: list, ZL, Yb, inputs, Zpre, spec, buf: Buffers, reg: float, rel
             dA = np.matmul(dZ, W[l], out=buf.dA[l - 1][:r])
             if relu:
                 mask = np.greater(inputs[l], 0, out=buf.mask[l - 1][:r])
-                dZ = np.multiply(dA, mask, out=dA)
+                dZ = np.multiply(dA, mask.view(np.uint8), out=dA)  # uint8: no bool cast loop
             else:
                 dZ = act.backward(dA, Zpre[l - 1], inputs[l])
 
