@@ -27,3 +27,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info
+
+# issue 5: training throughput (T1, deepgrad vs PyTorch eager on the CPU; needs the bench extra)
+bench-train: install
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/train_throughput.py

@@ -12,7 +12,10 @@ hits both sides alike; the ratio is taken within this run.
 The ceiling: FLOPs of one training step (forward Z = A W^T, backward dW = dZ^T A and
 dA = dZ W, 2*m*n_in*n_out each) divided by the time NumPy's float32 matmul takes for
 exactly those products at the same shapes (preallocated outputs, best of several runs).
-It ignores everything that is not a matrix product, so no implementation can pass it.
+It ignores everything that is not a matrix product, so no NumPy implementation can pass
+it. "per CPU-second" is examples per second of process CPU time: with 1 thread it is what
+wall-clock throughput would be without the neighbours' load (on a shared machine the most
+stable number); with more threads it also counts time spent spinning in thread pools.
 
     python bench/train_throughput.py [--examples 500000] [--repeats 3] [--json FILE]
 """
@@ -58,9 +61,10 @@ def blas_info() -> str:
 
 def deepgrad_epoch(X, y, b: int, seed: int) -> tuple[float, float]:
     net = dg.Network(LAYERS, "relu", "sigmoid", init="he_normal", seed=0)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     h = net.fit(X, y, batch_size=b, epochs=1, learning_rate=LR, l2=L2, seed=seed, progress=False)
-    return len(X) / (time.perf_counter() - t), h.epoch_cost[-1]
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return len(X) / wall, len(X) / cpu, h.epoch_cost[-1]
 
 
 def torch_epoch(torch, Xt, yt, b: int, seed: int) -> tuple[float, float]:
@@ -83,7 +87,7 @@ def torch_epoch(torch, Xt, yt, b: int, seed: int) -> tuple[float, float]:
     loss_fn = nn.BCEWithLogitsLoss()
     m = Xt.shape[0]
     g = torch.Generator().manual_seed(seed)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     perm = torch.randperm(m, generator=g)
     total = 0.0
     for s in range(0, m, b):
@@ -95,8 +99,8 @@ def torch_epoch(torch, Xt, yt, b: int, seed: int) -> tuple[float, float]:
         loss.backward()
         opt.step()
         total += loss.detach() * len(idx)
-    rate = m / (time.perf_counter() - t)
-    return rate, float(total) / m
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return m / wall, m / cpu, float(total) / m
 
 
 def step_flops(b: int) -> float:
@@ -176,24 +180,28 @@ def _table(args, torch, threads: int) -> dict:
         f"({torch.get_num_threads()} threads); {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
     )
-    rates = {b: {"deepgrad": [], "torch": []} for b in args.batch_sizes}
+    rates = {
+        b: {k: [] for k in ("deepgrad", "torch", "dg_cpu", "torch_cpu")} for b in args.batch_sizes
+    }
     costs = {}
     for r in range(args.repeats):
         for b in args.batch_sizes:
-            rd, cd = deepgrad_epoch(X, y, b, seed=r)
-            rt, ct = torch_epoch(torch, Xt, yt, b, seed=r)
-            rates[b]["deepgrad"].append(rd)
-            rates[b]["torch"].append(rt)
+            rd, rdc, cd = deepgrad_epoch(X, y, b, seed=r)
+            rt, rtc, ct = torch_epoch(torch, Xt, yt, b, seed=r)
+            for k, v in zip(rates[b], (rd, rt, rdc, rtc), strict=True):
+                rates[b][k].append(v)
             costs[b] = (cd, ct)
     rows = []
     print(
         f"\n{'batch':>6} {'deepgrad ex/s':>14} {'torch ex/s':>12} {'ratio':>6} "
         f"{'matmul GFLOP/s':>15} {'ceiling ex/s':>13} {'% of ceiling':>13} "
-        f"{'epoch cost dg/torch':>20}"
+        f"{'per CPU-s dg/torch (ratio)':>28} {'epoch cost dg/torch':>20}"
     )
     for b in args.batch_sizes:
         d = statistics.median(rates[b]["deepgrad"])
         t = statistics.median(rates[b]["torch"])
+        dc = statistics.median(rates[b]["dg_cpu"])
+        tc = statistics.median(rates[b]["torch_cpu"])
         gflops, ceil = matmul_ceiling(b)
         rows.append(
             {
@@ -204,13 +212,16 @@ def _table(args, torch, threads: int) -> dict:
                 "matmul_gflops": gflops,
                 "ceiling": ceil,
                 "pct_ceiling": 100 * d / ceil,
+                "deepgrad_per_cpu_s": dc,
+                "torch_per_cpu_s": tc,
                 "deepgrad_all": rates[b]["deepgrad"],
                 "torch_all": rates[b]["torch"],
             }
         )
+        cpu = f"{dc:,.0f}/{tc:,.0f} ({dc / tc:.2f})"
         print(
             f"{b:>6} {d:>14,.0f} {t:>12,.0f} {d / t:>6.2f} {gflops:>15.1f} {ceil:>13,.0f} "
-            f"{100 * d / ceil:>12.0f}% {costs[b][0]:>9.4f}/{costs[b][1]:.4f}"
+            f"{100 * d / ceil:>12.0f}% {cpu:>28} {costs[b][0]:>9.4f}/{costs[b][1]:.4f}"
         )
     ok = next((r["ratio"] >= 1.2 for r in rows if r["batch_size"] == 1000), None)
     if ok is not None:

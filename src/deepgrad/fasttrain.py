@@ -99,6 +99,7 @@ class _Slot:
 
 
 RELEASE_BYTES = 256 * 2**20  # drop mapped pages of a memory-mapped X after this much reading
+PREFETCH_MEMMAP = True  # background reader for memory-mapped X (measured: see README)
 
 
 def _batches(run, epoch: int, b: int, dtype, prefetch: bool):
@@ -199,7 +200,8 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, prefet
     relu, act = spec.hidden_activation == "relu", get_activation(spec.hidden_activation)
     bsize = min(run.batch_size, run.X.shape[0])
     buf = Buffers(spec, bsize, W[0].dtype)
-    prefetch = isinstance(run.X, np.memmap) if prefetch is None else prefetch
+    if prefetch is None:
+        prefetch = PREFETCH_MEMMAP and isinstance(run.X, np.memmap)
     schedule, count = run.optimizer.learning_rate, opt_state.count
     total, seen = 0.0, 0
     for idx, Xb, Yb in _batches(run, epoch, bsize, W[0].dtype, prefetch):
