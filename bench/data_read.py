@@ -24,6 +24,17 @@ import numpy as np
 
 from deepgrad import data
 
+every = 256
+peak_rss = [0.0]
+
+
+def rss_mb() -> float:
+    """Resident set size now (Linux /proc), and track the peak seen."""
+    with open("/proc/self/statm") as f:
+        now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    peak_rss[0] = max(peak_rss[0], now)
+    return now
+
 
 def drop_cache(path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -33,15 +44,16 @@ def drop_cache(path) -> None:
         os.close(fd)
 
 
-def gather(X, b: int, batches: int, seed: int) -> float:
+def gather(X, b: int, batches: int, seed: int, block=None) -> float:
     m = X.shape[0]
-    order = np.random.default_rng(seed).permutation(m)
+    order = data.epoch_permutation(m, seed, 0, block)
     buf = np.empty((b, X.shape[1]), X.dtype)
     t = time.perf_counter()
     for k in range(batches):
         idx = np.sort(order[k * b : (k + 1) * b])
         np.take(X, idx, axis=0, out=buf[: len(idx)])
-        if k % 256 == 255:
+        if (k + 1) % every == 0:
+            rss_mb()
             data.release_pages(X)
     return batches * b / (time.perf_counter() - t)
 
@@ -54,7 +66,8 @@ def block(X, b: int, batches: int, seed: int) -> float:
     for k in range(batches):
         s = starts[k % len(starts)]
         np.copyto(buf, X[s : s + b])
-        if k % 256 == 255:
+        if (k + 1) % every == 0:
+            rss_mb()
             data.release_pages(X)
     return batches * b / (time.perf_counter() - t)
 
@@ -71,15 +84,28 @@ def main(argv=None) -> int:
         f"{path}: {X.shape} {X.dtype}, {X.nbytes / 1e9:.2f} GB; batch {args.batch_size}, "
         f"{args.batches} batches ({args.batches * args.batch_size:,} rows) per measurement"
     )
-    print(f"{'scheme':<8} {'cache':<6} {'rows/s':>12} {'MB/s':>8}")
-    for name, fn in (("gather", gather), ("block", block)):
+    print(f"{'scheme':<14} {'cache':<6} {'rows/s':>12} {'MB/s':>8} {'RSS MB (start -> peak)':>24}")
+    global every
+    every = max(1, 256 * 2**20 // (args.batch_size * X.strides[0]))
+    schemes = (
+        ("uniform", gather),
+        ("block-shuffle", lambda *a, **k: gather(*a, **k, block=data.shuffle_block(X))),
+        ("contiguous", block),
+    )
+    for name, fn in schemes:
         for cache in ("cold", "warm"):
             if cache == "cold":
                 drop_cache(path)
+            r0 = peak_rss[0] = 0.0
+            r0 = rss_mb()
             rate = fn(X, args.batch_size, args.batches, seed=1)
-            print(f"{name:<8} {cache:<6} {rate:>12,.0f} {rate * X.shape[1] * 4 / 1e6:>8,.0f}")
+            print(
+                f"{name:<14} {cache:<6} {rate:>12,.0f} {rate * X.strides[0] / 1e6:>8,.0f} "
+                f"{r0:>8.0f} -> {peak_rss[0]:.0f}"
+            )
+            data.release_pages(X)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {rss:.0f} MB")
+    print(f"peak RSS of the process {rss:.0f} MB")
     return 0
 
 

@@ -148,6 +148,7 @@ def main(argv=None) -> int:
         "threads); NumPy via threadpoolctl, torch via set_num_threads",
     )
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--verbose", action="store_true", help="print every measurement")
     args = p.parse_args(argv)
     results = []
     for threads in args.threads or [blas_threads()]:
@@ -190,6 +191,11 @@ def _table(args, torch, threads: int) -> dict:
             rt, rtc, ct = torch_epoch(torch, Xt, yt, b, seed=r)
             for k, v in zip(rates[b], (rd, rt, rdc, rtc), strict=True):
                 rates[b][k].append(v)
+            if args.verbose:
+                print(
+                    f"  repeat {r + 1} batch {b}: deepgrad {rd:,.0f} torch {rt:,.0f} ex/s",
+                    flush=True,
+                )
             costs[b] = (cd, ct)
     rows = []
     print(

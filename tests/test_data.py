@@ -166,3 +166,42 @@ def test_prefetch_and_page_release_give_the_same_numbers(tmp_path, monkeypatch):
     for k in results[0][0]:
         np.testing.assert_array_equal(results[0][0][k], results[1][0][k])
     assert results[0][1] == results[1][1]
+
+
+def test_block_shuffle_is_a_seeded_permutation_of_windows_of_blocks():
+    short = data.epoch_permutation(10_007, 3, 0, block=50, window=4)  # a short last block
+    np.testing.assert_array_equal(np.sort(short), np.arange(10_007))
+    m, block, window = 10_050, 50, 4
+    p = data.epoch_permutation(m, 3, 0, block=block, window=window)
+    np.testing.assert_array_equal(np.sort(p), np.arange(m))
+    np.testing.assert_array_equal(p, data.epoch_permutation(m, 3, 0, block=block, window=window))
+    assert not np.array_equal(p, data.epoch_permutation(m, 3, 1, block=block, window=window))
+    span = block * window
+    for start in range(0, m - span, span):
+        blocks = np.unique(p[start : start + span] // block)
+        assert len(blocks) == window  # each window holds whole blocks ...
+        assert not np.all(np.diff(p[start : start + span]) > 0)  # ... shuffled inside
+    # small data sets (one window or less) get a uniform permutation
+    np.testing.assert_array_equal(
+        data.epoch_permutation(100, 3, 0, block=50), np.random.default_rng([3, 0]).permutation(100)
+    )
+
+
+def test_memmap_training_uses_the_block_shuffle(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "BLOCK_BYTES", 4 * 4 * 10)  # blocks of 10 rows of 4 float32
+    data.make_dataset(tmp_path / "d", 2000, 4)
+    X, y = data.open_dataset(tmp_path / "d")
+    assert data.shuffle_block(X) == 10 and data.shuffle_block(np.asarray(X)) is None
+    seen = []
+    real = data.batch_indices
+
+    def spy(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(data, "batch_indices", spy)
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(fasttrain, "why_not", lambda *a: "off")
+        dg.Network([4, 3, 1], seed=0).fit(X, y, batch_size=100, epochs=1, progress=False)
+    assert seen == [10, 10]

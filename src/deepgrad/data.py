@@ -1,21 +1,31 @@
 """Data for training: shuffled mini-batches, synthetic sets, memory-mapped .npy directories.
 
-Shuffling scheme: shuffled index gathers, one mini-batch at a time
----------------------------------------------------------------------
-The data set is never copied or permuted as a whole. Each epoch draws a permutation of
-the row indices from ``numpy.random.default_rng([seed, epoch])`` and every mini-batch
-gathers its rows, ``X[idx]`` (``np.take(X, idx, out=buffer)`` on the fast path), when it
-is used, with the indices sorted inside the batch (the batch holds the same examples
-either way, and ascending reads are faster on memory-mapped files). The cost: one gather
-of batch_size rows per step (the bytes the step reads anyway, but scattered), and 8 bytes
-per example for the permutation (40 MB for 5,000,000 examples). It is a true uniform
-shuffle every epoch, the same for in-memory and memory-mapped arrays, and works for any
-data set size. On a memory-mapped file each example is a 4 KiB page fault the first time
-it is read; once the file is in the OS page cache a gather runs at memory speed (see the
-README's measurements, which compare it with a block shuffle). To keep the process's
-resident memory bounded while it walks a file larger than it should hold, the training
-loop calls ``release_pages`` every few hundred MB read: the mapped pages are dropped from
-the process (``madvise(MADV_DONTNEED)``; the kernel's page cache may keep them).
+Shuffling schemes: index gathers, one mini-batch at a time
+----------------------------------------------------------
+The data set is never copied or permuted as a whole. Each epoch draws an order of the row
+indices from ``numpy.random.default_rng([seed, epoch])`` and every mini-batch gathers its
+rows, ``X[idx]`` (``np.take(X, idx, out=buffer)`` on the fast path), when it is used, with
+the indices sorted inside the batch (the batch holds the same examples either way, and
+ascending reads are faster on memory-mapped files). Cost: one gather of batch_size rows
+per step, 8 bytes per example for the order (40 MB for 5,000,000 examples), nothing else.
+
+- Arrays in memory: a uniform permutation (``epoch_permutation(m, seed, epoch)``).
+- Memory-mapped X (``shuffle_block``): a block shuffle. Rows are cut into blocks of ~1 MiB
+  of consecutive rows (2,621 rows of 100 float32), the blocks are visited in a random
+  order and the rows of each window of 32 consecutive blocks (~32 MiB) are permuted
+  uniformly. A mini-batch of 1,000 then mixes rows of 32 random blocks. Why: a uniform
+  gather from a file touches one 4 KiB page per 400-byte row (the kernel maps up to 64
+  KiB around each fault), so it reads ~10-100x the bytes it uses, and its mapped pages
+  spread over the whole file. Measured on the 5M x 100 set (bench/data_read.py, README):
+  uniform gathers 0.43 M rows/s from a cold cache and 1.9 M warm, with the process's
+  resident memory growing to the whole 2 GB file; the block shuffle 0.71 M rows/s cold,
+  5.5 M warm, resident memory under 400 MB. The price: rows of one block stay within
+  the same ~32 MiB window of an epoch, so a file sorted by label or time must be
+  shuffled once on disk first (make-data's files are in random order already).
+
+Resident memory stays bounded: the training loop calls ``release_pages`` after every 256
+MB it has gathered from a memory-mapped X, dropping the mapped pages from the process
+(``madvise(MADV_DONTNEED)``; the kernel's page cache may keep them).
 
 Synthetic data
 --------------
@@ -41,6 +51,7 @@ import numpy as np
 
 __all__ = [
     "epoch_permutation",
+    "shuffle_block",
     "batch_slices",
     "batch_indices",
     "n_batches",
@@ -55,12 +66,38 @@ __all__ = [
 ]
 
 BLOCK_ROWS = 65_536  # rows per generation block: the data depend only on (m, n_x, seed)
+BLOCK_BYTES = 2**20  # block shuffle of memory-mapped data: blocks of ~1 MiB of rows
 TEACHER_HIDDEN = 32
 
 
-def epoch_permutation(m: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of the m examples in ``epoch``: depends only on (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(m)
+def epoch_permutation(
+    m: int, seed: int, epoch: int, block: int | None = None, window: int = 32
+) -> np.ndarray:
+    """The order of the m examples in ``epoch``: depends only on (seed, epoch).
+
+    ``block=None``: a uniform permutation. ``block=k``: a block shuffle for data on disk:
+    the rows are cut into blocks of k consecutive rows, the blocks are visited in a
+    random order, and the rows of each group of ``window`` consecutive (shuffled) blocks
+    are permuted uniformly among themselves.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if block is None or m <= block * window:
+        return rng.permutation(m)
+    n_blocks = -(-m // block)
+    rows = (rng.permutation(n_blocks)[:, None] * block + np.arange(block)).ravel()
+    rows = rows[rows < m]  # the last block may be short
+    span = block * window
+    for start in range(0, m, span):
+        rng.shuffle(rows[start : start + span])  # a view: shuffled in place
+    return rows
+
+
+def shuffle_block(X) -> int | None:
+    """Rows per block of the block shuffle for X: ~1 MiB of rows for a memory-mapped X,
+    None (a uniform permutation) for arrays in memory."""
+    if not isinstance(X, np.memmap):
+        return None
+    return max(1, BLOCK_BYTES // max(1, X.strides[0]))
 
 
 def n_batches(m: int, batch_size: int) -> int:
@@ -74,13 +111,15 @@ def batch_slices(m: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, m))
 
 
-def batch_indices(m: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True):
-    """Index arrays of each mini-batch of ``epoch``.
+def batch_indices(
+    m: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, block: int | None = None
+):
+    """Index arrays of each mini-batch of ``epoch`` (``block``: see ``epoch_permutation``).
 
     Sorted within a batch: the batch holds the same examples either way, and ascending
     reads are much faster on memory-mapped files.
     """
-    order = epoch_permutation(m, seed, epoch) if shuffle else np.arange(m)
+    order = epoch_permutation(m, seed, epoch, block) if shuffle else np.arange(m)
     for s in batch_slices(m, batch_size):
         yield np.sort(order[s])
 
@@ -159,7 +198,7 @@ def make_dataset(out, examples: int, features: int, seed: int = 0, noise: float 
         T = teacher(n, seed)
         for k, a, b in _blocks(m):
             X[a:b], y[a:b] = synthetic_block(k, b - a, n, seed, noise, T)
-            if k % 64 == 63:
+            if k % 4 == 3:  # written pages go to the page cache, out of our RSS
                 release_pages(X)
         X.flush()
         y.flush()
@@ -173,6 +212,9 @@ def make_dataset(out, examples: int, features: int, seed: int = 0, noise: float 
         }
         del X, y
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

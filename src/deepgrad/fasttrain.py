@@ -109,7 +109,8 @@ def _batches(run, epoch: int, b: int, dtype, prefetch: bool):
     slots) while the caller computes on batch t; NumPy's take releases the GIL.
     """
     m = run.X.shape[0]
-    order = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle)
+    block = _data.shuffle_block(run.X)
+    order = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle, block)
     slots = [_Slot(run, b, dtype) for _ in range(2 if prefetch else 1)]
     row_bytes, read = run.X.strides[0], 0
     if not prefetch:

@@ -118,7 +118,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
     m = run.X.shape[0]
     drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
     total, seen = 0.0, 0
-    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle):
+    block = _data.shuffle_block(run.X)  # block shuffle for memory-mapped X (see data.py)
+    for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle, block):
         Xb, Yb = _batch(run, idx)
         masks = None
         if drop_rng is not None:
