@@ -189,3 +189,24 @@ def test_divergence_is_reported_like_the_generic_path(monkeypatch, fast):
     assert hf.stopped == hg.stopped
     for k in pg:
         np.testing.assert_allclose(pf[k], pg[k], rtol=1e-9)
+
+
+@pytest.mark.parametrize("threads,dtype,tol", [(2, "float32", 1e-6), (3, "float64", 1e-12)])
+def test_row_shards_match_generic(monkeypatch, threads, dtype, tol):
+    # batch 400 of 1000 rows: shards of 200 (or 134, 134, 132), last batch of 200 split too
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: threads)
+    assert fasttrain.n_shards(400) == threads and fasttrain.n_shards(200) == 1
+    kw = dict(sizes=(12, 32, 16, 1), m=1000, dtype=dtype, batch_size=400, epochs=3, l2=0.1)
+    pf, hf, used = _fit(monkeypatch, True, **kw)
+    pg, hg, _ = _fit(monkeypatch, False, **kw)
+    assert all(used)
+    for k in pg:
+        assert _rel(pf[k], pg[k]) < tol, k
+    np.testing.assert_allclose(hf.iteration_cost, hg.iteration_cost, rtol=10 * tol)
+
+
+def test_shard_rows_cover_the_batch():
+    for r, k in ((1000, 2), (999, 2), (400, 3), (5, 4)):
+        rows = fasttrain._shard_rows(r, k)
+        assert len(rows) <= k
+        assert np.concatenate([np.arange(r)[s] for s in rows]).tolist() == list(range(r))
