@@ -193,9 +193,9 @@ def test_divergence_is_reported_like_the_generic_path(monkeypatch, fast):
 
 @pytest.mark.parametrize("threads,dtype,tol", [(2, "float32", 1e-6), (3, "float64", 1e-12)])
 def test_row_shards_match_generic(monkeypatch, threads, dtype, tol):
-    # batch 400 of 1000 rows: shards of 200 (or 134, 134, 132), last batch of 200 split too
+    # batch 400 of 1000 rows: shards of 200 (or 134, 134, 132); the last batch of 200 too
     monkeypatch.setattr(fasttrain, "_blas_threads", lambda: threads)
-    assert fasttrain.n_shards(400) == threads and fasttrain.n_shards(200) == 1
+    assert fasttrain.n_shards(400) == threads and fasttrain.n_shards(100) == 1
     kw = dict(sizes=(12, 32, 16, 1), m=1000, dtype=dtype, batch_size=400, epochs=3, l2=0.1)
     pf, hf, used = _fit(monkeypatch, True, **kw)
     pg, hg, _ = _fit(monkeypatch, False, **kw)

@@ -73,6 +73,7 @@ class Buffers:
         self.gW = [np.empty((sizes[l], sizes[l - 1]), dtype) for l in range(1, len(sizes))]
         self.gb = [np.empty(sizes[l], dtype) for l in range(1, len(sizes))]
         self.regW = [np.empty_like(g) for g in self.gW]
+        self.ones = np.ones(b, dtype)
 
 
 class _Slot:
@@ -148,7 +149,7 @@ def _backward(W: list, dZ, inputs, Zpre, spec, buf: Buffers, relu: bool, act) ->
     r = dZ.shape[0]
     for l in range(spec.L - 1, -1, -1):
         np.matmul(dZ.T, inputs[l], out=buf.gW[l])
-        np.sum(dZ, axis=0, out=buf.gb[l])
+        np.matmul(buf.ones[:r], dZ, out=buf.gb[l])  # db = sum_i dZ_i, as a BLAS GEMV
         if l > 0:
             dA = np.matmul(dZ, W[l], out=buf.dA[l - 1][:r])
             if relu:
@@ -171,7 +172,7 @@ def _all_finite(J: float, grads) -> bool:
 # then runs in parallel, the elementwise ones (bias, ReLU, masks, sums) included, which
 # multithreaded BLAS alone cannot do. Shard gradients are summed at the end of the step,
 # so the numbers differ from one whole-batch product only by rounding order.
-MIN_SHARD_ROWS = 128
+MIN_SHARD_ROWS = 64
 
 
 def _blas_threads() -> int:
@@ -185,7 +186,7 @@ def _blas_threads() -> int:
 
 
 def n_shards(batch_size: int) -> int:
-    """How many row shards a batch is split into: one per BLAS thread, >= 128 rows each."""
+    """How many row shards a batch is split into: one per BLAS thread, >= 64 rows each."""
     return max(1, min(_blas_threads(), batch_size // MIN_SHARD_ROWS))
 
 
@@ -214,13 +215,17 @@ class _Pool:
 
 
 def _blas_limit(k: int):
-    """Single-threaded BLAS while k > 1 shards run (each shard is one thread)."""
+    """Single-threaded BLAS during the epoch (each shard is one thread).
+
+    Also with one shard (batches under 128 rows): on a loaded 2-core machine two BLAS
+    threads on such small products spin-wait for each other and ran up to 5x slower.
+    """
     from contextlib import nullcontext
 
-    if k == 1:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
         return nullcontext()
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(1, user_api="blas")
 
 
