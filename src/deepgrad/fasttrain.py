@@ -230,22 +230,26 @@ def _blas_limit(k: int):
 
 
 def _step(run, W, b, shards, pool, Xb, Yb, ZL, relu, act, reg):
-    """Forward, cost and backward of one mini-batch; returns (J, gW list, gb list)."""
+    """Forward, cost and backward of one mini-batch; returns (J, gW list, gb list).
+
+    Each shard runs its rows through forward, the output layer's loss and dZ^[L] =
+    (A^[L] - Y) / r, and backward, with no synchronisation until the gradients are summed.
+    """
     spec, r = run.spec, Xb.shape[0]
+    out = losses.get(spec.output)
     rows = _shard_rows(r, len(shards))
-    caches = [None] * len(rows)
+    loss = [0.0] * len(rows)
 
-    def fwd(k, sl):
-        caches[k] = _forward(W, b, Xb[sl], spec, shards[k], relu, act, ZL[sl])
+    def task(k, sl):
+        ZLs, Ys = ZL[sl], Yb[sl]
+        inputs, Zpre = _forward(W, b, Xb[sl], spec, shards[k], relu, act, ZLs)
+        loss[k] = float(out.loss_sum(ZLs, Ys))
+        dZ = (out.activation(ZLs) - Ys) / r  # canonical link, averaged over the whole batch
+        _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
 
-    pool.map(fwd, list(enumerate(rows)))
-    ZLr = ZL[:r]
-    J = float(nw.cost_from_output(ZLr, Yb, run.own, spec, run.l2, run.m_reg))
-    dZ = (losses.get(spec.output).activation(ZLr) - Yb) / r  # canonical link
-    pool.map(
-        lambda k, sl: _backward(W, dZ[sl], *caches[k], spec, shards[k], relu, act),
-        list(enumerate(rows)),
-    )
+    pool.map(task, list(enumerate(rows)))
+    m_reg = r if run.m_reg is None else run.m_reg
+    J = sum(loss) / r + float(nw.l2_penalty(run.own, spec.L, run.l2, m_reg))
     gW, gb = shards[0].gW, shards[0].gb
     for other in shards[1 : len(rows)]:
         for acc, part in zip((*gW, *gb), (*other.gW, *other.gb), strict=True):
