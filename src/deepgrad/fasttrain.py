@@ -2,19 +2,20 @@
 
 ``training.run_epoch`` hands an epoch to ``run_epoch`` here when ``why_not(run, params,
 opt_state)`` is None, i.e. when everything is NumPy and the optimizer is plain gradient
-descent (with any learning-rate schedule). The numbers are those of the generic path
-(``network.forward/backward`` + ``optimizers.gd``): the same BLAS calls on the same
-operands in the same order, only written into buffers allocated once per epoch instead of
-fresh arrays on every step. So the parameters after N steps agree with the generic path
-to rounding (tests check 1e-6 relative in float32, 1e-12 in float64).
+descent (with any learning-rate schedule). The formulas are those of the generic path
+(``network.forward/backward`` + ``optimizers.gd``); only the summation order of a few
+reductions differs (db as a GEMV, gradients summed over row shards), so the parameters
+after N steps agree with the generic path to rounding (tests check 1e-6 relative in
+float32, 1e-12 in float64).
 
-What makes it faster (measured in bench/train_throughput.py):
+What makes it faster (measured in bench/train_throughput.py, README):
 
 - every matrix product writes into a preallocated array (``np.matmul(..., out=)``); ReLU
   and its derivative are done in place (A overwrites Z: ReLU'(Z) > 0 exactly where A > 0);
 - the shuffled rows of a mini-batch are gathered straight into one buffer,
   ``np.take(X, idx, axis=0, out=Xb)``: no per-epoch copy of the data set, no per-step
   allocation, and it works unchanged on memory-mapped arrays;
+- data-parallel row shards, one thread each with single-threaded BLAS (see ``n_shards``);
 - the update is in place on this module's own copy of the parameters (taken at the start
   of the epoch), so the dict the caller passed in is still never modified.
 
@@ -85,37 +86,37 @@ class _Slot:
         self.raw = None if run.X.dtype == self.X.dtype else np.empty((b, n), run.X.dtype)
         self.Y = np.empty((b, run.Y.shape[1]), dtype)
 
-    def gather(self, run, idx):
-        """(Xb, Yb): rows ``idx`` of X and Y written into this slot (views of length r)."""
-        r = len(idx)
+    def gather(self, run, idx, start: int = 0):
+        """(Xb, Yb): rows ``idx`` of X and Y written into rows start:start+len(idx)."""
+        sl = slice(start, start + len(idx))
         if self.raw is None:
-            Xb = np.take(run.X, idx, axis=0, out=self.X[:r])
+            Xb = np.take(run.X, idx, axis=0, out=self.X[sl])
         else:
-            np.take(run.X, idx, axis=0, out=self.raw[:r])
-            Xb = self.X[:r]
-            np.copyto(Xb, self.raw[:r], casting="unsafe")
+            np.take(run.X, idx, axis=0, out=self.raw[sl])
+            Xb = self.X[sl]
+            np.copyto(Xb, self.raw[sl], casting="unsafe")
         if run.check_batches and not np.isfinite(Xb).all():
             raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
-        return idx, Xb, np.take(run.Y, idx, axis=0, out=self.Y[:r])
+        return Xb, np.take(run.Y, idx, axis=0, out=self.Y[sl])
 
 
 RELEASE_BYTES = 256 * 2**20  # drop mapped pages of a memory-mapped X after this much reading
 
 
-def _batches(run, epoch: int, b: int, dtype):
-    """Yield (idx, Xb, Yb) for each mini-batch of ``epoch``, gathered into one reused slot.
+def _batches(run, epoch: int):
+    """Yield the (sorted) row indices of each mini-batch of ``epoch``.
 
-    No background reader: one that gathered batch t+1 while batch t computes was measured
-    slower (216k vs 290k examples/s on a memory-mapped 1M x 100 set, 2 cores): its thread
-    competes with the two BLAS threads, and a block-shuffled gather from the page cache
-    costs only ~0.2 ms per 1,000 rows (README, "Data on disk").
+    The shards gather their own rows (``_Slot.gather``), in parallel. No background
+    reader: one that gathered batch t+1 while batch t computed was measured slower (216k
+    vs 290k examples/s on a memory-mapped 1M x 100 set, 2 cores): its thread competes
+    with the compute threads, and a block-shuffled gather from the page cache costs only
+    ~0.2 ms per 1,000 rows (README, "Data on disk").
     """
     m = run.X.shape[0]
     block = _data.shuffle_block(run.X)
-    slot = _Slot(run, b, dtype)
     row_bytes, read = run.X.strides[0], 0
     for idx in _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle, block):
-        yield slot.gather(run, idx)
+        yield idx
         read += len(idx) * row_bytes
         if read >= RELEASE_BYTES:
             _data.release_pages(run.X)
@@ -214,7 +215,7 @@ class _Pool:
             self.executor.shutdown()
 
 
-def _blas_limit(k: int):
+def _blas_limit():
     """Single-threaded BLAS during the epoch (each shard is one thread).
 
     Also with one shard (batches under 128 rows): on a loaded 2-core machine two BLAS
@@ -229,27 +230,31 @@ def _blas_limit(k: int):
     return threadpool_limits(1, user_api="blas")
 
 
-def _step(run, W, b, shards, pool, Xb, Yb, ZL, relu, act, reg):
-    """Forward, cost and backward of one mini-batch; returns (J, gW list, gb list).
+def _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg):
+    """Gather, forward, cost and backward of one mini-batch; returns (J, gW, gb lists).
 
-    Each shard runs its rows through forward, the output layer's loss and dZ^[L] =
-    (A^[L] - Y) / r, and backward, with no synchronisation until the gradients are summed.
+    Each shard gathers its rows and runs them through forward, the output layer's loss,
+    dZ^[L] = (A^[L] - Y) / r and backward, with no synchronisation until the gradients
+    are summed.
     """
-    spec, r = run.spec, Xb.shape[0]
+    spec, r = run.spec, len(idx)
     out = losses.get(spec.output)
     rows = _shard_rows(r, len(shards))
     loss = [0.0] * len(rows)
 
     def task(k, sl):
-        ZLs, Ys = ZL[sl], Yb[sl]
-        inputs, Zpre = _forward(W, b, Xb[sl], spec, shards[k], relu, act, ZLs)
+        Xs, Ys = slot.gather(run, idx[sl], sl.start)
+        ZLs = ZL[sl]
+        inputs, Zpre = _forward(W, b, Xs, spec, shards[k], relu, act, ZLs)
         loss[k] = float(out.loss_sum(ZLs, Ys))
         dZ = (out.activation(ZLs) - Ys) / r  # canonical link, averaged over the whole batch
         _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
 
     pool.map(task, list(enumerate(rows)))
     m_reg = r if run.m_reg is None else run.m_reg
-    J = sum(loss) / r + float(nw.l2_penalty(run.own, spec.L, run.l2, m_reg))
+    # lambda/(2 m_reg) sum ||W||_F^2 with BLAS dot products (the generic path sums W * W)
+    sq = sum(float(np.vdot(w, w)) for w in W) if run.l2 else 0.0
+    J = sum(loss) / r + run.l2 / (2.0 * m_reg) * sq
     gW, gb = shards[0].gW, shards[0].gb
     for other in shards[1 : len(rows)]:
         for acc, part in zip((*gW, *gb), (*other.gW, *other.gb), strict=True):
@@ -272,9 +277,9 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
     ZL = np.empty((bsize, spec.layer_sizes[-1]), dtype)
     pool = _Pool(k)
     try:
-        with _blas_limit(k):
+        with _blas_limit():
             return _epoch(
-                _WithOwn(run, own),
+                run,
                 own,
                 names,
                 shards,
@@ -291,14 +296,6 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
         pool.close()
 
 
-class _WithOwn:
-    """``run`` plus the parameters being trained (what the cost's L2 term reads)."""
-
-    def __init__(self, run, own):
-        self.__dict__.update(run._asdict())
-        self.own = own
-
-
 def _epoch(run, own, names, shards, pool, ZL, opt_state, epoch, history, bar, callbacks, t0):
     from .activations import get as get_activation
     from .training import StepInfo
@@ -309,9 +306,10 @@ def _epoch(run, own, names, shards, pool, ZL, opt_state, epoch, history, bar, ca
     relu, act = spec.hidden_activation == "relu", get_activation(spec.hidden_activation)
     schedule, count = run.optimizer.learning_rate, opt_state.count
     total, seen = 0.0, 0
-    for idx, Xb, Yb in _batches(run, epoch, ZL.shape[0], W[0].dtype):
+    slot = _Slot(run, ZL.shape[0], W[0].dtype)
+    for idx in _batches(run, epoch):
         reg = run.l2 / (len(idx) if run.m_reg is None else run.m_reg)
-        J, gW, gb = _step(run, W, b, shards, pool, Xb, Yb, ZL, relu, act, reg)
+        J, gW, gb = _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg)
         t = history.iterations
         if not _all_finite(J, (*gW, *gb)):
             history.stopped = _divergence_message(epoch, t, J)
