@@ -210,3 +210,34 @@ def test_shard_rows_cover_the_batch():
         rows = fasttrain._shard_rows(r, k)
         assert len(rows) <= k
         assert np.concatenate([np.arange(r)[s] for s in rows]).tolist() == list(range(r))
+
+
+def test_resume_mid_epoch_with_start_and_hook():
+    from deepgrad._progress import progress_bar
+    from deepgrad.training import History, _Run
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 5)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    net = dg.Network([5, 7, 1], seed=0)
+    opt = optimizers.gd(0.1)
+    run = _Run(X, Y, net.spec, opt, 16, 0.01, None, 1.0, 3, True, "float32", np, False)
+    saved = {}
+
+    def hook(epoch, done, params, state):
+        saved[done] = (params, state)
+
+    full = History(16, 3)
+    bar = progress_bar(1, False)
+    p_full, s_full, ok = fasttrain.run_epoch(
+        run, net.params, opt.init(net.params), 0, full, bar, (), 0.0, hook=hook
+    )
+    assert ok and sorted(saved) == list(range(1, 8)) and saved[7][1].count == 7
+    part = History(16, 3)
+    for k in ("iteration_cost", "iteration_time", "iteration_examples"):
+        setattr(part, k, list(getattr(full, k)[:3]))
+    p_res, s_res, ok = fasttrain.run_epoch(run, *saved[3], 0, part, bar, (), 0.0, start=3)
+    assert ok and s_res.count == s_full.count == 7
+    for k in p_full:
+        np.testing.assert_array_equal(p_res[k], p_full[k])
+    assert part.epoch_cost == full.epoch_cost and part.iteration_cost == full.iteration_cost

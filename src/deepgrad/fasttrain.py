@@ -245,10 +245,13 @@ def _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg):
     def task(k, sl):
         Xs, Ys = slot.gather(run, idx[sl], sl.start)
         ZLs = ZL[sl]
-        inputs, Zpre = _forward(W, b, Xs, spec, shards[k], relu, act, ZLs)
-        loss[k] = float(out.loss_sum(ZLs, Ys))
-        dZ = (out.activation(ZLs) - Ys) / r  # canonical link, averaged over the whole batch
-        _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
+        # Overflow shows up as a non-finite cost or gradient (divergence), not as a warning;
+        # errstate is per thread, so each shard sets it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            inputs, Zpre = _forward(W, b, Xs, spec, shards[k], relu, act, ZLs)
+            loss[k] = float(out.loss_sum(ZLs, Ys))
+            dZ = (out.activation(ZLs) - Ys) / r  # canonical link, mean over the whole batch
+            _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
 
     pool.map(task, list(enumerate(rows)))
     m_reg = r if run.m_reg is None else run.m_reg
@@ -256,17 +259,22 @@ def _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg):
     sq = sum(float(np.vdot(w, w)) for w in W) if run.l2 else 0.0
     J = sum(loss) / r + run.l2 / (2.0 * m_reg) * sq
     gW, gb = shards[0].gW, shards[0].gb
-    for other in shards[1 : len(rows)]:
-        for acc, part in zip((*gW, *gb), (*other.gW, *other.gb), strict=True):
-            acc += part
-    if reg:
-        for l, g in enumerate(gW):
-            g += np.multiply(W[l], reg, out=shards[0].regW[l])
+    with np.errstate(over="ignore", invalid="ignore"):
+        for other in shards[1 : len(rows)]:
+            for acc, part in zip((*gW, *gb), (*other.gW, *other.gb), strict=True):
+                acc += part
+        if reg:
+            for l, g in enumerate(gW):
+                g += np.multiply(W[l], reg, out=shards[0].regW[l])
     return J, gW, gb
 
 
-def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
-    """One epoch on the fast path; same contract as ``training.run_epoch``."""
+def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, start=0, hook=None):
+    """One epoch on the fast path; same contract as ``training.run_epoch``.
+
+    ``start``: mini-batches of this epoch already done (a resumed run): skipped.
+    ``hook(epoch, batches_done, params, opt_state)``: called after every step (with copies).
+    """
     spec = run.spec
     names = nw.param_names(spec.L)
     own = {k: np.array(params[k], copy=True) for k in names}  # updated in place below
@@ -278,36 +286,27 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0):
     pool = _Pool(k)
     try:
         with _blas_limit():
-            return _epoch(
-                run,
-                own,
-                names,
-                shards,
-                pool,
-                ZL,
-                opt_state,
-                epoch,
-                history,
-                bar,
-                callbacks,
-                t0,
-            )
+            ctx = (own, names, shards, pool, ZL, start, hook)
+            return _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0)
     finally:
         pool.close()
 
 
-def _epoch(run, own, names, shards, pool, ZL, opt_state, epoch, history, bar, callbacks, t0):
+def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
     from .activations import get as get_activation
     from .training import StepInfo
 
+    own, names, shards, pool, ZL, start, hook = ctx
     spec = run.spec
     W = [own[f"W{l}"] for l in range(1, spec.L + 1)]
     b = [own[f"b{l}"] for l in range(1, spec.L + 1)]
     relu, act = spec.hidden_activation == "relu", get_activation(spec.hidden_activation)
     schedule, count = run.optimizer.learning_rate, opt_state.count
-    total, seen = 0.0, 0
+    total, seen = _so_far(history, start)
     slot = _Slot(run, ZL.shape[0], W[0].dtype)
-    for idx in _batches(run, epoch):
+    for i, idx in enumerate(_batches(run, epoch)):
+        if i < start:
+            continue
         reg = run.l2 / (len(idx) if run.m_reg is None else run.m_reg)
         J, gW, gb = _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg)
         t = history.iterations
@@ -324,8 +323,21 @@ def _epoch(run, own, names, shards, pool, ZL, opt_state, epoch, history, bar, ca
         _record(history, J, len(idx), t0, bar)
         for cb in callbacks:
             cb(StepInfo(epoch, t, J, _result(own, names), grads))
+        if hook is not None:
+            hook(epoch, i + 1, _result(own, names), optimizers.GDState(count))
     history.epoch_cost.append(total / seen)
     return _result(own, names), optimizers.GDState(count), True
+
+
+def _so_far(history, start: int) -> tuple[float, int]:
+    """(sum of J * batch size, examples) of the last ``start`` iterations (a resumed epoch)."""
+    total, seen = 0.0, 0
+    examples = [0, *history.iteration_examples]
+    for t in range(history.iterations - start, history.iterations):
+        size = examples[t + 1] - examples[t]
+        seen += size
+        total += history.iteration_cost[t] * size
+    return total, seen
 
 
 def _record(history, J: float, n: int, t0: float, bar) -> None:
