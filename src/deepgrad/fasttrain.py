@@ -29,6 +29,7 @@ allocate).
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -152,19 +153,15 @@ def _backward(W: list, dZ, inputs, Zpre, spec, buf: Buffers, relu: bool, act) ->
         np.matmul(dZ.T, inputs[l], out=buf.gW[l])
         np.matmul(buf.ones[:r], dZ, out=buf.gb[l])  # db = sum_i dZ_i, as a BLAS GEMV
         if l > 0:
-            dA = np.matmul(dZ, W[l], out=buf.dA[l - 1][:r])
+            if W[l].shape[0] == 1:  # one output unit: an outer product, exact either way
+                dA = np.multiply(dZ, W[l], out=buf.dA[l - 1][:r])
+            else:
+                dA = np.matmul(dZ, W[l], out=buf.dA[l - 1][:r])
             if relu:
                 mask = np.greater(inputs[l], 0, out=buf.mask[l - 1][:r])
                 dZ = np.multiply(dA, mask.view(np.uint8), out=dA)  # uint8: no bool cast loop
             else:
                 dZ = act.backward(dA, Zpre[l - 1], inputs[l])
-
-
-def _all_finite(J: float, grads) -> bool:
-    if not math.isfinite(J):
-        return False
-    # A sum is finite only if every term is (overflow of the sum itself is re-checked).
-    return all(math.isfinite(float(g.sum())) or bool(np.isfinite(g).all()) for g in grads)
 
 
 # -- data-parallel shards -----------------------------------------------------------------
@@ -206,9 +203,19 @@ class _Pool:
 
     def map(self, fn, args: list) -> None:
         futures = [self.executor.submit(fn, *a) for a in args[1:]] if self.executor else []
-        fn(*args[0])
+        errors = []
+        try:
+            fn(*args[0])
+        except BaseException as exc:  # wait for the others before raising
+            errors.append(exc)
         for f in futures:
-            f.result()
+            try:
+                f.result()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:  # the shard's own error, not the broken barrier it left the others
+            real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+            raise (real or errors)[0]
 
     def close(self) -> None:
         if self.executor is not None:
@@ -230,43 +237,65 @@ def _blas_limit():
     return threadpool_limits(1, user_api="blas")
 
 
-def _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg):
-    """Gather, forward, cost and backward of one mini-batch; returns (J, gW, gb lists).
+def _groups(arrays, n: int) -> list[list[int]]:
+    """Indices of ``arrays`` split into n groups of about equal total size (greedy)."""
+    groups, load = [[] for _ in range(n)], [0] * n
+    for j in sorted(range(len(arrays)), key=lambda j: -arrays[j].size):
+        k = load.index(min(load))
+        groups[k].append(j)
+        load[k] += arrays[j].size
+    return groups
+
+
+def _step(run, W, b, shards, pool, slot, idx, ZL, relu, act, reg):
+    """Gather, forward, cost and backward of one mini-batch: (J, gW, gb, all finite).
 
     Each shard gathers its rows and runs them through forward, the output layer's loss,
-    dZ^[L] = (A^[L] - Y) / r and backward, with no synchronisation until the gradients
-    are summed.
+    dZ^[L] = (A^[L] - Y) / r and backward; after one barrier each shard then sums a share
+    of the parameters' gradients over the shards, adds the L2 term, and checks them.
     """
     spec, r = run.spec, len(idx)
     out = losses.get(spec.output)
     rows = _shard_rows(r, len(shards))
-    loss = [0.0] * len(rows)
+    n, L = len(rows), spec.L
+    params = (*W, *b)
+    grads = [(*sh.gW, *sh.gb) for sh in shards[:n]]
+    groups = _groups(params, n)
+    barrier = threading.Barrier(n) if n > 1 else None
+    loss, sq, finite = [0.0] * n, [0.0] * n, [True] * n
 
     def task(k, sl):
-        Xs, Ys = slot.gather(run, idx[sl], sl.start)
-        ZLs = ZL[sl]
         # Overflow shows up as a non-finite cost or gradient (divergence), not as a warning;
         # errstate is per thread, so each shard sets it.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            inputs, Zpre = _forward(W, b, Xs, spec, shards[k], relu, act, ZLs)
-            loss[k] = float(out.loss_sum(ZLs, Ys))
-            dZ = (out.activation(ZLs) - Ys) / r  # canonical link, mean over the whole batch
-            _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
+            try:
+                Xs, Ys = slot.gather(run, idx[sl], sl.start)
+                ZLs = ZL[sl]
+                inputs, Zpre = _forward(W, b, Xs, spec, shards[k], relu, act, ZLs)
+                loss[k] = float(out.loss_sum(ZLs, Ys))
+                dZ = (out.activation(ZLs) - Ys) / r  # canonical link, mean over the batch
+                _backward(W, dZ, inputs, Zpre, spec, shards[k], relu, act)
+            except BaseException:
+                if barrier is not None:
+                    barrier.abort()  # the other shards stop waiting
+                raise
+            if barrier is not None:
+                barrier.wait()
+            for j in groups[k]:
+                acc = grads[0][j]
+                for other in grads[1:]:
+                    acc += other[j]
+                if j < L and run.l2:
+                    sq[k] += float(np.vdot(params[j], params[j]))  # for the L2 term of J
+                    acc += np.multiply(params[j], reg, out=shards[0].regW[j])
+                # A sum is finite only if every term is (overflow of the sum is re-checked).
+                finite[k] &= math.isfinite(float(acc.sum())) or bool(np.isfinite(acc).all())
 
     pool.map(task, list(enumerate(rows)))
     m_reg = r if run.m_reg is None else run.m_reg
-    # lambda/(2 m_reg) sum ||W||_F^2 with BLAS dot products (the generic path sums W * W)
-    sq = sum(float(np.vdot(w, w)) for w in W) if run.l2 else 0.0
-    J = sum(loss) / r + run.l2 / (2.0 * m_reg) * sq
-    gW, gb = shards[0].gW, shards[0].gb
-    with np.errstate(over="ignore", invalid="ignore"):
-        for other in shards[1 : len(rows)]:
-            for acc, part in zip((*gW, *gb), (*other.gW, *other.gb), strict=True):
-                acc += part
-        if reg:
-            for l, g in enumerate(gW):
-                g += np.multiply(W[l], reg, out=shards[0].regW[l])
-    return J, gW, gb
+    J = sum(loss) / r + run.l2 / (2.0 * m_reg) * sum(sq)
+    ok = all(finite) and math.isfinite(J)
+    return J, grads[0][:L], grads[0][L:], ok
 
 
 def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, start=0, hook=None):
@@ -308,9 +337,9 @@ def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
         if i < start:
             continue
         reg = run.l2 / (len(idx) if run.m_reg is None else run.m_reg)
-        J, gW, gb = _step(run, own, W, b, shards, pool, slot, idx, ZL, relu, act, reg)
+        J, gW, gb, finite = _step(run, W, b, shards, pool, slot, idx, ZL, relu, act, reg)
         t = history.iterations
-        if not _all_finite(J, (*gW, *gb)):
+        if not finite:
             history.stopped = _divergence_message(epoch, t, J)
             return _result(own, names), optimizers.GDState(count), False
         grads = _grads_copy(gW, gb) if callbacks else None
