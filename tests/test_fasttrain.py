@@ -241,3 +241,16 @@ def test_resume_mid_epoch_with_start_and_hook():
     for k in p_full:
         np.testing.assert_array_equal(p_res[k], p_full[k])
     assert part.epoch_cost == full.epoch_cost and part.iteration_cost == full.iteration_cost
+
+
+@pytest.mark.parametrize("bad_row", [10, 390])  # in the first shard, in the second
+def test_an_error_in_one_shard_is_raised_not_deadlocked(monkeypatch, tmp_path, bad_row):
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    X = np.random.default_rng(0).standard_normal((400, 3)).astype(np.float32)
+    X[bad_row, 1] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")  # NaN is checked batch by batch
+    y = (np.arange(400) % 2).astype(np.int64)
+    net = dg.Network([3, 4, 1], seed=0)
+    with pytest.raises(ValueError, match="NaN or inf in rows"):
+        net.fit(Xm, y, batch_size=400, epochs=1, shuffle=False, progress=False)
