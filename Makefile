@@ -35,3 +35,8 @@ clean:
 
 bench-gradcheck: install
 	$(PY) bench/gradcheck.py
+
+# issue 5: training throughput (T1, deepgrad vs PyTorch eager on the CPU; needs the bench extra)
+bench-train: install
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/train_throughput.py

@@ -17,7 +17,8 @@ Two entry points:
   arrays (or of one array): the plain loop, 2 cost evaluations per element.
 - ``gradcheck_network(net, X, Y)`` computes the same central differences for a deepgrad
   network, faster (4x on the README's reference net T2, close to the 6x fewer
-  multiply-adds and 3x fewer activations that remain there): a change to W^[l][i, j] moves only unit i of Z^[l] (by
+  multiply-adds and 3x fewer activations that remain there): a change to W^[l][i, j] moves
+  only unit i of Z^[l] (by
   delta * A^[l-1][:, j]), so the unperturbed forward pass is reused up to layer l, layer l+1
   gets a rank-1 update, and many perturbed networks are pushed through the remaining layers
   at once as one large matrix product. Every J(theta +- eps e_i) is still a real cost

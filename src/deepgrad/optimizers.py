@@ -4,8 +4,31 @@
 Nothing is mutated: the state is an immutable NamedTuple and a new params dict is
 returned, so a training loop can keep, compare or checkpoint any of them.
 
+Each optimizer is a chain of gradient transformations (``scale_by_momentum``,
+``scale_by_rms``, ``scale_by_adam``) followed by the learning rate, the way optax builds
+``adam = chain(scale_by_adam, scale_by_learning_rate)``. With g = dJ/dtheta, t = 1, 2, ...:
+
+- gd:        theta := theta - alpha_t g                                  (the seed's rule)
+- momentum:  v := beta v + (1 - beta) g;  theta := theta - alpha_t v        (EMA form)
+- rmsprop:   s := beta s + (1 - beta) g^2;  theta := theta - alpha_t g / (sqrt(s) + eps)
+- adam:      m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
+             theta := theta - alpha_t m_hat / (sqrt(v_hat) + eps),
+             m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)  (bias correction)
+
 The learning rate may be a float or a schedule ``step -> float`` (step counts updates
 from 0); see ``constant``, ``inverse_time_decay``, ``exponential_decay``, ``step_decay``.
+Everything uses the array namespace of the parameters, so it runs on any array API
+backend.
+
+Example
+-------
+>>> import numpy as np
+>>> opt = adam(0.1)
+>>> params = {"W1": np.array([[1.0, -2.0]])}
+>>> state = opt.init(params)
+>>> params, state = opt.update({"W1": np.array([[0.5, -0.5]])}, state, params)
+>>> params["W1"].round(6).tolist()  # first Adam step moves each weight by ~alpha
+[[0.9, -1.9]]
 """
 
 from __future__ import annotations
@@ -14,12 +37,25 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._backend import namespace
 from ._checks import check_float, check_int
 
 __all__ = [
     "Optimizer",
+    "Transform",
     "GDState",
+    "ChainState",
+    "MomentumState",
+    "RMSState",
+    "AdamState",
     "gd",
+    "momentum",
+    "rmsprop",
+    "adam",
+    "chain",
+    "scale_by_momentum",
+    "scale_by_rms",
+    "scale_by_adam",
     "constant",
     "inverse_time_decay",
     "exponential_decay",
@@ -37,6 +73,15 @@ class Optimizer(NamedTuple):
     name: str
     init: Callable[[dict], Any]
     update: Callable[[dict, Any, dict], tuple[dict, Any]]
+    learning_rate: Schedule | None = None  # alpha_t; lets a fast path run the same rule
+
+
+class Transform(NamedTuple):
+    """A gradient transformation: ``init(params) -> state``,
+    ``update(updates, state) -> (new_updates, new_state)``."""
+
+    init: Callable[[dict], Any]
+    update: Callable[[dict, Any], tuple[dict, Any]]
 
 
 class GDState(NamedTuple):
@@ -91,14 +136,127 @@ def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
         lr = schedule(state.count)
         return {k: params[k] - lr * grads[k] for k in params}, GDState(state.count + 1)
 
-    return Optimizer("gd", init, update)
+    return Optimizer("gd", init, update, schedule)
 
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"gd": gd, "sgd": gd}
+class MomentumState(NamedTuple):
+    velocity: dict  # v, same keys and shapes as params
+
+
+class RMSState(NamedTuple):
+    square_avg: dict  # s, running mean of g^2
+
+
+class AdamState(NamedTuple):
+    count: int  # t - 1: updates done so far
+    mu: dict  # first moment m
+    nu: dict  # second moment v
+
+
+class ChainState(NamedTuple):
+    count: int  # updates done so far (the schedule's step)
+    inner: tuple  # the state of each transformation in the chain
+
+
+def _zeros_like(params: dict) -> dict:
+    return {k: namespace(v).zeros_like(v) for k, v in params.items()}
+
+
+def _ema(avg: dict, new: dict, beta: float) -> dict:
+    return {k: beta * avg[k] + (1.0 - beta) * new[k] for k in avg}
+
+
+def scale_by_momentum(beta: float = 0.9) -> Transform:
+    """v := beta v + (1 - beta) g; the update becomes v (an exponential moving average)."""
+    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
+
+    def update(g: dict, state: MomentumState):
+        v = _ema(state.velocity, g, beta)
+        return v, MomentumState(v)
+
+    return Transform(lambda p: MomentumState(_zeros_like(p)), update)
+
+
+def scale_by_rms(beta: float = 0.9, eps: float = 1e-8) -> Transform:
+    """s := beta s + (1 - beta) g^2; the update becomes g / (sqrt(s) + eps)."""
+    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
+    eps = check_float("eps", eps, 0.0, low_open=True)
+
+    def update(g: dict, state: RMSState):
+        s = _ema(state.square_avg, {k: v * v for k, v in g.items()}, beta)
+        return {k: g[k] / (namespace(s[k]).sqrt(s[k]) + eps) for k in g}, RMSState(s)
+
+    return Transform(lambda p: RMSState(_zeros_like(p)), update)
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
+    """Adam's direction m_hat / (sqrt(v_hat) + eps), with bias-corrected moments."""
+    b1 = check_float("b1", b1, 0.0, 1.0, high_open=True)
+    b2 = check_float("b2", b2, 0.0, 1.0, high_open=True)
+    eps = check_float("eps", eps, 0.0, low_open=True)
+
+    def init(params: dict) -> AdamState:
+        return AdamState(0, _zeros_like(params), _zeros_like(params))
+
+    def update(g: dict, state: AdamState):
+        t = state.count + 1
+        mu = _ema(state.mu, g, b1)
+        nu = _ema(state.nu, {k: v * v for k, v in g.items()}, b2)
+        # Both moments start at 0, so early averages are shrunk by (1 - b^t): undo that.
+        c1, c2 = 1.0 - b1**t, 1.0 - b2**t
+        out = {k: (mu[k] / c1) / (namespace(nu[k]).sqrt(nu[k] / c2) + eps) for k in g}
+        return out, AdamState(t, mu, nu)
+
+    return Transform(init, update)
+
+
+def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) -> Optimizer:
+    """An optimizer: apply ``transforms`` in order to g, then theta := theta - alpha_t u."""
+    schedule = _as_schedule(learning_rate)
+
+    def init(params: dict) -> ChainState:
+        return ChainState(0, tuple(tr.init(params) for tr in transforms))
+
+    def update(grads: dict, state: ChainState, params: dict):
+        u, inner = grads, []
+        for tr, s in zip(transforms, state.inner, strict=True):
+            u, s = tr.update(u, s)
+            inner.append(s)
+        lr = schedule(state.count)
+        new = {k: params[k] - lr * u[k] for k in params}
+        return new, ChainState(state.count + 1, tuple(inner))
+
+    return Optimizer(name, init, update, schedule)
+
+
+def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimizer:
+    """Gradient descent with momentum (the course's EMA form, so alpha keeps its scale)."""
+    return chain("momentum", learning_rate, scale_by_momentum(beta))
+
+
+def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: float = 1e-8):
+    """RMSprop: each parameter's step is divided by the RMS of its recent gradients."""
+    return chain("rmsprop", learning_rate, scale_by_rms(beta, eps))
+
+
+def adam(
+    learning_rate: float | Schedule = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> Optimizer:
+    """Adam (Kingma & Ba 2015) with bias-corrected moments."""
+    return chain("adam", learning_rate, scale_by_adam(b1, b2, eps))
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "gd": gd,
+    "sgd": gd,
+    "momentum": momentum,
+    "rmsprop": rmsprop,
+    "adam": adam,
+}
 
 
 def get(name: str, learning_rate: float | Schedule, **kwargs) -> Optimizer:
-    """Build an optimizer by name (``OPTIMIZERS`` lists them)."""
+    """Build an optimizer by name (``OPTIMIZERS`` lists them); kwargs go to its factory."""
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](learning_rate, **kwargs)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import data as _data
-from . import dropout, optimizers
+from . import dropout, fasttrain, optimizers
 from . import network as nw
 from ._backend import namespace, scalar
 from ._checks import (
@@ -154,6 +154,14 @@ def _epoch_so_far(history: History, start: int) -> tuple[float, int]:
     return total, seen
 
 
+def divergence_message(epoch: int, t: int, bad: str) -> str:
+    """The one wording of a divergence, for every training path."""
+    return (
+        f"diverged at epoch {epoch + 1}, iteration {t + 1}: {bad}; the last finite "
+        f"parameters (before this step) are kept; try a smaller learning rate"
+    )
+
+
 def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, start=0, hook=None):
     """One pass over all mini-batches of ``epoch``; returns (params, opt_state, ok).
 
@@ -161,10 +169,16 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
     are skipped, their dropout masks drawn and dropped so later masks are the same.
     ``hook(epoch, batches_done, params, opt_state)`` runs after every step (checkpoints).
     """
+    _data.check_unchanged(run.X)  # a memory-mapped file that changed size: clear error
+    if fasttrain.why_not(run, params, opt_state) is None:  # same numbers, preallocated buffers
+        return fasttrain.run_epoch(
+            run, params, opt_state, epoch, history, bar, callbacks, t0, start=start, hook=hook
+        )
     m = run.X.shape[0]
     drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
     total, seen = _epoch_so_far(history, start)
-    batches = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle)
+    block = _data.shuffle_block(run.X)  # block shuffle for memory-mapped X (see data.py)
+    batches = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle, block)
     for i, idx in enumerate(batches):
         if i < start:
             if drop_rng is not None:
@@ -185,10 +199,7 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
         t = history.iterations
         bad = _divergence(J, grads, new_params)
         if bad:
-            history.stopped = (
-                f"diverged at epoch {epoch + 1}, iteration {t + 1}: {bad}; the last finite "
-                f"parameters (before this step) are kept; try a smaller learning rate"
-            )
+            history.stopped = divergence_message(epoch, t, bad)
             return params, opt_state, False
         params, opt_state = new_params, new_state
         seen += len(idx)

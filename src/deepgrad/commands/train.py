@@ -61,11 +61,9 @@ def load_data(spec: str):
     if spec in datasets.BUNDLED:
         return datasets.load_bundled(spec)
     if path.is_dir():
-        for name in ("X.npy", "y.npy"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"data directory {spec!r} has no {name}")
-        X = np.load(path / "X.npy", mmap_mode="r")
-        y = np.load(path / "y.npy", mmap_mode="r")
+        from ..data import open_dataset
+
+        X, y = open_dataset(path)  # memory-mapped, shape/dtype checked
     elif path.suffix == ".npz" or path.is_file():
         X, y = datasets.load_file(path)
     else:

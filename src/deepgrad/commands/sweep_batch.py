@@ -1,0 +1,97 @@
+"""deepgrad sweep-batch: time per step/epoch and the gradient noise scale by batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import add_network_arguments, int_list, out_dir, write_json
+from .compare_batch import add_data_arguments, build_net, load
+
+NAME = "sweep-batch"
+HELP = "measure step/epoch time per batch size and the gradient noise scale; recommend one"
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p, 100_000)
+    add_network_arguments(p, hidden="256,128,64")
+    p.add_argument(
+        "--sizes",
+        type=int_list,
+        help="candidate batch sizes (default: powers of two 16..8192 and 1000)",
+    )
+    p.add_argument("--steps", type=int, default=20, help="timed steps per size (20)")
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=1.0,
+        help="train this many epochs (batch 64) before estimating the noise "
+        "scale, which is tiny at initialization (default 1; 0 = none)",
+    )
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the warm-up")
+    p.add_argument("--plot", action="store_true", help="also write sweep_batch.png")
+    p.add_argument("--out", default="out", help="output directory (default out/)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _warm_up(net, X, y, epochs: float, lr: float, seed: int) -> None:
+    if epochs <= 0:
+        return
+    n = max(64, min(X.shape[0], int(round(epochs * X.shape[0]))))
+    net.fit(
+        X[:n],
+        y[:n],
+        batch_size=64,
+        epochs=max(1, int(epochs)),
+        learning_rate=lr,
+        seed=seed,
+        progress=False,
+    )
+
+
+def run(args) -> int:
+    from .. import batchsize
+    from .._checks import encode_targets
+
+    X, y, output = load(args)
+    net = build_net(args, X, y, output)
+    m = X.shape[0]
+    sizes = args.sizes or batchsize.candidate_sizes(m)
+    if max(sizes) > m:
+        raise ValueError(f"--sizes: batch size {max(sizes)} is larger than the data set ({m})")
+    _warm_up(net, X, y, args.warmup_epochs, args.lr, args.seed)
+    Y = encode_targets(np.asarray(y), output, net.layer_sizes[-1], np, net.dtype)
+    noise = batchsize.noise_scale(
+        net.params, X, Y, net.spec, batch_size=min(1024, m), rng=np.random.default_rng(args.seed)
+    )
+    times = batchsize.step_times(net, X, y, sizes, steps=args.steps)
+    rec = batchsize.recommend(times, noise.b_simple, m)
+    out = out_dir(args.out)
+    write_json(
+        out / "sweep_batch.json",
+        {
+            "noise_scale": noise._asdict(),
+            "rows": rec.rows,
+            "recommended": rec.batch_size,
+            "reason": rec.reason,
+        },
+    )
+    if args.plot:
+        from .. import batchplots, plotting
+
+        plotting.save_figure(
+            batchplots.sweep_figure(rec, title=f"{net!r}, m = {m:,}"), out / "sweep_batch.png"
+        )
+    if not args.quiet:
+        print(
+            f"gradient noise scale B_simple = {noise.b_simple:.1f} "
+            f"(tr(Sigma) {noise.trace:.4g}, |G|^2 {noise.grad_sq:.4g}, "
+            f"{noise.examples} examples)"
+        )
+        print(f"{'batch':>6} {'ms/step':>9} {'s/epoch':>9} {'1+Bs/B':>8} {'rel. time':>10}")
+        for r in rec.rows:
+            print(
+                f"{r['batch_size']:>6} {r['step_s'] * 1e3:>9.3f} {r['epoch_s']:>9.2f} "
+                f"{r['steps_factor']:>8.2f} {r['relative_time']:>10.2f}"
+            )
+        print(f"recommended batch size: {rec.batch_size}. Why: {rec.reason}")
+    return 0
