@@ -18,6 +18,7 @@ from . import data as _data
 from . import dropout
 from . import network as nw
 from . import optimizers
+from . import torch_backend as _tb
 from ._backend import namespace, scalar
 from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
 from ._progress import progress_bar
@@ -101,6 +102,8 @@ class _Run(NamedTuple):
 
 
 def _batch(run: _Run, idx):
+    if _tb.backend_of(run.Y) == "torch":  # torch backend (issue 8): Y lives on the device
+        return _tb.gather_batch(run.X, run.Y, idx, run.dtype, run.check_batches)
     Xb = run.X[idx]
     if run.check_batches and not np.all(np.isfinite(Xb)):
         raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
@@ -121,7 +124,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0):
         masks = None
         if drop_rng is not None:
             masks = dropout.draw_masks(
-                drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype
+                drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype,
+                device=_tb.device_of(Xb),
             )
         J, grads, new_params, new_state = train_step(
             params, opt_state, Xb, Yb, run.spec, run.optimizer, run.l2, run.m_reg, masks
@@ -167,8 +171,12 @@ def _resolve_batch_size(batch_size, m: int) -> int:
 def _evaluate(params, spec, X, Y_raw, l2, dtype):
     """(validation cost, accuracy or nan) of the current parameters."""
     xp = namespace(params["W1"])
-    Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
-    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype)
+    if _tb.backend_of(params["W1"]) == "torch":  # torch backend (issue 8)
+        Xv = _tb.as_device_array(X, params["W1"])
+    else:
+        Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
+    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype,
+                        device=_tb.device_of(Xv))
     ZL, _ = nw.forward(params, Xv, spec)
     J = scalar(nw.cost_from_output(ZL, Yv, params, spec, l2))
     if spec.output == "linear":
@@ -198,6 +206,7 @@ def fit(
     callbacks=(),
     on_divergence: str = "raise",
     progress: bool | None = None,
+    fast_path: bool | str | None = None,
 ) -> History:
     """Train ``net`` in place with (mini-)batch gradient descent and return its History.
 
@@ -216,7 +225,16 @@ def fit(
     keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1].
     seed : shuffling and dropout masks are pure functions of (seed, epoch).
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
+    fast_path : torch backend only (see ``deepgrad.torch_fast``): None (default) uses the
+        fused, CUDA-graphed training loop on CUDA devices and the generic loop elsewhere;
+        True asks for it (CUDA graphs on CUDA, eager on CPU), "eager" for it without CUDA
+        graphs, False for the generic loop. Its shuffling differs from the NumPy order.
     """
+    _tb.check_inputs(net.params, X=X, Y=Y)  # torch backend (issue 8): no mixed inputs
+    plain_gd = optimizer in ("gd", "sgd") and not callable(learning_rate)  # (issue 8)
+    if validation_data is not None and isinstance(validation_data, tuple | list):
+        _tb.check_inputs(net.params, **dict(zip(("validation X", "validation Y"),
+                                                 validation_data, strict=False)))
     spec = net.spec
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
@@ -247,12 +265,34 @@ def fit(
     seed = check_int("seed", seed, 0)
 
     xp = namespace(net.params["W1"])
-    Yenc = np.asarray(encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype))
+    # --- torch backend (issue 8): data to the device once, optional fast loop ---------
+    if _tb.backend_of(net.params["W1"]) == "torch":
+        from . import torch_fast
+
+        W1 = net.params["W1"]
+        Yenc = encode_targets(Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype,
+                              device=W1.device)
+        X = _tb.place_training_data(X, W1, net.dtype)
+        use_fast = torch_fast.choose(fast_path, W1.device, X, plain_gd, keep_prob, callbacks)
+    else:
+        use_fast = False
+        if fast_path not in (None, False):
+            raise ValueError(f"fast_path needs backend='torch', got fast_path={fast_path!r}")
+        Yenc = np.asarray(encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np,
+                                         net.dtype))
+    # --- end torch backend --------------------------------------------------------------
     run = _Run(X, Yenc, spec, optimizer, b, l2, m if l2_normalization == "dataset" else None,
                keep_prob, seed, shuffle, net.dtype, xp, isinstance(X, np.memmap))
     history = History(batch_size=b, seed=seed)
-    params, state = net.params, optimizer.init(net.params)
     bar = progress_bar(epochs * _data.n_batches(m, b), progress)
+    if use_fast:  # torch backend (issue 8)
+        val = (Xv, Yv) if validation_data is not None else None
+        try:
+            return torch_fast.fit(net, run, learning_rate, epochs, history, bar, val,
+                                  on_divergence, use_fast)
+        finally:
+            bar.close()
+    params, state = net.params, optimizer.init(net.params)
     t0 = time.perf_counter()
     try:
         for epoch in range(epochs):

@@ -1,0 +1,383 @@
+"""The fast training loop of the torch backend: fused steps, CUDA graphs, no host syncs.
+
+``fit(..., fast_path=None)`` uses it for torch networks on a CUDA device (``fast_path``
+True/"eager" asks for it anywhere, False turns it off). The math is the seed's, the same as
+``network.backward`` followed by plain gradient descent, rearranged so one step is about
+26 kernels with no host synchronization:
+
+- forward: ``Z = A @ W.T + b`` as one ``addmm`` (bias in the GEMM); for ReLU layers the
+  activation too (``_addmm_activation``: cuBLASLt's bias+ReLU epilogue on CUDA);
+- output: dZ^[L] is left unscaled, ``A^[L] - Y``, and its 1/m is folded into the update;
+  the loss is kept as partial sums (sum softplus(z), z.y) written into a device buffer;
+- update: gradient and step in one GEMM each. With decay = 1 - alpha lambda / m_reg,
+  ``W <- decay W - (alpha / m) dZ^T A_prev`` is W - alpha (dW + lambda/m_reg W), the seed's
+  update with its L2 term, and ``b <- b - (alpha / m) dZ^T 1`` is one matrix-vector product.
+  dA^[l-1] = dZ^[l] W^[l] is taken before W^[l] changes; the activation derivative is one
+  kernel read from A (ReLU: A > 0 exactly when Z > 0);
+- the cost J^{t} = partials / m + lambda / (2 m_reg) ||W||^2 (one dot over the weights,
+  which live in one flat buffer) is assembled for the whole epoch at its end, and read to
+  the host once per epoch.
+
+On CUDA, ``STEPS_PER_GRAPH`` consecutive steps are captured into one CUDA graph over static
+buffers (the batch index slice and the loss partials) and replayed, so launches cost once
+per graph, not per kernel. An epoch of n_full full batches and an optional tail batch runs
+as repeats of the main graph plus one "rest" graph (the leftover full steps and the tail,
+whose shape differs), both captured once per ``fit``. The same step function runs eagerly
+on the CPU (and on CUDA with ``fast_path="eager"``); tests compare it with the generic loop.
+
+Differences from the generic loop (documented choices):
+
+- shuffling: each epoch's order is ``torch.randperm`` drawn on the device from a
+  ``torch.Generator`` seeded with (seed, epoch): reproducible, but not the NumPy order
+  (uploading NumPy's permutation would cost a host permutation and a copy every epoch);
+  batches are not sorted within themselves (no memory map to be kind to);
+- ``history.iteration_time`` is interpolated within each epoch (timing a step would need
+  a host sync);
+- on divergence (a non-finite cost), the parameters go back to the start of that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .activations import LEAKY_SLOPE
+from .torch_backend import import_torch
+
+__all__ = ["STEPS_PER_GRAPH", "MODES", "choose", "epoch_order", "step", "Trainer", "fit"]
+
+STEPS_PER_GRAPH = 64  # steps captured per CUDA graph: ~26 kernels each, 1 launch per graph
+MODES = (None, True, False, "eager")
+
+
+def choose(fast_path, device, X, plain_gd: bool, keep_prob: float, callbacks) -> str | bool:
+    """ "graphs", "eager" or False: which loop ``fit`` runs for a torch network."""
+    if fast_path not in MODES:
+        raise ValueError(f"fast_path must be one of {list(MODES)}, got {fast_path!r}")
+    if fast_path is False:
+        return False
+    missing = []
+    if not plain_gd:
+        missing.append("optimizer='gd' with a constant learning_rate")
+    if keep_prob < 1:
+        missing.append("keep_prob=1 (no dropout)")
+    if callbacks:
+        missing.append("no callbacks (they need every step's values on the host)")
+    if not hasattr(X, "device"):
+        missing.append("the training set on the device (it does not fit in its memory)")
+    if fast_path is None:
+        return "graphs" if device.type == "cuda" and not missing else False
+    if missing:
+        raise ValueError(f"fast_path={fast_path!r} needs " + "; ".join(missing))
+    return "graphs" if device.type == "cuda" and fast_path is True else "eager"
+
+
+def epoch_order(m: int, seed: int, epoch: int, out, generator) -> None:
+    """Write the example order of ``epoch`` into ``out`` (int64, (m,)) on its device.
+
+    ``torch.randperm`` from ``generator`` seeded by a hash of (seed, epoch): a pure
+    function of (seed, epoch) on a given device type, drawn where the data lives.
+    """
+    torch = import_torch()
+    key = np.random.SeedSequence([seed, epoch, 8]).generate_state(1, np.uint64)[0]
+    generator.manual_seed(int(key >> np.uint64(1)))
+    torch.randperm(m, generator=generator, device=out.device, out=out)
+
+
+class FlatParams(NamedTuple):
+    """Weights and biases as views into two flat buffers (one dot gives sum ||W||^2)."""
+
+    W: list  # W[l-1] is W^[l], (n^[l], n^[l-1])
+    b: list
+    wflat: Any
+    bflat: Any
+
+    @classmethod
+    def from_dict(cls, params: dict, L: int) -> FlatParams:
+        torch = import_torch()
+        Ws = [params[f"W{l}"] for l in range(1, L + 1)]
+        bs = [params[f"b{l}"] for l in range(1, L + 1)]
+        wflat = torch.cat([w.reshape(-1) for w in Ws])
+        bflat = torch.cat([b.reshape(-1) for b in bs])
+        return cls(_views(wflat, Ws), _views(bflat, bs), wflat, bflat)
+
+    def as_dict(self) -> dict:
+        out = {}
+        for l, (W, b) in enumerate(zip(self.W, self.b, strict=True), start=1):
+            out[f"W{l}"], out[f"b{l}"] = W.clone(), b.clone()
+        return out
+
+
+def _views(flat, arrays) -> list:
+    out, o = [], 0
+    for a in arrays:
+        out.append(flat[o : o + a.numel()].view(a.shape))
+        o += a.numel()
+    return out
+
+
+class Consts(NamedTuple):
+    """Per-batch-size constants of a step (Python floats and static device tensors)."""
+
+    lr_m: float  # alpha / m_b: dZ^[L]'s 1/m folded into the updates
+    decay: float  # 1 - alpha lambda / m_reg: the L2 gradient folded into the update
+    l2: bool
+    ones: Any  # (m_b,) ones: db = dZ^T 1
+    zeros: Any  # (m_b, n_out) zeros: softplus(z) = logaddexp(z, 0)
+
+
+def make_consts(m_b, n_out, lr, l2, m_reg, dtype, device) -> Consts:
+    torch = import_torch()
+    m_reg = m_b if m_reg is None else m_reg
+    return Consts(
+        lr / m_b,
+        1.0 - lr * l2 / m_reg,
+        l2 > 0,
+        torch.ones(m_b, dtype=dtype, device=device),
+        torch.zeros((m_b, n_out), dtype=dtype, device=device),
+    )
+
+
+def _hidden_forward(name: str, b, A, W):
+    torch = import_torch()
+    if name == "relu":
+        return torch._addmm_activation(b, A, W.T)  # bias and ReLU in the GEMM's epilogue
+    Z = torch.addmm(b, A, W.T)
+    if name == "tanh":
+        return Z.tanh_()
+    if name == "sigmoid":
+        return Z.sigmoid_()
+    if name == "leaky_relu":
+        return torch.nn.functional.leaky_relu_(Z, LEAKY_SLOPE)
+    return Z
+
+
+def _hidden_backward(name: str, dA, A):
+    """dZ = dA * g'(Z), one kernel, from A = g(Z) (A > 0 iff Z > 0 for the ReLU family)."""
+    aten = import_torch().ops.aten
+    if name == "relu":
+        return aten.threshold_backward(dA, A, 0)
+    if name == "leaky_relu":
+        return aten.leaky_relu_backward(dA, A, LEAKY_SLOPE, True)
+    if name == "tanh":
+        return aten.tanh_backward(dA, A)  # dA (1 - A^2)
+    if name == "sigmoid":
+        return aten.sigmoid_backward(dA, A)  # dA A (1 - A)
+    return dA
+
+
+def _output_grad(name: str, Z, Y, parts, c: Consts):
+    """A^[L] - Y (the canonical link's m dJ/dZ^[L]); loss partials into parts[0], parts[1].
+
+    The summed loss is half**(linear) * (parts[0] - parts[1]):
+    sigmoid/BCE: sum softplus(z) - z.y (= max(z,0) - z y + log1p(exp(-|z|)) per entry);
+    softmax/CCE: 0 - Y.log_softmax(Z); linear/half MSE: 0.5 (D.D - 0), D = Z - Y.
+    """
+    torch = import_torch()
+    if name == "sigmoid":
+        torch.sum(torch.logaddexp(Z, c.zeros), dim=(0, 1), out=parts[0])
+        torch.dot(Z.view(-1), Y.view(-1), out=parts[1])
+        return torch.sigmoid(Z).sub_(Y)
+    if name == "softmax":
+        logp = torch.log_softmax(Z, dim=1)
+        torch.dot(logp.view(-1), Y.view(-1), out=parts[1])
+        return logp.exp_().sub_(Y)
+    D = Z - Y
+    torch.dot(D.view(-1), D.view(-1), out=parts[0])
+    return D
+
+
+def step(P: FlatParams, X, Y, idx, parts, c: Consts, hidden: str, output: str) -> None:
+    """One training step on rows ``idx`` of (X, Y), updating P in place.
+
+    Writes the loss partials and ||W||^2 (before the update) into ``parts`` (3,). Only
+    device work, no host synchronization: safe to capture in a CUDA graph.
+    """
+    torch = import_torch()
+    acts = [X.index_select(0, idx)]  # A^[0] .. A^[L-1]
+    Yb = Y.index_select(0, idx)
+    L = len(P.W)
+    for l in range(L - 1):
+        acts.append(_hidden_forward(hidden, P.b[l], acts[-1], P.W[l]))
+    ZL = torch.addmm(P.b[-1], acts[-1], P.W[-1].T)
+    dZ = _output_grad(output, ZL, Yb, parts, c)
+    if c.l2:
+        torch.dot(P.wflat, P.wflat, out=parts[2])  # the old W: J^{t} is this step's cost
+    for l in range(L - 1, -1, -1):
+        dA = torch.mm(dZ, P.W[l]) if l > 0 else None  # before W^[l] is updated
+        P.W[l].addmm_(dZ.T, acts[l], beta=c.decay, alpha=-c.lr_m)
+        P.b[l].addmv_(dZ.T, c.ones, alpha=-c.lr_m)
+        if l > 0:
+            dZ = _hidden_backward(hidden, dA, acts[l])
+
+
+class _Unit:
+    """A fixed run of steps over ``idx`` (a static slice of the epoch's order).
+
+    ``segments`` is [(n_steps, batch_size), ...]. ``run`` copies the order slice into the
+    static ``idx``, runs the steps (CUDA-graph replay once captured, else eagerly) and
+    copies the static loss partials out.
+    """
+
+    def __init__(self, segments, P, X, Y, consts: dict, hidden, output):
+        torch = import_torch()
+        self.segments = [(n, b) for n, b in segments if n > 0]
+        self.rows = sum(n * b for n, b in self.segments)
+        self.steps = sum(n for n, _ in self.segments)
+        self.idx = torch.zeros(self.rows, dtype=torch.int64, device=X.device)
+        self.parts = torch.zeros((self.steps, 3), dtype=X.dtype, device=X.device)
+        self.args = (P, X, Y, consts, hidden, output)
+        self.graph = None
+
+    def body(self) -> None:
+        P, X, Y, consts, hidden, output = self.args
+        t = r = 0
+        for n, b in self.segments:
+            for _ in range(n):
+                step(P, X, Y, self.idx[r : r + b], self.parts[t], consts[b], hidden, output)
+                t, r = t + 1, r + b
+
+    def run(self, order, parts_out) -> None:
+        self.idx.copy_(order)
+        if self.graph is None:
+            self.body()
+        else:
+            self.graph.replay()
+        parts_out.copy_(self.parts)
+
+
+def capture(units: list, P: FlatParams, device) -> None:
+    """Capture each unit's steps as a CUDA graph (sharing one memory pool).
+
+    Follows torch.cuda.graphs' rules: warm up on a side stream first (cuBLAS/cuBLASLt
+    handles and workspaces, allocator), all inputs static, no host sync inside. The
+    warm-up trains for real, so the parameters are saved before and restored after.
+    """
+    torch = import_torch()
+    saved = (P.wflat.clone(), P.bflat.clone())
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for u in units:
+            u.body()
+    torch.cuda.current_stream(device).wait_stream(side)
+    pool = None
+    for u in units:
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=pool):
+            u.body()
+        pool, u.graph = g.pool(), g
+    P.wflat.copy_(saved[0])
+    P.bflat.copy_(saved[1])
+    torch.cuda.synchronize(device)
+
+
+class Trainer:
+    """The fast loop's state for one ``fit``: parameters, schedule of units, buffers."""
+
+    def __init__(self, params: dict, run, learning_rate: float, graphs: bool):
+        torch = import_torch()
+        X, Y, spec = run.X, run.Y, run.spec
+        self.m, self.run, device = X.shape[0], run, X.device
+        self.P = FlatParams.from_dict(params, spec.L)
+        n_full, tail = divmod(self.m, run.batch_size)
+        sizes = [run.batch_size] * n_full + ([tail] if tail else [])
+        consts = {
+            b: make_consts(
+                b, spec.layer_sizes[-1], learning_rate, run.l2, run.m_reg, X.dtype, device
+            )
+            for b in set(sizes)
+        }
+        k = min(STEPS_PER_GRAPH, n_full)
+        q, r = divmod(n_full, k)
+        args = (self.P, X, Y, consts, spec.hidden_activation, spec.output)
+        rest = [(r, run.batch_size), (1 if tail else 0, tail)]
+        self.units = [_Unit([(k, run.batch_size)], *args)] if q else []
+        self.schedule = self.units * q
+        if r or tail:
+            self.units.append(_Unit(rest, *args))
+            self.schedule.append(self.units[-1])
+        self.sizes = sizes
+        self.parts = torch.zeros((len(sizes), 3), dtype=X.dtype, device=device)
+        half = 0.5 if spec.output == "linear" else 1.0
+        sz = torch.tensor(sizes, dtype=X.dtype, device=device)
+        m_reg = sz if run.m_reg is None else torch.full_like(sz, float(run.m_reg))
+        self.loss_scale, self.pen_scale = half / sz, run.l2 / (2.0 * m_reg)
+        self.order = torch.arange(self.m, device=device)
+        self.generator = torch.Generator(device=device)
+        if graphs:
+            capture(self.units, self.P, device)
+
+    def epoch(self, epoch: int) -> tuple[list[float], bool]:
+        """Run one epoch; return (cost of every step, parameters all finite): one sync."""
+        torch = import_torch()
+        if self.run.shuffle:
+            epoch_order(self.m, self.run.seed, epoch, self.order, self.generator)
+        row = t = 0
+        for u in self.schedule:
+            u.run(self.order[row : row + u.rows], self.parts[t : t + u.steps])
+            row, t = row + u.rows, t + u.steps
+        p = self.parts
+        costs = (p[:, 0] - p[:, 1]) * self.loss_scale + p[:, 2] * self.pen_scale
+        ok = torch.isfinite(self.P.wflat).all() & torch.isfinite(self.P.bflat).all()
+        values = torch.cat([costs, ok.to(costs.dtype).reshape(1)]).tolist()
+        return values[:-1], bool(values[-1])
+
+    def snapshot(self):
+        return self.P.wflat.clone(), self.P.bflat.clone()
+
+    def restore(self, snap) -> None:
+        self.P.wflat.copy_(snap[0])
+        self.P.bflat.copy_(snap[1])
+
+
+def _record(history, costs: list, sizes: list, t_start: float, t_end: float) -> None:
+    n = len(costs)
+    seen = history.iteration_examples[-1] if history.iteration_examples else 0
+    for i, (J, b) in enumerate(zip(costs, sizes, strict=False)):
+        seen += b
+        history.iteration_cost.append(J)
+        history.iteration_time.append(t_start + (i + 1) / n * (t_end - t_start))
+        history.iteration_examples.append(seen)
+
+
+def fit(net, run, learning_rate, epochs, history, bar, validation, on_divergence, mode):
+    """The fast loop behind ``training.fit`` (inputs already validated there)."""
+    from .training import DivergenceError, _evaluate
+
+    t0 = time.perf_counter()
+    tr = Trainer(net.params, run, learning_rate, graphs=(mode == "graphs"))
+    for epoch in range(epochs):
+        snap = tr.snapshot()
+        t_start = time.perf_counter() - t0
+        costs, finite = tr.epoch(epoch)
+        t_end = time.perf_counter() - t0
+        bad = next((i for i, J in enumerate(costs) if not math.isfinite(J)), None)
+        if bad is None and not finite:
+            bad = len(costs)
+        if bad is not None:
+            tr.restore(snap)
+            net.params = tr.P.as_dict()
+            _record(history, costs[:bad], tr.sizes, t_start, t_end)
+            what = f"the cost is {costs[bad]}" if bad < len(costs) else "a parameter is not finite"
+            history.stopped = (
+                f"diverged at epoch {epoch + 1}, iteration {history.iterations + 1}: {what}; "
+                f"parameters restored to the start of the epoch; try a smaller learning rate"
+            )
+            if on_divergence == "raise":
+                raise DivergenceError(history.stopped)
+            break
+        _record(history, costs, tr.sizes, t_start, t_end)
+        history.epoch_cost.append(sum(J * b for J, b in zip(costs, tr.sizes, strict=True)) / tr.m)
+        history.epoch_time.append(time.perf_counter() - t0)
+        bar.update(len(costs))
+        bar.set_postfix_str(f"cost {costs[-1]:.4f}", refresh=False)
+        if validation is not None:
+            vc, va = _evaluate(tr.P.as_dict(), run.spec, *validation, run.l2, net.dtype)
+            history.val_cost.append(vc)
+            history.val_accuracy.append(va)
+    net.params = tr.P.as_dict()
+    return history
