@@ -34,6 +34,7 @@ __all__ = [
     "as_device_array",
     "place_training_data",
     "gather_batch",
+    "to_numpy_any",
 ]
 
 BACKENDS = ("numpy", "torch")
@@ -221,3 +222,10 @@ def gather_batch(X, Y, idx: np.ndarray, dtype: str, check_finite: bool):
         raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
     idx_t = torch.from_numpy(idx).to(Y.device, non_blocking=True)
     return torch.from_numpy(Xb).to(Y.device, non_blocking=True), Y.index_select(0, idx_t)
+
+
+def to_numpy_any(x: Any) -> np.ndarray:
+    """A float64 NumPy copy of an array or tensor (any device): for comparisons."""
+    from ._backend import to_numpy
+
+    return np.asarray(to_numpy(x), dtype=np.float64)

@@ -42,6 +42,7 @@ import math
 import time
 from typing import Any, NamedTuple
 
+import array_api_compat
 import numpy as np
 
 from .activations import LEAKY_SLOPE
@@ -66,7 +67,7 @@ def choose(fast_path, device, X, plain_gd: bool, keep_prob: float, callbacks) ->
         missing.append("keep_prob=1 (no dropout)")
     if callbacks:
         missing.append("no callbacks (they need every step's values on the host)")
-    if not hasattr(X, "device"):
+    if not array_api_compat.is_torch_array(X):
         missing.append("the training set on the device (it does not fit in its memory)")
     if fast_path is None:
         return "graphs" if device.type == "cuda" and not missing else False
@@ -250,10 +251,11 @@ class _Unit:
 
 
 def capture(units: list, P: FlatParams, device) -> None:
-    """Capture each unit's steps as a CUDA graph (sharing one memory pool).
+    """Capture each unit's steps as a CUDA graph.
 
     Follows torch.cuda.graphs' rules: warm up on a side stream first (cuBLAS/cuBLASLt
-    handles and workspaces, allocator), all inputs static, no host sync inside. The
+    handles and workspaces, allocator) and capture on that same stream (as
+    ``make_graphed_callables`` does), all inputs static, no host sync inside. The
     warm-up trains for real, so the parameters are saved before and restored after.
     """
     torch = import_torch()
@@ -261,15 +263,16 @@ def capture(units: list, P: FlatParams, device) -> None:
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
-        for u in units:
-            u.body()
+        for _ in range(2):
+            for u in units:
+                u.body()
     torch.cuda.current_stream(device).wait_stream(side)
-    pool = None
-    for u in units:
+    for u in units:  # each graph has its own memory pool: no reuse hazards between them
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, pool=pool):
+        # capture on the warm-up stream: its cuBLAS(Lt) handle and workspace already exist
+        with torch.cuda.graph(g, stream=side):
             u.body()
-        pool, u.graph = g.pool(), g
+        u.graph = g
     P.wflat.copy_(saved[0])
     P.bflat.copy_(saved[1])
     torch.cuda.synchronize(device)
