@@ -106,10 +106,12 @@ def test_torch_gradients_agree_with_central_differences():
     assert rel < 1e-7
 
 
-@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
-def test_fifty_steps_on_the_same_batches_agree_with_numpy(dtype, tol):
+# float32 uses tanh: with ReLU, a pre-activation within rounding (~1e-7) of the kink makes
+# two correct float32 runs take different subgradients and part ways (see bench/gpu_train.py).
+@pytest.mark.parametrize("dtype,act,tol", [("float64", "relu", 1e-10), ("float32", "tanh", 1e-4)])
+def test_fifty_steps_on_the_same_batches_agree_with_numpy(dtype, act, tol):
     X, Y = _data(m=500)
-    a, b = _nets(T1_SMALL, dtype)
+    a, b = _nets(T1_SMALL, dtype, hidden_activation=act)
     kw = dict(batch_size=10, epochs=1, learning_rate=0.1, l2=0.01, seed=7)
     ha, hb = a.fit(X, Y, **kw), b.fit(X, Y, **kw)
     assert hb.iterations == ha.iterations == 50
@@ -205,7 +207,7 @@ def test_fast_loop_matches_the_generic_loop(monkeypatch, act, output, n_out, l2_
 
 def test_fast_loop_float32_agrees_with_numpy_without_shuffling():
     X, Y = _data(m=500)
-    a, b = _nets(T1_SMALL, "float32")
+    a, b = _nets(T1_SMALL, "float32", hidden_activation="tanh")
     kw = dict(batch_size=10, epochs=1, learning_rate=0.1, l2=0.01, shuffle=False, seed=0)
     a.fit(X, Y, **kw)
     b.fit(X, Y, fast_path="eager", **kw)

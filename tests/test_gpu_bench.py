@@ -1,0 +1,81 @@
+"""bench/gpu_train.py runs end to end on torch CPU at a tiny size (the GPU run is one-shot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu_train.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("gpu_train", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_gpu_bench_runs_on_cpu_and_writes_json(tmp_path, capsys):
+    bench = _load()
+    out = tmp_path / "r.json"
+    rc = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--examples",
+            "2500",
+            "--batch-sizes",
+            "1000,2048",
+            "--repeats",
+            "1",
+            "--slow-examples",
+            "2000",
+            "--agree-batch",
+            "8",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = {(r["method"], r["batch_size"]): r for r in report["results"]}
+    for b in (1000, 2048):
+        for method in (
+            "deepgrad fast path",
+            "deepgrad generic path",
+            "PyTorch eager",
+            "matmul floor (CUDA graphs)",
+        ):
+            row = rows[(method, b)]
+            assert row["error"] is None and row["epoch_s"] > 0, row
+        assert rows[("PyTorch, CUDA graph per step", b)]["error"] == "skipped: needs CUDA"
+        for method in ("JAX jit of one step", "JAX lax.scan over the epoch"):
+            assert (method, b) in rows  # measured, or skipped/failed with the reason
+    slow = rows[("PyTorch eager", 1000)]
+    assert slow["extrapolated_from"] == 2000
+    assert rows[("deepgrad fast path", 1000)]["extrapolated_from"] is None
+    agree = report["agreement"]
+    assert len(agree) == 6 and all(np.isfinite(a["max_rel_diff"]) for a in agree)
+    assert all(a["ok"] for a in agree if a["dtype"] == "float64" or a["hidden"] == "tanh")
+    text = capsys.readouterr().out
+    assert "| deepgrad fast path |" in text and "agreement fast float64 relu" in text
+
+
+def test_gpu_bench_rejects_bad_flags(capsys):
+    bench = _load()
+    for argv in (
+        ["--batch-sizes", "0"],
+        ["--repeats", "50"],
+        ["--batch-sizes", "x"],
+        ["--examples", "10", "--batch-sizes", "100"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            bench.parse_args(argv)
+        assert info.value.code == 2
