@@ -42,6 +42,7 @@ MAX_REPEATS = 10
 AGREE = {"float32": 1e-4, "float64": 1e-10}
 METHODS = (
     "deepgrad fast path",
+    "deepgrad fast path, no CUDA graphs",
     "deepgrad generic path",
     "PyTorch eager",
     "PyTorch, CUDA graph per step",
@@ -147,9 +148,11 @@ def epochs_timed(sync_fn, run_epoch, repeats: int):
 
 
 # -- deepgrad --------------------------------------------------------------------------------
-def bench_deepgrad(torch, dev, X, Y, b, repeats, fast: bool):
+def bench_deepgrad(torch, dev, X, Y, b, repeats, fast):
     import deepgrad as dg
 
+    if fast == "eager" and dev.type != "cuda":
+        raise Skip("the fast path is eager anyway off CUDA")
     net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
     h = net.fit(
         X,
@@ -585,6 +588,12 @@ def run_all(args) -> dict:
                 "PyTorch eager",
                 b,
                 lambda bs=bs: bench_torch_eager(torch, dev, Xs, Ys, bs, r),
+                n_slow,
+            ),
+            (
+                "deepgrad fast path, no CUDA graphs",
+                b,
+                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2), "eager"),
                 n_slow,
             ),
             (

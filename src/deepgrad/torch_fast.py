@@ -101,9 +101,9 @@ class FlatParams(NamedTuple):
         torch = import_torch()
         Ws = [params[f"W{l}"] for l in range(1, L + 1)]
         bs = [params[f"b{l}"] for l in range(1, L + 1)]
-        wflat = torch.cat([w.reshape(-1) for w in Ws])
-        bflat = torch.cat([b.reshape(-1) for b in bs])
-        return cls(_views(wflat, Ws), _views(bflat, bs), wflat, bflat)
+        wflat, W = _flat_copy(torch, Ws)
+        bflat, b = _flat_copy(torch, bs)
+        return cls(W, b, wflat, bflat)
 
     def as_dict(self) -> dict:
         out = {}
@@ -112,12 +112,23 @@ class FlatParams(NamedTuple):
         return out
 
 
-def _views(flat, arrays) -> list:
-    out, o = [], 0
+ALIGN = 16  # elements: every view starts 64 (float32) or 128 (float64) bytes aligned
+
+
+def _flat_copy(torch, arrays):
+    """(flat buffer, views of it holding copies of ``arrays``); gaps stay 0, so a dot of
+    the buffer with itself is the sum of the squares of the arrays."""
+    offsets, o = [], 0
     for a in arrays:
-        out.append(flat[o : o + a.numel()].view(a.shape))
-        o += a.numel()
-    return out
+        offsets.append(o)
+        o += -(-a.numel() // ALIGN) * ALIGN  # aligned starts, as cuBLASLt prefers
+    flat = torch.zeros(o, dtype=arrays[0].dtype, device=arrays[0].device)
+    views = []
+    for a, start in zip(arrays, offsets, strict=True):
+        v = flat[start : start + a.numel()].view(a.shape)
+        v.copy_(a)
+        views.append(v)
+    return flat, views
 
 
 class Consts(NamedTuple):
@@ -260,22 +271,35 @@ def capture(units: list, P: FlatParams, device) -> None:
     """
     torch = import_torch()
     saved = (P.wflat.clone(), P.bflat.clone())
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            for u in units:
-                u.body()
-    torch.cuda.current_stream(device).wait_stream(side)
-    for u in units:  # each graph has its own memory pool: no reuse hazards between them
-        g = torch.cuda.CUDAGraph()
-        # capture on the warm-up stream: its cuBLAS(Lt) handle and workspace already exist
-        with torch.cuda.graph(g, stream=side):
-            u.body()
-        u.graph = g
-    P.wflat.copy_(saved[0])
-    P.bflat.copy_(saved[1])
-    torch.cuda.synchronize(device)
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                for u in units:
+                    u.body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        for u in units:  # each graph has its own memory pool: no reuse hazards between them
+            u.graph = _capture_one(torch, u, side)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"capturing the fast training loop in a CUDA graph failed ({exc}); "
+            f"fit(..., fast_path='eager') runs it without graphs, fast_path=False runs the "
+            f"generic loop"
+        ) from exc
+    finally:
+        P.wflat.copy_(saved[0])
+        P.bflat.copy_(saved[1])
+        torch.cuda.synchronize(device)
+
+
+def _capture_one(torch, unit: _Unit, stream):
+    """One unit's steps as a CUDA graph (recorded, not run), captured on ``stream`` (the
+    warm-up stream: its cuBLAS(Lt) handle and workspace already exist)."""
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        unit.body()
+    return g
 
 
 class Trainer:
