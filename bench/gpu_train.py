@@ -36,6 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+_SRC = Path(__file__).resolve().parents[1] / "src"
+if (_SRC / "deepgrad").is_dir():  # this checkout's deepgrad, installed or not
+    sys.path.insert(0, str(_SRC))
+
 LAYERS = [100, 256, 128, 64, 1]
 LR, L2 = 0.1, 0.01
 MAX_REPEATS = 10
@@ -566,6 +570,16 @@ def _row(method, b, fn, extrapolate_from=None, scale=1.0):
 
 def run_all(args) -> dict:
     torch, dev = setup_torch(args.device)
+    import array_api_compat
+
+    import deepgrad
+
+    print(
+        f"torch {torch.__version__}, numpy {np.__version__}, array-api-compat "
+        f"{array_api_compat.__version__}, deepgrad from {Path(deepgrad.__file__).parent}, "
+        f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+        flush=True,
+    )
     t0 = time.perf_counter()
     X, Y = make_data(torch, dev, args.examples)
     n_slow = min(args.examples, args.slow_examples)
