@@ -151,6 +151,22 @@ def test_fit_and_predict_on_tensors_with_validation():
     assert net.predict_proba(X[:3]).shape == (3, 1)  # host arrays are copied to the device
 
 
+def test_read_only_and_memory_mapped_inputs(tmp_path):
+    X, Y = _data(m=120)
+    X = X.astype(np.float32)
+    X.setflags(write=False)
+    a, b = _nets([12, 5, 1], "float32")
+    kw = dict(batch_size=40, epochs=2, learning_rate=0.1, seed=0)
+    a.fit(X, Y, **kw)
+    b.fit(X, Y, **kw)
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    _, c = _nets([12, 5, 1], "float32")
+    c.fit(mm, Y, **kw)  # stays on the host, gathered per batch
+    assert _max_rel(a.params, b.params) < 1e-6 and _max_rel(a.params, c.params) < 1e-6
+    assert b.predict(X).shape == (120,)
+
+
 def test_to_copy_save_load_roundtrip(tmp_path):
     a, b = _nets(T1_SMALL, "float32")
     c = b.copy()

@@ -172,7 +172,7 @@ def as_device_array(x: Any, like: Any, dtype: str | None = None):
     torch = import_torch()
     tdtype = like.dtype if dtype is None else getattr(torch, dtype)
     if not array_api_compat.is_torch_array(x):
-        x = torch.as_tensor(np.asarray(x))
+        x = torch.tensor(np.asarray(x))  # a copy: read-only arrays are fine, no aliasing
     return x.to(device=like.device, dtype=tdtype)
 
 
@@ -199,7 +199,10 @@ def place_training_data(X, like, dtype: str, chunk_rows: int = 1 << 18):
     m, n = X.shape
     itemsize = np.dtype(dtype).itemsize
     if like.device.type == "cpu" and not isinstance(X, np.memmap):
-        return torch.from_numpy(np.ascontiguousarray(X, dtype=dtype))  # no copy when it can
+        arr = np.ascontiguousarray(X, dtype=dtype)  # no copy when it can (training never
+        if not arr.flags.writeable:  # writes to X), but torch wants writable memory
+            arr = arr.copy()
+        return torch.from_numpy(arr)
     if like.device.type == "cpu" or not _fits_on_device(m * n * itemsize, like.device):
         return X  # stays on the host: gathered per batch
     out = torch.empty((m, n), dtype=getattr(torch, dtype), device=like.device)
