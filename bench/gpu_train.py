@@ -44,6 +44,7 @@ LAYERS = [100, 256, 128, 64, 1]
 LR, L2 = 0.1, 0.01
 MAX_REPEATS = 10
 AGREE = {"float32": 1e-4, "float64": 1e-10}
+GRAPH_STEPS_SWEEP = (8, 256)
 METHODS = (
     "deepgrad fast path",
     "deepgrad fast path, no CUDA graphs",
@@ -53,7 +54,7 @@ METHODS = (
     "JAX jit of one step",
     "JAX lax.scan over the epoch",
     "matmul floor (CUDA graphs)",
-)
+) + tuple(f"deepgrad fast path, {k} steps/graph" for k in GRAPH_STEPS_SWEEP)
 
 
 def parse_args(argv=None):
@@ -152,13 +153,28 @@ def epochs_timed(sync_fn, run_epoch, repeats: int):
 
 
 # -- deepgrad --------------------------------------------------------------------------------
-def bench_deepgrad(torch, dev, X, Y, b, repeats, fast):
+def bench_deepgrad(torch, dev, X, Y, b, repeats, fast, steps_per_graph=None):
     import deepgrad as dg
+    from deepgrad import torch_fast
 
     if fast == "eager" and dev.type != "cuda":
         raise Skip("the fast path is eager anyway off CUDA")
+    if steps_per_graph is not None and dev.type != "cuda":
+        raise Skip("no CUDA graphs off CUDA")
     net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
-    h = net.fit(
+    default_k = torch_fast.STEPS_PER_GRAPH
+    torch_fast.STEPS_PER_GRAPH = steps_per_graph or default_k
+    try:
+        h = _fit_timed(net, X, Y, b, repeats, fast)
+    finally:
+        torch_fast.STEPS_PER_GRAPH = default_k
+    ends = h.epoch_time
+    times = [ends[i] - ends[i - 1] for i in range(1, len(ends))]
+    return {"first_epoch_s": ends[0], "runs": times, "final_cost": h.epoch_cost[-1]}
+
+
+def _fit_timed(net, X, Y, b, repeats, fast):
+    return net.fit(
         X,
         Y,
         batch_size=b,
@@ -169,9 +185,6 @@ def bench_deepgrad(torch, dev, X, Y, b, repeats, fast):
         fast_path=fast,
         progress=False,
     )
-    ends = h.epoch_time
-    times = [ends[i] - ends[i - 1] for i in range(1, len(ends))]
-    return {"first_epoch_s": ends[0], "runs": times, "final_cost": h.epoch_cost[-1]}
 
 
 # -- PyTorch ---------------------------------------------------------------------------------
@@ -617,6 +630,15 @@ def run_all(args) -> dict:
                 n_slow,
             ),
         ]
+    b0 = args.batch_sizes[0]
+    for k in GRAPH_STEPS_SWEEP:  # last: how many steps per graph (the default is 64)
+        plan.append(
+            (
+                f"deepgrad fast path, {k} steps/graph",
+                b0,
+                lambda k=k: bench_deepgrad(torch, dev, X, Y, b0, r, True, k),
+            )
+        )
     report = _header(args, torch, dev, n_slow)
     results, agree = report["results"], report["agreement"]
     for dtype, hidden in AGREEMENT_CASES:  # first: quick, and says whether the numbers hold
