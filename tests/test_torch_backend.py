@@ -398,3 +398,86 @@ def test_missing_torch_says_how_to_install(monkeypatch):
         dg.Network([2, 1], backend="torch")
     assert isinstance(info.value, ImportError)
     dg.Network([2, 1])  # the NumPy backend never imports torch
+
+
+# -- the fast loop's optional features (torch_fast.FEATURES) ----------------------------------
+@pytest.mark.parametrize(
+    "features", [("gather",), ("gather", "triton", "streams"), ("triton",), ("streams",)]
+)
+@pytest.mark.parametrize("act,output,n_out", [("relu", "sigmoid", 1), ("tanh", "softmax", 3)])
+def test_fast_loop_features_give_the_same_numbers(monkeypatch, features, act, output, n_out):
+    # on the CPU only "gather" applies ("triton", "streams" need CUDA): bitwise the same as
+    # the default fast loop, and the generic loop's numbers to 1e-10; shuffled, with a tail
+    monkeypatch.setattr(torch_fast, "STEPS_PER_GRAPH", 3)
+    X, Y = _data(m=227, output=output, n_out=n_out)
+    sizes = [12, 9, 6, n_out]
+    kw = dict(batch_size=30, epochs=2, learning_rate=0.05, l2=0.3, seed=0)
+    _, gen = _nets(sizes, hidden_activation=act, output=output)
+    _, base = _nets(sizes, hidden_activation=act, output=output)
+    _, var = _nets(sizes, hidden_activation=act, output=output)
+    gen.fit(X, Y, fast_path=False, shuffle=False, **kw)
+    hb = base.fit(X, Y, fast_path=True, **kw)
+    monkeypatch.setattr(torch_fast, "DEFAULT_FEATURES", features)
+    hv = var.fit(X, Y, fast_path=True, **kw)
+    assert hv.iteration_cost == hb.iteration_cost
+    for k in base.params:
+        assert torch.equal(base.params[k], var.params[k])
+    _, var2 = _nets(sizes, hidden_activation=act, output=output)
+    var2.fit(X, Y, fast_path=True, shuffle=False, **kw)
+    assert _max_rel(gen.params, var2.params) < 1e-10
+
+
+def test_streams_step_with_stand_in_streams_is_the_plain_step(monkeypatch):
+    # the multi-stream step's ordering needs CUDA; its arithmetic is checked here with
+    # streams that run everything in order
+    import contextlib
+
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: _FakeStream())
+    rng = np.random.default_rng(1)
+    for hidden, output, n_out in (("relu", "sigmoid", 1), ("tanh", "softmax", 3)):
+        net = dg.Network(
+            [12, 9, 6, n_out], hidden_activation=hidden, output=output, seed=2, dtype="float64"
+        )
+        X = torch.from_numpy(rng.normal(size=(40, 12)))
+        Y = torch.from_numpy(rng.random(size=(40, n_out)))
+        c = torch_fast.make_consts(40, n_out, 0.1, 0.2, None, torch.float64, "cpu")
+        out = []
+        for opt in (None, torch_fast.Options(streams=(_FakeStream(), _FakeStream()))):
+            P = torch_fast.FlatParams.from_dict(
+                {k: torch.from_numpy(v) for k, v in net.params.items()}, 3
+            )
+            parts = torch.zeros(3, dtype=torch.float64)
+            for _ in range(3):
+                torch_fast.step(P, X, Y, parts, c, hidden, output, opt)
+            out.append((P.wflat, P.bflat, parts))
+        for a, b in zip(*out, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_unknown_feature_is_rejected(monkeypatch):
+    X, Y = _data(m=50)
+    _, b = _nets([12, 4, 1])
+    monkeypatch.setattr(torch_fast, "DEFAULT_FEATURES", ("gather", "fusion"))
+    with pytest.raises(ValueError, match=r"features must be among .*got \['fusion'\]"):
+        b.fit(X, Y, batch_size=10, epochs=1, fast_path=True)
+
+
+def test_triton_output_kernel_in_the_interpreter(monkeypatch):
+    # runs only where Triton is installed (the GPU image); its interpreter runs on the CPU
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    pytest.importorskip("triton")
+    monkeypatch.setattr(torch_fast, "_TRITON_CACHE", {})
+    kernel = torch_fast._triton_bce()
+    gen = torch.Generator().manual_seed(0)
+    for m in (7, 1000):
+        Z = torch.randn(m, 1, generator=gen) * 5
+        Z[0, 0], Z[1, 0] = 80.0, -80.0
+        Y = (torch.rand(m, 1, generator=gen) > 0.5).float()
+        c = torch_fast.make_consts(m, 1, 0.1, 0.0, None, torch.float32, "cpu")
+        p1, p2 = torch.full((3,), 7.0), torch.zeros(3)
+        dZ = torch_fast._output_grad_fused(kernel, Z, Y, p1, c)
+        ref = torch_fast._output_grad("sigmoid", Z, Y, p2, c)
+        assert torch.allclose(dZ, ref, atol=1e-6)
+        assert abs(float(p1[0] - p1[1]) - float(p2[0] - p2[1])) < 1e-4 * float(p2[0])
+        assert float(p1[2]) == 7.0  # ||W||^2's slot untouched

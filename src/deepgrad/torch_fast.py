@@ -48,10 +48,30 @@ import numpy as np
 from .activations import LEAKY_SLOPE
 from .torch_backend import import_torch
 
-__all__ = ["STEPS_PER_GRAPH", "MODES", "choose", "epoch_order", "step", "Trainer", "fit"]
+__all__ = [
+    "STEPS_PER_GRAPH",
+    "MODES",
+    "FEATURES",
+    "DEFAULT_FEATURES",
+    "choose",
+    "epoch_order",
+    "step",
+    "Trainer",
+    "fit",
+]
 
 STEPS_PER_GRAPH = 64  # steps captured per CUDA graph: ~30 kernels each, 1 launch per graph
 MODES = (None, True, False, "eager")
+
+# Optional rearrangements of the step (same math; see ``Options``):
+# "gather": one gather of X, Y per unit (STEPS_PER_GRAPH steps) into static buffers, then
+#   each step reads contiguous slices (views): 2 kernels per unit, not 2 per step;
+# "triton": sigmoid/BCE output: dZ = sigmoid(Z) - Y and the loss partial in one Triton kernel
+#   (CUDA, float32, one output unit; otherwise the torch ops);
+# "streams": on CUDA, the parameter updates, the loss partials and ||W||^2 run on two side
+#   streams, off the critical path dZ -> dA -> dZ (joined at the end of every step).
+FEATURES = ("gather", "triton", "streams")
+DEFAULT_FEATURES: tuple = ()  # the features ``fit`` uses (set from bench/gpu_variants.py)
 
 
 def choose(fast_path, device, X, plain_gd: bool, keep_prob: float, callbacks) -> str | bool:
@@ -202,20 +222,107 @@ def _output_grad(name: str, Z, Y, parts, c: Consts):
     return D
 
 
-def step(P: FlatParams, X, Y, idx, parts, c: Consts, hidden: str, output: str) -> None:
-    """One training step on rows ``idx`` of (X, Y), updating P in place.
+class Options(NamedTuple):
+    """The features a Trainer actually uses (``requested`` minus what cannot apply here)."""
+
+    gather: bool = False
+    triton: Any = None  # the Triton kernel (a callable) or None
+    streams: Any = None  # (weights stream, biases/loss stream) or None
+
+    @classmethod
+    def resolve(cls, features, device, dtype, output: str, n_out: int) -> Options:
+        features = tuple(features or ())
+        bad = [f for f in features if f not in FEATURES]
+        if bad:
+            raise ValueError(f"features must be among {list(FEATURES)}, got {bad}")
+        torch = import_torch()
+        cuda = device.type == "cuda"
+        kernel = None
+        if "triton" in features and cuda and dtype == torch.float32:
+            if output == "sigmoid" and n_out == 1:
+                kernel = _triton_bce()
+        streams = None
+        if "streams" in features and cuda:
+            streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+        return cls("gather" in features, kernel, streams)
+
+    def names(self) -> list[str]:
+        on = [("gather", self.gather), ("triton", self.triton), ("streams", self.streams)]
+        return [n for n, v in on if v is not None and v is not False]
+
+
+_TRITON_CACHE: dict = {}
+
+
+def _triton_bce():
+    """The fused sigmoid/BCE output kernel as ``f(Z, Y, dZ, parts)``, or None without Triton.
+
+    One program holds the whole batch (up to TRITON_MAX_ROWS): dZ = sigmoid(z) - y, and
+    parts[0] = sum(max(z, 0) - z y + log(1 + exp(-|z|))), parts[1] = 0 (one deterministic
+    block reduction, no atomics, nothing to zero first).
+    """
+    if "bce" in _TRITON_CACHE:
+        return _TRITON_CACHE["bce"]
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        _TRITON_CACHE["bce"] = None
+        return None
+
+    @triton.jit
+    def _bce_kernel(z_ptr, y_ptr, dz_ptr, parts_ptr, n, BLOCK: tl.constexpr):
+        o = tl.arange(0, BLOCK)
+        mask = o < n
+        z = tl.load(z_ptr + o, mask=mask, other=0.0)
+        y = tl.load(y_ptr + o, mask=mask, other=0.0)
+        e = tl.exp(-tl.abs(z))
+        r = 1.0 / (1.0 + e)
+        s = tl.where(z >= 0, r, e * r)  # sigmoid(z), no overflow
+        tl.store(dz_ptr + o, s - y, mask=mask)
+        loss = tl.maximum(z, 0.0) - z * y + tl.log(1.0 + e)
+        tl.store(parts_ptr, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+        tl.store(parts_ptr + 1, 0.0)
+
+    def run(Z, Y, dZ, parts):
+        block = max(16, triton.next_power_of_2(Z.numel()))
+        _bce_kernel[(1,)](Z, Y, dZ, parts, Z.numel(), BLOCK=block, num_warps=8)
+
+    _TRITON_CACHE["bce"] = run
+    return run
+
+
+TRITON_MAX_ROWS = 16384  # one program holds the whole batch; larger batches use torch ops
+
+
+def _output_grad_fused(kernel, Z, Y, parts, c: Consts):
+    """The Triton path of ``_output_grad`` (sigmoid/BCE, one output unit): one kernel."""
+    torch = import_torch()
+    if Z.numel() > TRITON_MAX_ROWS or not Y.is_contiguous():
+        return _output_grad("sigmoid", Z, Y, parts, c)
+    dZ = torch.empty_like(Z)
+    kernel(Z, Y.reshape(Z.shape), dZ, parts)
+    return dZ
+
+
+def step(P: FlatParams, Xb, Yb, parts, c: Consts, hidden: str, output: str, opt=None) -> None:
+    """One training step on the batch (Xb, Yb), updating P in place.
 
     Writes the loss partials and ||W||^2 (before the update) into ``parts`` (3,). Only
     device work, no host synchronization: safe to capture in a CUDA graph.
     """
+    if opt is not None and opt.streams is not None:
+        return _step_streams(P, Xb, Yb, parts, c, hidden, output, opt)
     torch = import_torch()
-    acts = [X.index_select(0, idx)]  # A^[0] .. A^[L-1]
-    Yb = Y.index_select(0, idx)
+    acts = [Xb]  # A^[0] .. A^[L-1]
     L = len(P.W)
     for l in range(L - 1):
         acts.append(_hidden_forward(hidden, P.b[l], acts[-1], P.W[l]))
     ZL = torch.addmm(P.b[-1], acts[-1], P.W[-1].T)
-    dZ = _output_grad(output, ZL, Yb, parts, c)
+    if opt is not None and opt.triton is not None and output == "sigmoid":
+        dZ = _output_grad_fused(opt.triton, ZL, Yb, parts, c)
+    else:
+        dZ = _output_grad(output, ZL, Yb, parts, c)
     if c.l2:
         torch.dot(P.wflat, P.wflat, out=parts[2])  # the old W: J^{t} is this step's cost
     for l in range(L - 1, -1, -1):
@@ -224,6 +331,58 @@ def step(P: FlatParams, X, Y, idx, parts, c: Consts, hidden: str, output: str) -
         P.b[l].addmv_(dZ.T, c.ones, alpha=-c.lr_m)
         if l > 0:
             dZ = _hidden_backward(hidden, dA, acts[l])
+    return None
+
+
+def _step_streams(P: FlatParams, Xb, Yb, parts, c: Consts, hidden, output, opt) -> None:
+    """``step`` with the work off the critical path on two side streams (CUDA only).
+
+    Main stream: forward, dZ^[L], then dA^[l-1] = dZ^[l] W^[l] and dZ^[l-1] per layer.
+    Stream sw: ||W||^2 (old W), then W^[l]'s update once dA^[l-1] is enqueued before it.
+    Stream sb: the loss partials, then b^[l]'s update. Both join the main stream at the
+    end (the next forward needs the new W). Every tensor the side streams read is kept
+    referenced (``keep``) until after the join, so the caching allocator cannot hand its
+    memory to main-stream work while a side stream may still read it.
+    """
+    torch = import_torch()
+    main = torch.cuda.current_stream(Xb.device)
+    sw, sb = opt.streams
+    acts = [Xb]
+    L = len(P.W)
+    for l in range(L - 1):
+        acts.append(_hidden_forward(hidden, P.b[l], acts[-1], P.W[l]))
+    ZL = torch.addmm(P.b[-1], acts[-1], P.W[-1].T)
+    keep = [ZL, Yb]
+    if opt.triton is not None and output == "sigmoid":
+        dZ = _output_grad_fused(opt.triton, ZL, Yb, parts, c)
+        sb.wait_stream(main)
+    elif output == "sigmoid":
+        dZ = torch.sigmoid(ZL).sub_(Yb)
+        sb.wait_stream(main)
+        with torch.cuda.stream(sb):
+            torch.sum(torch.logaddexp(ZL, c.zeros), dim=(0, 1), out=parts[0])
+            torch.dot(ZL.view(-1), Yb.view(-1), out=parts[1])
+    else:
+        dZ = _output_grad(output, ZL, Yb, parts, c)
+        sb.wait_stream(main)
+    sw.wait_stream(main)
+    if c.l2:
+        with torch.cuda.stream(sw):
+            torch.dot(P.wflat, P.wflat, out=parts[2])
+    for l in range(L - 1, -1, -1):
+        keep.append(dZ)
+        dA = torch.mm(dZ, P.W[l]) if l > 0 else None  # before W^[l] is updated
+        sw.wait_stream(main)
+        sb.wait_stream(main)
+        with torch.cuda.stream(sw):
+            P.W[l].addmm_(dZ.T, acts[l], beta=c.decay, alpha=-c.lr_m)
+        with torch.cuda.stream(sb):
+            P.b[l].addmv_(dZ.T, c.ones, alpha=-c.lr_m)
+        if l > 0:
+            dZ = _hidden_backward(hidden, dA, acts[l])
+    main.wait_stream(sw)
+    main.wait_stream(sb)
+    del keep, acts  # only now: the side streams' reads are ordered before later main work
 
 
 class _Unit:
@@ -234,22 +393,38 @@ class _Unit:
     copies the static loss partials out.
     """
 
-    def __init__(self, segments, P, X, Y, consts: dict, hidden, output):
+    def __init__(self, segments, P, X, Y, consts: dict, hidden, output, opt=None):
         torch = import_torch()
         self.segments = [(n, b) for n, b in segments if n > 0]
         self.rows = sum(n * b for n, b in self.segments)
         self.steps = sum(n for n, _ in self.segments)
         self.idx = torch.zeros(self.rows, dtype=torch.int64, device=X.device)
         self.parts = torch.zeros((self.steps, 3), dtype=X.dtype, device=X.device)
+        self.opt = opt if opt is not None else Options()
+        self.bufs = None
+        if self.opt.gather:  # the unit's rows, gathered once per run (static buffers)
+            self.bufs = (
+                torch.empty((self.rows, *X.shape[1:]), dtype=X.dtype, device=X.device),
+                torch.empty((self.rows, *Y.shape[1:]), dtype=Y.dtype, device=Y.device),
+            )
         self.args = (P, X, Y, consts, hidden, output)
         self.graph = None
 
     def body(self) -> None:
         P, X, Y, consts, hidden, output = self.args
+        torch = import_torch()
+        if self.bufs is not None:
+            torch.index_select(X, 0, self.idx, out=self.bufs[0])
+            torch.index_select(Y, 0, self.idx, out=self.bufs[1])
         t = r = 0
         for n, b in self.segments:
             for _ in range(n):
-                step(P, X, Y, self.idx[r : r + b], self.parts[t], consts[b], hidden, output)
+                if self.bufs is None:
+                    idx = self.idx[r : r + b]
+                    Xb, Yb = X.index_select(0, idx), Y.index_select(0, idx)
+                else:
+                    Xb, Yb = self.bufs[0][r : r + b], self.bufs[1][r : r + b]
+                step(P, Xb, Yb, self.parts[t], consts[b], hidden, output, self.opt)
                 t, r = t + 1, r + b
 
     def run(self, order, parts_out) -> None:
@@ -305,10 +480,12 @@ def _capture_one(torch, unit: _Unit, stream):
 class Trainer:
     """The fast loop's state for one ``fit``: parameters, schedule of units, buffers."""
 
-    def __init__(self, params: dict, run, learning_rate: float, graphs: bool):
+    def __init__(self, params: dict, run, learning_rate: float, graphs: bool, features=None):
         torch = import_torch()
         X, Y, spec = run.X, run.Y, run.spec
         self.m, self.run, device = X.shape[0], run, X.device
+        features = DEFAULT_FEATURES if features is None else features
+        self.opt = Options.resolve(features, device, X.dtype, spec.output, spec.layer_sizes[-1])
         self.P = FlatParams.from_dict(params, spec.L)
         n_full, tail = divmod(self.m, run.batch_size)
         sizes = [run.batch_size] * n_full + ([tail] if tail else [])
@@ -320,7 +497,7 @@ class Trainer:
         }
         k = min(STEPS_PER_GRAPH, n_full)
         q, r = divmod(n_full, k)
-        args = (self.P, X, Y, consts, spec.hidden_activation, spec.output)
+        args = (self.P, X, Y, consts, spec.hidden_activation, spec.output, self.opt)
         rest = [(r, run.batch_size), (1 if tail else 0, tail)]
         self.units = [_Unit([(k, run.batch_size)], *args)] if q else []
         self.schedule = self.units * q
