@@ -82,6 +82,7 @@ def parse_args(argv=None):
         "--agree-batch", type=int, default=256, help="batch size of the 50-step agreement check"
     )
     p.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--jax-methods", default="scan,jit", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -447,8 +448,11 @@ def jax_worker(args) -> int:
     except Exception as exc:  # noqa: BLE001
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
         return 0
+    kinds = (("JAX lax.scan over the epoch", True), ("JAX jit of one step", False))
+    wanted = {"scan": True, "jit": False}
+    keep = {wanted[k.strip()] for k in args.jax_methods.split(",") if k.strip() in wanted}
     for b in args.batch_sizes:
-        for method, scan in (("JAX lax.scan over the epoch", True), ("JAX jit of one step", False)):
+        for method, scan in (k for k in kinds if k[1] in keep):
             res = _row(
                 method,
                 b,
@@ -460,6 +464,7 @@ def jax_worker(args) -> int:
                 flush=True,
             )
             rows.append(res)
+            print("ROW " + json.dumps(res), flush=True)  # kept if a later row times out
     print(json.dumps({"rows": rows, "jax": jax.__version__, "device": str(jdev)}))
     return 0
 

@@ -79,3 +79,41 @@ def test_gpu_bench_rejects_bad_flags(capsys):
         with pytest.raises(SystemExit) as info:
             bench.parse_args(argv)
         assert info.value.code == 2
+
+
+VARIANTS = Path(__file__).resolve().parents[1] / "bench" / "gpu_variants.py"
+
+
+@pytest.mark.slow
+def test_gpu_variants_bench_runs_on_cpu(tmp_path, capsys):
+    # children per variant; "streams" needs CUDA: skipped with the reason, the rest timed
+    spec = importlib.util.spec_from_file_location("gpu_variants", VARIANTS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "v.json"
+    argv = ["--device", "cpu", "--examples", "2100", "--batch-sizes", "1000", "--repeats", "1",
+            "--agree-batch", "8", "--variants", "base,gather,gather+streams@4", "--no-jax",
+            "--json", str(out)]  # fmt: skip
+    assert mod.main(argv) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["method"], r["batch_size"]): r for r in report["results"]}
+    for method in ("base", "gather", "matmul floor (CUDA graphs)"):
+        assert rows[(method, 1000)]["error"] is None and rows[(method, 1000)]["epoch_s"] > 0
+    assert rows[("gather+streams@4", 1000)]["error"].startswith("skipped: streams does not")
+    assert rows[("gather", 1000)]["active"] == ["gather"]
+    agree = report["agreement"]
+    assert len(agree) == 6 and all(a["ok"] for a in agree)
+    text = capsys.readouterr().out
+    assert "| gather |" in text and "fastest agreeing variant at b=1000" in text
+
+
+def test_gpu_variants_rejects_bad_variants():
+    spec = importlib.util.spec_from_file_location("gpu_variants", VARIANTS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse_variant("gather+streams@16") == (("gather", "streams"), 16)
+    assert mod.parse_variant("base") == ((), None)
+    for argv in (["--variants", "gather+fusion"], ["--variants", "base@x"]):
+        with pytest.raises(SystemExit) as info:
+            mod.parse_args(argv)
+        assert info.value.code == 2

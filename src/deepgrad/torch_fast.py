@@ -25,6 +25,11 @@ as repeats of the main graph plus one "rest" graph (the leftover full steps and 
 whose shape differs), both captured once per ``fit``. The same step function runs eagerly
 on the CPU (and on CUDA with ``fast_path="eager"``); tests compare it with the generic loop.
 
+Optional features (``FEATURES``; ``DEFAULT_FEATURES`` is what ``fit`` uses, chosen from
+bench/gpu_variants.py's numbers): "gather" (one gather per graph into static buffers),
+"triton" (the sigmoid/BCE output in one Triton kernel), "streams" (updates, loss and
+||W||^2 on side streams inside the graph). None changes the arithmetic of a step.
+
 Differences from the generic loop (documented choices):
 
 - shuffling: each epoch's order is ``torch.randperm`` drawn on the device from a
@@ -240,7 +245,7 @@ class Options(NamedTuple):
         kernel = None
         if "triton" in features and cuda and dtype == torch.float32:
             if output == "sigmoid" and n_out == 1:
-                kernel = _triton_bce()
+                kernel = _triton_bce(device)
         streams = None
         if "streams" in features and cuda:
             streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
@@ -254,8 +259,10 @@ class Options(NamedTuple):
 _TRITON_CACHE: dict = {}
 
 
-def _triton_bce():
-    """The fused sigmoid/BCE output kernel as ``f(Z, Y, dZ, parts)``, or None without Triton.
+def _triton_bce(device=None):
+    """The fused sigmoid/BCE output kernel as ``f(Z, Y, dZ, parts)``, or None without Triton
+    (or when a first launch on ``device`` fails: the reason is kept in
+    ``_TRITON_CACHE["error"]``, and the torch ops are used).
 
     One program holds the whole batch (up to TRITON_MAX_ROWS): dZ = sigmoid(z) - y, and
     parts[0] = sum(max(z, 0) - z y + log(1 + exp(-|z|))), parts[1] = 0 (one deterministic
@@ -288,6 +295,18 @@ def _triton_bce():
         block = max(16, triton.next_power_of_2(Z.numel()))
         _bce_kernel[(1,)](Z, Y, dZ, parts, Z.numel(), BLOCK=block, num_warps=8)
 
+    if device is not None:  # compile and launch once here, outside any capture
+        torch = import_torch()
+        try:
+            z = torch.linspace(-3, 3, 5, device=device).reshape(5, 1)
+            y, dz, parts = torch.ones_like(z), torch.empty_like(z), torch.zeros(3, device=device)
+            run(z, y, dz, parts)
+            ok = torch.allclose(dz, torch.sigmoid(z) - y, atol=1e-6)
+            if not ok:
+                raise RuntimeError("the kernel's dZ differs from sigmoid(Z) - Y")
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back to torch ops
+            _TRITON_CACHE["bce"], _TRITON_CACHE["error"] = None, f"{type(exc).__name__}: {exc}"
+            return None
     _TRITON_CACHE["bce"] = run
     return run
 
@@ -357,11 +376,11 @@ def _step_streams(P: FlatParams, Xb, Yb, parts, c: Consts, hidden, output, opt) 
         dZ = _output_grad_fused(opt.triton, ZL, Yb, parts, c)
         sb.wait_stream(main)
     elif output == "sigmoid":
-        dZ = torch.sigmoid(ZL).sub_(Yb)
-        sb.wait_stream(main)
+        sb.wait_stream(main)  # the loss partials beside dZ^[L]
         with torch.cuda.stream(sb):
             torch.sum(torch.logaddexp(ZL, c.zeros), dim=(0, 1), out=parts[0])
             torch.dot(ZL.view(-1), Yb.view(-1), out=parts[1])
+        dZ = torch.sigmoid(ZL).sub_(Yb)
     else:
         dZ = _output_grad(output, ZL, Yb, parts, c)
         sb.wait_stream(main)
