@@ -117,3 +117,15 @@ def test_gpu_variants_rejects_bad_variants():
         with pytest.raises(SystemExit) as info:
             mod.parse_args(argv)
         assert info.value.code == 2
+
+
+def test_gpu_variants_keeps_rows_of_a_child_that_times_out():
+    import sys
+
+    spec = importlib.util.spec_from_file_location("gpu_variants", VARIANTS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    code = "import time; print('ROW {\"batch_size\": 1}', flush=True); time.sleep(30)"
+    items, error = mod.run_child([sys.executable, "-c", code], 2)
+    assert items == [("ROW", {"batch_size": 1})]
+    assert error == "child timed out after 2 s"
