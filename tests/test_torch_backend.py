@@ -236,12 +236,14 @@ class _FakeGraph:
         self.replay = unit.body
 
 
-def test_graph_bookkeeping_with_a_stand_in_for_cuda_graphs(monkeypatch):
+@pytest.mark.parametrize("features", [(), ("gather",)])
+def test_graph_bookkeeping_with_a_stand_in_for_cuda_graphs(monkeypatch, features):
     # CPU cannot capture; check what is not CUDA: the warm-up's training is undone,
     # replays read the static index and loss buffers, main and rest units line up.
     import contextlib
 
     monkeypatch.setattr(torch_fast, "STEPS_PER_GRAPH", 4)
+    monkeypatch.setattr(torch_fast, "DEFAULT_FEATURES", features)
     X, Y = _data(m=203)
     kw = dict(batch_size=20, epochs=2, learning_rate=0.1, l2=0.05, seed=5)
     _, ref = _nets([12, 9, 1])
