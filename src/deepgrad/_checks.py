@@ -171,16 +171,22 @@ def check_targets(name: str, Y: Any, output: str, n_out: int, m: int | None) -> 
 
 
 def _unique(Y) -> list[float]:
+    if array_api_compat.is_torch_array(Y):  # unique on the device: copy back only the values
+        return [float(v) for v in to_numpy(namespace(Y).unique_values(Y))]
     return [float(v) for v in np.unique(to_numpy(Y))]
 
 
-def encode_targets(Y, output: str, n_out: int, xp, dtype):
-    """Targets as a float (m, n_out) array in namespace ``xp`` (one-hot for class labels)."""
+def encode_targets(Y, output: str, n_out: int, xp, dtype, device=None):
+    """Targets as a float (m, n_out) array in namespace ``xp`` (one-hot for class labels).
+
+    ``device``: where host arrays go in ``xp`` (e.g. a torch.device); None: the default.
+    """
     if not _is_array(Y) or namespace(Y) is not xp:
-        Y = xp.asarray(np.asarray(Y)) if isinstance(Y, np.ndarray | list) else Y
+        if isinstance(Y, np.ndarray | list):
+            Y = xp.asarray(np.asarray(Y), **({} if device is None else {"device": device}))
     if output == "softmax" and (Y.ndim == 1 or Y.shape[1] == 1):
         labels = xp.astype(xp.reshape(Y, (-1,)), xp.int64)
-        classes = xp.arange(n_out, dtype=xp.int64)
+        classes = xp.arange(n_out, dtype=xp.int64, device=array_api_compat.device(labels))
         return xp.astype(labels[:, None] == classes[None, :], dtype)
     if Y.ndim == 1:
         Y = xp.reshape(Y, (-1, 1))

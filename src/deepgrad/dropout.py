@@ -24,6 +24,7 @@ def draw_masks(
     keep_prob: float,
     xp=None,
     dtype="float32",
+    device=None,
 ) -> list:
     """One scaled mask per hidden layer, each of shape (m, n^[l]).
 
@@ -34,6 +35,7 @@ def draw_masks(
     hidden_sizes : sizes n^[1], ..., n^[L-1] of the hidden layers.
     keep_prob : probability of keeping a unit, in (0, 1].
     xp : array namespace of the result (NumPy when None).
+    device : device of the result in ``xp`` (e.g. a torch.device); None: the default.
 
     Example
     -------
@@ -45,7 +47,9 @@ def draw_masks(
     for n in hidden_sizes:
         keep = rng.random((m, n)) < keep_prob
         mask = (keep / keep_prob).astype(dtype)
-        masks.append(mask if xp is None else xp.asarray(mask))
+        if xp is not None:
+            mask = xp.asarray(mask) if device is None else xp.asarray(mask, device=device)
+        masks.append(mask)
     return masks
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import activations, dropout, initializers, losses
 from . import network as nw
+from . import torch_backend as tb
 from ._backend import namespace, scalar, to_numpy
 from ._checks import as_2d_float, check_fits_dtype, check_int, check_targets, encode_targets
 
@@ -39,6 +40,11 @@ class Network:
         ``(shape, rng, dtype) -> array``. "auto": He for ReLU, Xavier for tanh/sigmoid.
     seed : seeds the initializer (``rng`` may be passed instead).
     dtype : "float32" (default) or "float64".
+    backend : "numpy" (default) or "torch": parameters as torch tensors, trained by the
+        same hand-written forward/backward/update code (no autograd). Needs PyTorch.
+    device : for backend="torch": "cpu", "cuda", "cuda:<index>" (None: "cuda" when a GPU
+        is visible, else "cpu"). The initial parameters are drawn in NumPy and then moved,
+        so a seed gives the same network on every backend. See also ``to``.
 
     Attributes
     ----------
@@ -63,7 +69,10 @@ class Network:
         seed: int | None = None,
         dtype: str = "float32",
         rng: np.random.Generator | None = None,
+        backend: str = "numpy",
+        device=None,
     ):
+        backend, device = tb.resolve(backend, device)
         sizes = _check_layer_sizes(layer_sizes)
         activations.get(hidden_activation)
         losses.get(output)
@@ -85,11 +94,30 @@ class Network:
         self.dtype = dtype
         self.init = init
         self.params = nw.init_params(self.spec, init, rng, dtype)
+        if backend != "numpy":
+            self.params = tb.move_params(self.params, backend, device, dtype)
 
     # -- description -------------------------------------------------------------------
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         return self.spec.layer_sizes
+
+    @property
+    def backend(self) -> str:
+        """"numpy" or "torch": what the parameters are."""
+        return tb.backend_of(self.params["W1"])
+
+    @property
+    def device(self):
+        """The parameters' torch.device for the torch backend, "cpu" for NumPy."""
+        return tb.device_of(self.params["W1"]) or "cpu"
+
+    def to(self, backend: str, device=None) -> Network:
+        """Move the parameters to ``backend`` ("numpy" or "torch") and ``device`` (in place;
+        returns self). ``net.to("torch", "cuda")``; ``net.to("numpy")`` brings them back."""
+        backend, device = tb.resolve(backend, device)
+        self.params = tb.move_params(self.params, backend, device, self.dtype)
+        return self
 
     @property
     def n_params(self) -> int:
@@ -101,7 +129,9 @@ class Network:
         return (
             f"Network({list(self.layer_sizes)}, hidden_activation={self.spec.hidden_activation!r}, "
             f"output={self.spec.output!r}, init={init!r}, dtype={self.dtype!r}, "
-            f"params={self.n_params})"
+            f"params={self.n_params}"
+            + ("" if self.backend == "numpy" else f", backend='torch', device='{self.device}'")
+            + ")"
         )
 
     def copy(self) -> Network:
@@ -114,7 +144,10 @@ class Network:
 
     # -- inputs ------------------------------------------------------------------------
     def _X(self, X):
+        tb.check_inputs(self.params, X=X)
         X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        if self.backend == "torch":  # host arrays are copied to the parameters' device
+            return tb.as_device_array(X, self.params["W1"])
         xp = namespace(self.params["W1"])
         if isinstance(X, np.ndarray) and xp is not namespace(X):
             return xp.asarray(np.asarray(X, dtype=self.dtype))
@@ -123,11 +156,14 @@ class Network:
         return xp.astype(X, getattr(xp, self.dtype))
 
     def _XY(self, X, Y):
+        tb.check_inputs(self.params, X=X, Y=Y)
         Xa = self._X(X)
         Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
         check_fits_dtype("Y", Y, self.dtype)
         xp = namespace(Xa)
-        return Xa, encode_targets(Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype)
+        return Xa, encode_targets(
+            Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype, device=tb.device_of(Xa)
+        )
 
     def _m_reg(self, l2, l2_denominator):
         from ._checks import check_float
@@ -190,9 +226,9 @@ class Network:
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         xp = namespace(self.params["W1"])
         xp = None if xp is namespace(np.empty(0)) else xp
-        return dropout.draw_masks(
-            rng, check_int("m", m, 1), self.spec.hidden_sizes, keep_prob, xp, self.dtype
-        )
+        device = tb.device_of(self.params["W1"])
+        return dropout.draw_masks(rng, check_int("m", m, 1), self.spec.hidden_sizes,
+                                  keep_prob, xp, self.dtype, device=device)
 
     def fit(self, X, Y, **kwargs):
         """Train in place; see ``deepgrad.training.fit`` for the arguments. Returns History."""

@@ -17,6 +17,7 @@ import numpy as np
 from . import data as _data
 from . import dropout, fasttrain, optimizers
 from . import network as nw
+from . import torch_backend as _tb
 from ._backend import namespace, scalar
 from ._checks import (
     as_2d_float,
@@ -132,6 +133,8 @@ class _Run(NamedTuple):
 
 
 def _batch(run: _Run, idx):
+    if _tb.backend_of(run.Y) == "torch":  # torch backend (issue 8): Y lives on the device
+        return _tb.gather_batch(run.X, run.Y, idx, run.dtype, run.check_batches)
     Xb = run.X[idx]
     if run.check_batches and not np.all(np.isfinite(Xb)):
         raise ValueError(f"X contains NaN or inf in rows {idx[~np.isfinite(Xb).all(1)][:5]}")
@@ -188,7 +191,8 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
         masks = None
         if drop_rng is not None:
             masks = dropout.draw_masks(
-                drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype
+                drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype,
+                device=_tb.device_of(Xb),
             )
         # Overflow is detected below and reported as divergence, not as a NumPy warning.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -237,8 +241,12 @@ def _resolve_batch_size(batch_size, m: int) -> int:
 def _evaluate(params, spec, X, Y_raw, l2, dtype):
     """(validation loss without the L2 term, accuracy or nan) of the current parameters."""
     xp = namespace(params["W1"])
-    Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
-    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype)
+    if _tb.backend_of(params["W1"]) == "torch":  # torch backend (issue 8)
+        Xv = _tb.as_device_array(X, params["W1"])
+    else:
+        Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
+    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype,
+                        device=_tb.device_of(Xv))
     ZL, _ = nw.forward(params, Xv, spec)
     # The data term alone: the L2 term's size depends on m, which differs between sets.
     J = scalar(nw.cost_from_output(ZL, Yv, params, spec, 0.0))
@@ -272,6 +280,7 @@ def fit(
     checkpoint=None,
     checkpoint_every: int | None = None,
     distributed: bool = False,
+    fast_path: bool | str | None = None,
 ) -> History:
     """Train ``net`` in place with (mini-)batch gradient descent and return its History.
 
@@ -297,15 +306,26 @@ def fit(
         With ``seed=None`` the checkpoint's seed is used.
     distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.distributed); same
         result as single-process up to the order of summation.
+    fast_path : torch backend only (see ``deepgrad.torch_fast``): None (default) uses the
+        fused, CUDA-graphed training loop on CUDA devices and the generic loop elsewhere;
+        True asks for it (CUDA graphs on CUDA, eager on CPU), "eager" for it without CUDA
+        graphs, False for the generic loop. Its shuffling differs from the NumPy order.
     """
     # --- distributed hook (issue 7): keep first, so locals() holds only the arguments ---
     if distributed:
         options = dict(locals())
         del options["distributed"]
+        if options.pop("fast_path") not in (None, False):
+            raise ValueError("fast_path is for the torch backend; distributed=True uses NumPy")
         from .distributed import fit_distributed
 
         return fit_distributed(**options)
     # --- end distributed hook ---
+    _tb.check_inputs(net.params, X=X, Y=Y)  # torch backend (issue 8): no mixed inputs
+    plain_gd = optimizer in ("gd", "sgd") and not callable(learning_rate)  # (issue 8)
+    if validation_data is not None and isinstance(validation_data, tuple | list):
+        _tb.check_inputs(net.params, **dict(zip(("validation X", "validation Y"),
+                                                 validation_data, strict=False)))
     spec = net.spec
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
@@ -349,9 +369,27 @@ def fit(
     seed = check_int("seed", seed, 0)
 
     xp = namespace(net.params["W1"])
-    Yenc = np.asarray(
-        encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
-    )
+    # --- torch backend (issue 8): data to the device once, optional fast loop ---------
+    use_fast = False
+    if _tb.backend_of(net.params["W1"]) == "torch":
+        from . import torch_fast
+
+        W1 = net.params["W1"]
+        Yenc = encode_targets(
+            Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype, device=W1.device
+        )
+        X = _tb.place_training_data(X, W1, net.dtype)
+        if checkpoint is None:  # the fast loop does not write checkpoints
+            use_fast = torch_fast.choose(
+                fast_path, W1.device, X, plain_gd, keep_prob, callbacks
+            )
+    else:
+        if fast_path not in (None, False):
+            raise ValueError(f"fast_path needs backend='torch', got fast_path={fast_path!r}")
+        Yenc = np.asarray(
+            encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
+        )
+    # --- end torch backend --------------------------------------------------------------
     run = _Run(
         X,
         Yenc,
@@ -368,6 +406,15 @@ def fit(
         isinstance(X, np.memmap),
     )
     history = History(batch_size=b, seed=seed)
+    if use_fast:  # torch backend (issue 8)
+        bar = progress_bar(epochs * _data.n_batches(m, b), progress)
+        val = (Xv, Yv) if validation_data is not None else None
+        try:
+            return torch_fast.fit(
+                net, run, learning_rate, epochs, history, bar, val, on_divergence, use_fast
+            )
+        finally:
+            bar.close()
     params, state = net.params, optimizer.init(net.params)
     start_epoch = start = 0
     if ckpt is not None:

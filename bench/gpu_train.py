@@ -1,0 +1,783 @@
+"""T1 on one GPU: seconds per epoch for deepgrad's torch backend and its peers.
+
+T1 = [100, 256, 128, 64, 1], ReLU hidden layers, sigmoid output, BCE + L2 (lambda = 0.01),
+plain mini-batch gradient descent (lr = 0.1), float32 with TF32 off, a synthetic set of
+``--examples`` rows (5,000,000 by default) generated on the device. In one run:
+
+- deepgrad, fast path (fused steps in CUDA graphs) and generic path (the NumPy code on tensors);
+- PyTorch eager (nn.Sequential + optim.SGD) and PyTorch with one CUDA graph per step;
+- JAX: jax.jit of one step, and jax.lax.scan over the whole epoch (skipped when missing);
+- the floor: the step's 11 matrix products alone, in CUDA graphs;
+- agreement: deepgrad on the device vs NumPy after 50 steps on the same batches
+  (float32 to 1e-4, float64 to 1e-10, relative), for both paths.
+
+Each row warms up (compiles, captures) for one epoch, then times ``--repeats`` epochs with
+the device synchronized around each, and reports the median. Rows that are slow by nature
+(deepgrad generic, PyTorch eager) time epochs over the first ``--slow-examples`` rows and
+scale to the full set (marked "~" and ``extrapolated_from`` in the JSON). A row that fails
+is reported with its error; the rest still run.
+
+    python bench/gpu_train.py                       # on a GPU: the README's table
+    python bench/gpu_train.py --device cpu --examples 20000 --batch-sizes 1000   # a check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+_SRC = Path(__file__).resolve().parents[1] / "src"
+if (_SRC / "deepgrad").is_dir():  # this checkout's deepgrad, installed or not
+    sys.path.insert(0, str(_SRC))
+
+LAYERS = [100, 256, 128, 64, 1]
+LR, L2 = 0.1, 0.01
+MAX_REPEATS = 10
+AGREE = {"float32": 1e-4, "float64": 1e-10}
+GRAPH_STEPS_SWEEP = (8, 256)
+METHODS = (
+    "deepgrad fast path",
+    "deepgrad fast path, no CUDA graphs",
+    "deepgrad generic path",
+    "PyTorch eager",
+    "PyTorch, CUDA graph per step",
+    "JAX jit of one step",
+    "JAX lax.scan over the epoch",
+    "matmul floor (CUDA graphs)",
+) + tuple(f"deepgrad fast path, {k} steps/graph" for k in GRAPH_STEPS_SWEEP)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--examples", type=int, default=5_000_000)
+    p.add_argument("--batch-sizes", default="1000,4096,8192")
+    p.add_argument("--repeats", type=int, default=3, help=f"timed epochs (1..{MAX_REPEATS})")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--json", default=None, help="output path (default $OUT/gpu_train.json)")
+    p.add_argument(
+        "--slow-examples",
+        type=int,
+        default=1_000_000,
+        help="examples per timed epoch of the slow rows (then scaled)",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=200.0,
+        help="skip the remaining torch rows after this many seconds (JAX gets "
+        "what is left of budget + 100 s, at least 60 s)",
+    )
+    p.add_argument("--skip", default="", help="comma-separated method names to skip")
+    p.add_argument(
+        "--agree-batch", type=int, default=256, help="batch size of the 50-step agreement check"
+    )
+    p.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--jax-methods", default="scan,jit", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    try:
+        args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        p.error(f"--batch-sizes must be comma-separated ints, got {args.batch_sizes!r}")
+    if not args.batch_sizes or min(args.batch_sizes) < 1 or max(args.batch_sizes) > args.examples:
+        p.error(f"--batch-sizes must be in [1, --examples], got {args.batch_sizes}")
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        p.error(f"--repeats must be in [1, {MAX_REPEATS}], got {args.repeats}")
+    if args.examples < 1 or args.slow_examples < 1:
+        p.error("--examples and --slow-examples must be >= 1")
+    if args.json is None:
+        args.json = str(Path(os.environ.get("OUT", ".")) / "gpu_train.json")
+    return args
+
+
+class Skip(Exception):
+    """A row that does not apply here (reported as skipped, not failed)."""
+
+
+# -- device, data ------------------------------------------------------------------------------
+def setup_torch(device: str):
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: torch.cuda.is_available() is False")
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 throughout, as the peers' numbers
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    return torch, dev
+
+
+def sync(torch, dev) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def make_data(torch, dev, m: int, seed: int = 0, chunk: int = 1 << 20):
+    """X ~ N(0, 1) (m, 100) float32 and 0/1 labels from a fixed random tanh teacher."""
+    g = torch.Generator(device=dev)
+    g.manual_seed(seed)
+    W1 = torch.randn(32, LAYERS[0], generator=g, device=dev) / LAYERS[0] ** 0.5
+    w2 = torch.randn(32, generator=g, device=dev) / 32**0.5
+    X = torch.empty((m, LAYERS[0]), device=dev)
+    Y = torch.empty(m, device=dev)
+    for s in range(0, m, chunk):
+        x = X[s : s + chunk]
+        x.normal_(generator=g)
+        Y[s : s + chunk] = (torch.tanh(x @ W1.T) @ w2 > 0).float()
+    return X, Y
+
+
+def epochs_timed(sync_fn, run_epoch, repeats: int):
+    """(first epoch incl. compile/capture, [timed epochs]) in seconds."""
+    sync_fn()
+    t = time.perf_counter()
+    run_epoch(0)
+    sync_fn()
+    first = time.perf_counter() - t
+    times = []
+    for r in range(repeats):
+        sync_fn()
+        t = time.perf_counter()
+        run_epoch(r + 1)
+        sync_fn()
+        times.append(time.perf_counter() - t)
+    return first, times
+
+
+# -- deepgrad --------------------------------------------------------------------------------
+def bench_deepgrad(torch, dev, X, Y, b, repeats, fast, steps_per_graph=None):
+    import deepgrad as dg
+    from deepgrad import torch_fast
+
+    if fast == "eager" and dev.type != "cuda":
+        raise Skip("the fast path is eager anyway off CUDA")
+    if steps_per_graph is not None and dev.type != "cuda":
+        raise Skip("no CUDA graphs off CUDA")
+    net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
+    default_k = torch_fast.STEPS_PER_GRAPH
+    torch_fast.STEPS_PER_GRAPH = steps_per_graph or default_k
+    try:
+        h = _fit_timed(net, X, Y, b, repeats, fast)
+    finally:
+        torch_fast.STEPS_PER_GRAPH = default_k
+    ends = h.epoch_time
+    times = [ends[i] - ends[i - 1] for i in range(1, len(ends))]
+    return {"first_epoch_s": ends[0], "runs": times, "final_cost": h.epoch_cost[-1]}
+
+
+def _fit_timed(net, X, Y, b, repeats, fast):
+    return net.fit(
+        X,
+        Y,
+        batch_size=b,
+        epochs=1 + repeats,
+        learning_rate=LR,
+        l2=L2,
+        seed=0,
+        fast_path=fast,
+        progress=False,
+    )
+
+
+# -- PyTorch ---------------------------------------------------------------------------------
+def _torch_model(torch, dev):
+    nn = torch.nn
+    mods = []
+    for i in range(len(LAYERS) - 1):
+        mods.append(nn.Linear(LAYERS[i], LAYERS[i + 1]))
+        if i < len(LAYERS) - 2:
+            mods.append(nn.ReLU())
+    model = nn.Sequential(*mods).to(dev)
+    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    lossf = nn.BCEWithLogitsLoss()
+
+    def loss_fn(xb, yb):  # the seed's J: mean BCE + lambda/(2 m) sum ||W||^2
+        pen = sum((w * w).sum() for w in weights)
+        return lossf(model(xb), yb) + (L2 / (2 * xb.shape[0])) * pen
+
+    return model, opt, loss_fn
+
+
+def bench_torch_eager(torch, dev, X, Y, b, repeats):
+    _, opt, loss_fn = _torch_model(torch, dev)
+    Y2 = Y.reshape(-1, 1)
+    m = X.shape[0]
+
+    def epoch(_):
+        perm = torch.randperm(m, device=dev)
+        losses = []
+        for s in range(0, m, b):
+            idx = perm[s : s + b]
+            loss = loss_fn(X[idx], Y2[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())  # kept on the device: no sync per step
+        return losses
+
+    first, times = epochs_timed(lambda: sync(torch, dev), epoch, repeats)
+    return {"first_epoch_s": first, "runs": times}
+
+
+def bench_torch_graph(torch, dev, X, Y, b, repeats):
+    """The whole step (gather, forward, backward, SGD) captured once per batch shape."""
+    if dev.type != "cuda":
+        raise Skip("needs CUDA")
+    _, opt, loss_fn = _torch_model(torch, dev)
+    Y2 = Y.reshape(-1, 1)
+    m = X.shape[0]
+    n_full, tail = divmod(m, b)
+    graphs = {}
+    for size in [b] + ([tail] if tail else []):
+        idx = torch.zeros(size, dtype=torch.int64, device=dev)
+
+        def step(idx=idx):
+            loss = loss_fn(X.index_select(0, idx), Y2.index_select(0, idx))
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(g, stream=side):
+            loss = step()
+        graphs[size] = (g, idx, loss)
+
+    def epoch(_):
+        perm = torch.randperm(m, device=dev)
+        g, idx, _ = graphs[b]
+        for i in range(n_full):
+            idx.copy_(perm[i * b : (i + 1) * b])
+            g.replay()
+        if tail:
+            g, idx, _ = graphs[tail]
+            idx.copy_(perm[n_full * b :])
+            g.replay()
+
+    first, times = epochs_timed(lambda: sync(torch, dev), epoch, repeats)
+    return {"first_epoch_s": first, "runs": times}
+
+
+def bench_floor(torch, dev, X, b, repeats, steps_per_graph=64):
+    """The 11 matrix products of a T1 step (4 forward, 4 dW, 3 dA), nothing else."""
+    m = X.shape[0]
+    n_full, tail = divmod(m, b)
+
+    def buffers(size):
+        Ws = [torch.randn(LAYERS[i + 1], LAYERS[i], device=dev) * 0.05 for i in range(4)]
+        A = [X[:size]] + [torch.empty(size, n, device=dev) for n in LAYERS[1:]]
+        dZ = [torch.empty(size, n, device=dev).normal_() for n in LAYERS[1:]]
+        dW = [torch.empty_like(w) for w in Ws]
+        return Ws, A, dZ, dW
+
+    def products(bufs):
+        Ws, A, dZ, dW = bufs
+        for i in range(4):
+            torch.mm(A[i], Ws[i].T, out=A[i + 1])
+        for i in range(3, -1, -1):
+            torch.mm(dZ[i].T, A[i], out=dW[i])
+            if i:
+                torch.mm(dZ[i], Ws[i], out=dZ[i - 1])
+
+    units = []  # (callable, replays per epoch)
+    k = min(steps_per_graph, n_full)
+    plan = [(k, b, n_full // k), (n_full % k, b, 1), (1 if tail else 0, tail, 1)]
+    for n, size, reps in plan:
+        if n == 0 or reps == 0:
+            continue
+        bufs = buffers(size)
+
+        def run(n=n, bufs=bufs):
+            for _ in range(n):
+                products(bufs)
+
+        if dev.type == "cuda":
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                run()
+            torch.cuda.current_stream(dev).wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, stream=side):
+                run()
+            units.append((g.replay, reps, bufs))  # the graph writes into bufs: keep them
+        else:
+            units.append((run, reps, bufs))
+
+    def epoch(_):
+        for fn, reps, _ in units:
+            for _ in range(reps):
+                fn()
+
+    first, times = epochs_timed(lambda: sync(torch, dev), epoch, repeats)
+    return {"first_epoch_s": first, "runs": times}
+
+
+# -- JAX (in a child process: a crash or a CUDA-library clash there cannot take this run) ----
+def _jax(device: str):
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_default_matmul_precision", "highest")  # no TF32
+    kind = "gpu" if device.startswith("cuda") else "cpu"
+    devices = (
+        jax.devices(kind)
+        if kind == "cpu"
+        else [d for d in jax.devices() if d.platform in ("gpu", "cuda")]
+    )
+    if not devices:
+        raise RuntimeError(f"JAX sees no {kind} device (it has {jax.devices()})")
+    return jax, jnp, devices[0]
+
+
+def _jax_data(jax, jnp, jdev, m: int):
+    """The same kind of set as make_data (N(0, 1) inputs, tanh-teacher labels), in JAX."""
+    kx, kw1, kw2 = jax.random.split(jax.random.PRNGKey(0), 3)
+    with jax.default_device(jdev):
+        X = jax.random.normal(kx, (m, LAYERS[0]), jnp.float32)
+        W1 = jax.random.normal(kw1, (32, LAYERS[0]), jnp.float32) / LAYERS[0] ** 0.5
+        w2 = jax.random.normal(kw2, (32,), jnp.float32) / 32**0.5
+        Y = (jnp.tanh(X @ W1.T) @ w2 > 0).astype(jnp.float32).reshape(-1, 1)
+    return X, Y
+
+
+def _jax_model(jax, jnp, jdev):
+    rng = np.random.default_rng(0)
+    params = [
+        (
+            jax.device_put(
+                rng.normal(0, (2 / n_in) ** 0.5, (n_out, n_in)).astype(np.float32), jdev
+            ),
+            jax.device_put(np.zeros(n_out, np.float32), jdev),
+        )
+        for n_in, n_out in zip(LAYERS[:-1], LAYERS[1:], strict=True)
+    ]
+
+    def cost(params, xb, yb):  # the seed's J: mean BCE (from logits) + lambda/(2m) sum ||W||^2
+        a = xb
+        for W, bias in params[:-1]:
+            a = jax.nn.relu(a @ W.T + bias)
+        W, bias = params[-1]
+        z = a @ W.T + bias
+        pen = sum(jnp.sum(W * W) for W, _ in params)
+        return jnp.mean(jnp.logaddexp(0.0, z) - z * yb) + L2 / (2 * xb.shape[0]) * pen
+
+    def sgd(p, g):
+        return jax.tree_util.tree_map(lambda a, d: a - LR * d, p, g)
+
+    return params, cost, sgd
+
+
+def bench_jax(jax, jnp, jdev, X, Y, b, repeats, scan: bool):
+    params, cost, sgd = _jax_model(jax, jnp, jdev)
+    m = X.shape[0]
+    n_full, tail = divmod(m, b)
+    grad = jax.value_and_grad(cost)
+    key0 = jax.random.PRNGKey(1)
+    perm_fn = jax.jit(lambda key: jax.random.permutation(key, m))
+
+    def make_step(size):
+        @jax.jit
+        def step(p, Xa, Ya, perm, start):
+            idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
+            loss, g = grad(p, Xa[idx], Ya[idx])
+            return sgd(p, g), loss
+
+        return step
+
+    @jax.jit
+    def epoch_scan(p, Xa, Ya, key):
+        perm = jax.random.permutation(key, m)
+
+        def body(q, ix):
+            loss, g = grad(q, Xa[ix], Ya[ix])
+            return sgd(q, g), loss
+
+        p, losses = jax.lax.scan(body, p, perm[: n_full * b].reshape(n_full, b))
+        if tail:
+            ix = perm[n_full * b :]
+            _, g = grad(p, Xa[ix], Ya[ix])
+            p = sgd(p, g)
+        return p, losses
+
+    state = {"p": params}
+    steps = {b: make_step(b)} | ({tail: make_step(tail)} if tail else {})
+
+    def epoch(e):
+        key = jax.random.fold_in(key0, e)
+        if scan:
+            state["p"], _ = epoch_scan(state["p"], X, Y, key)
+        else:
+            perm = perm_fn(key)
+            p = state["p"]
+            for i in range(n_full):
+                p, _ = steps[b](p, X, Y, perm, i * b)
+            if tail:
+                p, _ = steps[tail](p, X, Y, perm, n_full * b)
+            state["p"] = p
+        jax.block_until_ready(state["p"])
+
+    first, times = epochs_timed(lambda: None, epoch, repeats)
+    return {"first_epoch_s": first, "runs": times, "jax": jax.__version__}
+
+
+def jax_worker(args) -> int:
+    """Child process: time the JAX rows, print them as one JSON line."""
+    rows = []
+    try:
+        jax, jnp, jdev = _jax(args.device)
+        X, Y = _jax_data(jax, jnp, jdev, args.examples)
+    except Exception as exc:  # noqa: BLE001
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
+        return 0
+    kinds = (("JAX lax.scan over the epoch", True), ("JAX jit of one step", False))
+    wanted = {"scan": True, "jit": False}
+    keep = {wanted[k.strip()] for k in args.jax_methods.split(",") if k.strip() in wanted}
+    for b in args.batch_sizes:
+        for method, scan in (k for k in kinds if k[1] in keep):
+            res = _row(
+                method,
+                b,
+                lambda b=b, scan=scan: bench_jax(jax, jnp, jdev, X, Y, b, args.repeats, scan),
+            )
+            print(
+                f"  {method:32s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            rows.append(res)
+            print("ROW " + json.dumps(res), flush=True)  # kept if a later row times out
+    print(json.dumps({"rows": rows, "jax": jax.__version__, "device": str(jdev)}))
+    return 0
+
+
+def run_jax_rows(args, timeout: float) -> list[dict]:
+    """The JAX rows from a child process (rows with the reason when it cannot run)."""
+    import subprocess
+
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--jax-worker",
+        "--device",
+        args.device,
+        "--examples",
+        str(args.examples),
+        "--batch-sizes",
+        ",".join(map(str, args.batch_sizes)),
+        "--repeats",
+        str(args.repeats),
+    ]
+    error, out = None, {}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1))
+        sys.stderr.write(proc.stderr[-3000:])
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        out = json.loads(lines[-1]) if lines else {}
+        error = out.get("error") or (
+            None if out else f"JAX worker exited {proc.returncode}: {proc.stderr.strip()[-200:]}"
+        )
+    except subprocess.TimeoutExpired:
+        error = f"JAX worker timed out after {timeout:.0f} s"
+    if error:
+        error = "skipped: " + error if "No module named 'jax'" in error else error
+        return [
+            {"method": mth, "batch_size": b, "epoch_s": None, "runs": [], "error": error}
+            for b in args.batch_sizes
+            for mth in ("JAX lax.scan over the epoch", "JAX jit of one step")
+        ]
+    return out["rows"]
+
+
+# -- agreement with NumPy ----------------------------------------------------------------------
+def _rel_errors(a: dict, b: dict) -> tuple[float, float]:
+    """(||theta_a - theta_b|| / ||theta_a|| over the seed's concatenated theta,
+    max over parameters of the same ratio)."""
+    from deepgrad._backend import to_numpy
+
+    xs = {k: np.asarray(a[k], np.float64).ravel() for k in a}
+    ys = {k: np.asarray(to_numpy(b[k]), np.float64).ravel() for k in a}
+    per = [np.linalg.norm(xs[k] - ys[k]) / max(np.linalg.norm(xs[k]), 1e-30) for k in a]
+    x, y = np.concatenate(list(xs.values())), np.concatenate(list(ys.values()))
+    return float(np.linalg.norm(x - y) / np.linalg.norm(x)), float(max(per))
+
+
+AGREEMENT_CASES = (("float64", "relu"), ("float32", "relu"), ("float32", "tanh"))
+
+
+def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "relu"):
+    """deepgrad on ``dev`` vs NumPy after ``steps`` steps on the same batches (T1's layers).
+
+    The generic path is compared on the same shuffled batches, the fast path (which
+    shuffles on the device) with shuffling off. The tolerance applies to theta's relative
+    error. In float32 a ReLU net can meet a pre-activation within rounding of the kink
+    (|Z| ~ 1e-7): the two runs then take different subgradients and part ways, for any
+    pair of correct implementations; the tanh case has no kink.
+    """
+    import deepgrad as dg
+
+    m = b * steps
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(m, LAYERS[0])).astype(dtype)
+    Y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] > 0).astype(dtype)
+    kw = dict(batch_size=b, epochs=1, learning_rate=LR, l2=L2, seed=1, progress=False)
+    rows = []
+    for path, fast, shuffle in (("generic", False, True), ("fast", True, False)):
+        ref = dg.Network(LAYERS, hidden_activation=hidden, seed=0, dtype=dtype)
+        ref.fit(X, Y, shuffle=shuffle, **kw)
+        net = dg.Network(
+            LAYERS, hidden_activation=hidden, seed=0, dtype=dtype, backend="torch", device=dev
+        )
+        net.fit(X, Y, shuffle=shuffle, fast_path=fast, **kw)
+        rel, worst = _rel_errors(ref.params, net.params)
+        rows.append(
+            {
+                "path": path,
+                "dtype": dtype,
+                "hidden": hidden,
+                "steps": steps,
+                "batch_size": b,
+                "max_rel_diff": rel,
+                "max_rel_diff_per_param": worst,
+                "tolerance": AGREE[dtype],
+                "ok": bool(rel < AGREE[dtype]),
+            }
+        )
+    return rows
+
+
+# -- the run ---------------------------------------------------------------------------------
+def _row(method, b, fn, extrapolate_from=None, scale=1.0):
+    t = time.perf_counter()
+    try:
+        res = fn()
+        res["runs"] = [r * scale for r in res["runs"]]
+        res["epoch_s"] = statistics.median(res["runs"])
+        res["error"] = None
+    except Skip as exc:
+        res = {"epoch_s": None, "runs": [], "error": f"skipped: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - report and go on with the other rows
+        res = {"epoch_s": None, "runs": [], "error": f"{type(exc).__name__}: {exc}"[:300]}
+        traceback.print_exc(limit=3)
+    res.update(
+        method=method,
+        batch_size=b,
+        extrapolated_from=extrapolate_from,
+        wall_s=time.perf_counter() - t,
+    )
+    return res
+
+
+def run_all(args) -> dict:
+    torch, dev = setup_torch(args.device)
+    import array_api_compat
+
+    import deepgrad
+
+    print(
+        f"torch {torch.__version__}, numpy {np.__version__}, array-api-compat "
+        f"{array_api_compat.__version__}, deepgrad from {Path(deepgrad.__file__).parent}, "
+        f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    X, Y = make_data(torch, dev, args.examples)
+    n_slow = min(args.examples, args.slow_examples)
+    scale = args.examples / n_slow
+    Xs, Ys = X[:n_slow], Y[:n_slow]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    r = args.repeats
+    plan = []
+    for b in args.batch_sizes:
+        bs = min(b, n_slow)
+        plan += [
+            ("deepgrad fast path", b, lambda b=b: bench_deepgrad(torch, dev, X, Y, b, r, True)),
+            ("matmul floor (CUDA graphs)", b, lambda b=b: bench_floor(torch, dev, X, b, r)),
+            (
+                "PyTorch, CUDA graph per step",
+                b,
+                lambda b=b: bench_torch_graph(torch, dev, X, Y, b, r),
+            ),
+            (
+                "PyTorch eager",
+                b,
+                lambda bs=bs: bench_torch_eager(torch, dev, Xs, Ys, bs, r),
+                n_slow,
+            ),
+            (
+                "deepgrad fast path, no CUDA graphs",
+                b,
+                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2), "eager"),
+                n_slow,
+            ),
+            (
+                "deepgrad generic path",
+                b,
+                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2), False),
+                n_slow,
+            ),
+        ]
+    b0 = args.batch_sizes[0]
+    for k in GRAPH_STEPS_SWEEP:  # last: how many steps per graph (the default is 64)
+        plan.append(
+            (
+                f"deepgrad fast path, {k} steps/graph",
+                b0,
+                lambda k=k: bench_deepgrad(torch, dev, X, Y, b0, r, True, k),
+            )
+        )
+    report = _header(args, torch, dev, n_slow)
+    results, agree = report["results"], report["agreement"]
+    for dtype, hidden in AGREEMENT_CASES:  # first: quick, and says whether the numbers hold
+        try:
+            agree += agreement(dev, dtype, args.agree_batch, hidden=hidden)
+        except Exception as exc:  # noqa: BLE001
+            agree.append(
+                {
+                    "dtype": dtype,
+                    "hidden": hidden,
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
+            traceback.print_exc(limit=3)
+    save(args, report, t0)
+    for method, b, fn, *slow in plan:
+        if method in skip:
+            continue
+        if time.perf_counter() - t0 > args.budget_s:
+            results.append(
+                {
+                    "method": method,
+                    "batch_size": b,
+                    "epoch_s": None,
+                    "runs": [],
+                    "error": "skipped: --budget-s reached",
+                }
+            )
+            continue
+        extra = slow[0] if slow and slow[0] < args.examples else None
+        res = _row(method, b, fn, extra, scale if extra else 1.0)
+        print(f"  {method:32s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)", flush=True)
+        results.append(res)
+        save(args, report, t0)  # after every row: a crash later keeps what was measured
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    if not {"JAX lax.scan over the epoch", "JAX jit of one step"} <= skip:
+        del X, Y, Xs, Ys
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        results += run_jax_rows(args, max(60.0, args.budget_s + 100 - (time.perf_counter() - t0)))
+    save(args, report, t0)
+    return report
+
+
+def save(args, report, t0) -> None:
+    from deepgrad.io import atomic_write
+
+    report["total_s"] = time.perf_counter() - t0
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
+
+
+def _header(args, torch, dev, n_slow) -> dict:
+    return {
+        "device": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "examples": args.examples,
+        "batch_sizes": args.batch_sizes,
+        "repeats": args.repeats,
+        "slow_examples": n_slow,
+        "workload": {"layers": LAYERS, "lr": LR, "l2": L2, "dtype": "float32", "tf32": False},
+        "results": [],
+        "agreement": [],
+        "total_s": 0.0,
+    }
+
+
+def _fmt(res) -> str:
+    if res.get("epoch_s") is None:
+        return "skipped" if "skipped" in str(res.get("error")) else "failed"
+    return ("~" if res.get("extrapolated_from") else "") + f"{res['epoch_s']:.3f}"
+
+
+def table(report) -> str:
+    bss = report["batch_sizes"]
+    cells = {(r["method"], r["batch_size"]): r for r in report["results"]}
+    head = "| method | " + " | ".join(f"b={b}" for b in bss) + " |"
+    lines = [
+        f"T1 seconds per epoch, {report['examples']:,} examples, {report['device']}",
+        head,
+        "|---" * (len(bss) + 1) + "|",
+    ]
+    for method in METHODS:
+        row = [_fmt(cells[(method, b)]) if (method, b) in cells else "-" for b in bss]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    for a in report["agreement"]:
+        rel = a.get("max_rel_diff", math.nan)
+        lines.append(
+            f"agreement {a.get('path', '?')} {a['dtype']} {a['hidden']}: theta rel diff {rel:.2e} "
+            f"(tol {AGREE[a['dtype']]:.0e}) {'ok' if a['ok'] else 'FAIL'}"
+            + (f" {a['error']}" if a.get("error") else "")
+            + (
+                " (ReLU kink: see agreement())"
+                if not a["ok"] and a.get("hidden") == "relu" and a["dtype"] == "float32"
+                else ""
+            )
+        )
+    for b in bss:
+        fast = cells.get(("deepgrad fast path", b), {}).get("epoch_s")
+        for peer in (
+            "JAX lax.scan over the epoch",
+            "PyTorch, CUDA graph per step",
+            "PyTorch eager",
+        ):
+            other = cells.get((peer, b), {}).get("epoch_s")
+            if fast and other:
+                lines.append(f"b={b}: {peer} / deepgrad fast path = {other / fast:.2f}x")
+    errors = [
+        f"{r['method']} b={r['batch_size']}: {r['error']}"
+        for r in report["results"]
+        if r.get("error")
+    ]
+    return "\n".join(lines + errors)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.jax_worker:
+        return jax_worker(args)
+    report = run_all(args)
+    print(table(report))
+    print(f"wrote {args.json} ({report['total_s']:.0f} s)")
+    robust = [
+        a
+        for a in report["agreement"]
+        if not (a["dtype"] == "float32" and a.get("hidden") == "relu")
+    ]
+    return 0 if all(a["ok"] for a in robust) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
