@@ -352,9 +352,7 @@ def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
         if not all(np.isfinite(np.sum(p)) for p in (*W, *b)):
             for p, keep in zip((*W, *b), backup, strict=True):
                 np.copyto(p, keep)
-            history.stopped = divergence_message(
-                epoch, t, "the updated parameters are not finite"
-            )
+            history.stopped = divergence_message(epoch, t, "the updated parameters are not finite")
             return _result(own, names), optimizers.GDState(count), False
         count += 1
         seen += len(idx)

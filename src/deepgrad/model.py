@@ -104,7 +104,7 @@ class Network:
 
     @property
     def backend(self) -> str:
-        """"numpy" or "torch": what the parameters are."""
+        """ "numpy" or "torch": what the parameters are."""
         return tb.backend_of(self.params["W1"])
 
     @property
@@ -227,8 +227,15 @@ class Network:
         xp = namespace(self.params["W1"])
         xp = None if xp is namespace(np.empty(0)) else xp
         device = tb.device_of(self.params["W1"])
-        return dropout.draw_masks(rng, check_int("m", m, 1), self.spec.hidden_sizes,
-                                  keep_prob, xp, self.dtype, device=device)
+        return dropout.draw_masks(
+            rng,
+            check_int("m", m, 1),
+            self.spec.hidden_sizes,
+            keep_prob,
+            xp,
+            self.dtype,
+            device=device,
+        )
 
     def fit(self, X, Y, **kwargs):
         """Train in place; see ``deepgrad.training.fit`` for the arguments. Returns History."""

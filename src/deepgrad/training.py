@@ -191,7 +191,12 @@ def run_epoch(run: _Run, params, opt_state, epoch, history, bar, callbacks, t0, 
         masks = None
         if drop_rng is not None:
             masks = dropout.draw_masks(
-                drop_rng, len(idx), run.spec.hidden_sizes, run.keep_prob, run.xp, run.dtype,
+                drop_rng,
+                len(idx),
+                run.spec.hidden_sizes,
+                run.keep_prob,
+                run.xp,
+                run.dtype,
                 device=_tb.device_of(Xb),
             )
         # Overflow is detected below and reported as divergence, not as a NumPy warning.
@@ -245,8 +250,9 @@ def _evaluate(params, spec, X, Y_raw, l2, dtype):
         Xv = _tb.as_device_array(X, params["W1"])
     else:
         Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
-    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype,
-                        device=_tb.device_of(Xv))
+    Yv = encode_targets(
+        Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype, device=_tb.device_of(Xv)
+    )
     ZL, _ = nw.forward(params, Xv, spec)
     # The data term alone: the L2 term's size depends on m, which differs between sets.
     J = scalar(nw.cost_from_output(ZL, Yv, params, spec, 0.0))
@@ -324,8 +330,9 @@ def fit(
     _tb.check_inputs(net.params, X=X, Y=Y)  # torch backend (issue 8): no mixed inputs
     plain_gd = optimizer in ("gd", "sgd") and not callable(learning_rate)  # (issue 8)
     if validation_data is not None and isinstance(validation_data, tuple | list):
-        _tb.check_inputs(net.params, **dict(zip(("validation X", "validation Y"),
-                                                 validation_data, strict=False)))
+        _tb.check_inputs(
+            net.params, **dict(zip(("validation X", "validation Y"), validation_data, strict=False))
+        )
     spec = net.spec
     if isinstance(X, np.memmap):
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
@@ -375,14 +382,10 @@ def fit(
         from . import torch_fast
 
         W1 = net.params["W1"]
-        Yenc = encode_targets(
-            Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype, device=W1.device
-        )
+        Yenc = encode_targets(Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype, device=W1.device)
         X = _tb.place_training_data(X, W1, net.dtype)
         if checkpoint is None:  # the fast loop does not write checkpoints
-            use_fast = torch_fast.choose(
-                fast_path, W1.device, X, plain_gd, keep_prob, callbacks
-            )
+            use_fast = torch_fast.choose(fast_path, W1.device, X, plain_gd, keep_prob, callbacks)
     else:
         if fast_path not in (None, False):
             raise ValueError(f"fast_path needs backend='torch', got fast_path={fast_path!r}")
