@@ -32,7 +32,6 @@ import hashlib
 import io as _io
 import json
 import os
-import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +40,7 @@ import numpy as np
 
 from ._backend import namespace, to_numpy
 from ._checks import check_int
-from .io import atomic_write
+from .io import DAMAGED_NPZ_ERRORS, atomic_write, read_npz
 
 __all__ = [
     "CheckpointError",
@@ -232,19 +231,8 @@ def load_checkpoint(path) -> Checkpoint:
         else f"; delete {str(path)!r} to start over"
     )
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
-    except (
-        zipfile.BadZipFile,
-        ValueError,
-        KeyError,
-        OSError,
-        EOFError,
-        TypeError,
-        NotImplementedError,
-        RuntimeError,
-    ) as exc:  # zipfile's words for a damaged header
+        meta, arrays = read_npz(path)
+    except DAMAGED_NPZ_ERRORS as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is truncated or corrupted ({type(exc).__name__}){hint}"
         ) from exc

@@ -51,6 +51,27 @@ def _check_path(path) -> Path:
     return Path(path)
 
 
+# What a truncated or damaged .npz raises from np.load (zipfile's words for a bad header
+# include NotImplementedError and RuntimeError).
+DAMAGED_NPZ_ERRORS = (
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    OSError,
+    EOFError,
+    TypeError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+def read_npz(path) -> tuple[dict, dict]:
+    """(metadata from the ``__meta__`` JSON entry, the other arrays) of a deepgrad .npz."""
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return json.loads(str(arrays.pop("__meta__"))), arrays
+
+
 def save(net, path) -> None:
     """Write ``net`` (architecture, dtype and parameters) to ``path`` (.npz), atomically."""
     from .model import Network
@@ -84,21 +105,10 @@ def load(path):
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
-            meta = json.loads(str(z["__meta__"]))
-            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        meta, arrays = read_npz(path)
     except PermissionError:
         raise
-    except (
-        zipfile.BadZipFile,
-        ValueError,
-        KeyError,
-        OSError,
-        EOFError,
-        TypeError,
-        NotImplementedError,
-        RuntimeError,
-    ) as exc:  # zipfile's words for a damaged header
+    except DAMAGED_NPZ_ERRORS as exc:
         raise ValueError(
             f"model file {str(path)!r} is not a readable deepgrad model (truncated, corrupted "
             f"or another format): {exc}"
