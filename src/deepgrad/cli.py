@@ -27,7 +27,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(prog="deepgrad", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="deepgrad",
+        description="Deep fully-connected networks with hand-written backprop: "
+        "initializers, gradient checking, batch and mini-batch training.",
+    )
     parser.add_argument("--version", action="version", version=f"deepgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
