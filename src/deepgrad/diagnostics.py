@@ -296,24 +296,9 @@ def _unit_fractions(activation: str, z: np.ndarray, a: np.ndarray):
 
 
 def _backward_signals(params: dict, cache: nw.Cache, Y, spec: nw.Spec, l2: float):
-    """``network.backward`` (no dropout) that also keeps dJ/dA^[l] of every hidden layer.
-
-    Returns (grads, dA) with dA[l-1] = dJ/dA^[l], l = 1..L-1.
-    """
-    act = activations.get(spec.hidden_activation)
-    ZL = cache.Z[-1]
-    m = ZL.shape[0]
-    dZ = (losses.get(spec.output).activation(ZL) - Y) / m
-    xp = namespace(dZ)
-    grads, dAs = {}, [None] * (spec.L - 1)
-    for l in range(spec.L, 0, -1):
-        W = params[f"W{l}"]
-        grads[f"W{l}"] = dZ.T @ cache.inputs[l - 1] + ((l2 / m) * W if l2 else 0.0)
-        grads[f"b{l}"] = xp.sum(dZ, axis=0)
-        if l > 1:
-            dAs[l - 2] = dZ @ W
-            dZ = act.backward(dAs[l - 2], cache.Z[l - 2], cache.A[l - 2])
-    return grads, dAs
+    """(grads, dA) from ``network.backward``, with dA[l-1] = dJ/dA^[l], l = 1..L-1."""
+    dAs = [None] * (spec.L - 1)
+    return nw.backward(params, cache, Y, spec, l2, dA_out=dAs), dAs
 
 
 def _weight_stats(W, dW, learning_rate: float) -> tuple[float, float, float, float]:

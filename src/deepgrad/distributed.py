@@ -57,15 +57,11 @@ from pathlib import Path
 import numpy as np
 
 from . import data as _data
-from . import dropout, optimizers, training
+from . import dropout, training
 from . import network as nw
 from ._backend import is_numpy
 from ._checks import (
-    as_2d_float,
-    check_fits_dtype,
-    check_float,
     check_int,
-    check_targets,
     encode_targets,
 )
 from ._progress import progress_bar
@@ -378,39 +374,25 @@ def _prepare(
     spec = net.spec
     if not is_numpy(net.params["W1"]):
         raise TypeError("distributed=True needs NumPy parameters (MPI sends host memory)")
-    memmap = isinstance(X, np.memmap)
-    if memmap:  # checked batch by batch while training
-        X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
-    else:
-        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
+    X, Y, b, epochs, l2, keep_prob, optimizer, _, val = training.check_fit_arguments(
+        net,
+        X,
+        Y,
+        batch_size,
+        epochs,
+        learning_rate,
+        l2,
+        l2_normalization,
+        optimizer,
+        keep_prob,
+        validation_data,
+        on_divergence,
+        shuffle,
+        callbacks,
+        progress,
+    )
     m = X.shape[0]
-    Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
-    check_fits_dtype("Y", Y, net.dtype)
-    training._check_options(validation_data, shuffle, callbacks, progress)
-    b = training._resolve_batch_size(batch_size, m)
-    check_int("epochs", epochs, 1)
-    l2 = check_float("l2", l2, 0.0)
-    keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
-    if l2_normalization not in training.L2_NORMALIZATIONS:
-        raise ValueError(
-            f"l2_normalization must be one of {list(training.L2_NORMALIZATIONS)}, "
-            f"got {l2_normalization!r}"
-        )
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    if isinstance(optimizer, str):
-        optimizer = optimizers.get(optimizer, learning_rate)
-    elif not isinstance(optimizer, optimizers.Optimizer):
-        raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
-    val = None
-    if validation_data is not None:
-        Xv = validation_data[0]
-        Xv = as_2d_float("validation_data[0]", Xv, spec.layer_sizes[0], dtype=net.dtype)
-        n_out = spec.layer_sizes[-1]
-        Yv = validation_data[1]
-        Yv = check_targets("validation_data[1]", Yv, spec.output, n_out, Xv.shape[0])
-        check_fits_dtype("validation_data[1]", Yv, net.dtype)
-        val = (Xv, Yv)
+    memmap = isinstance(X, np.memmap)
     seed = check_int("seed", seed, 0)
     Yenc = encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
     m_reg = m if l2_normalization == "dataset" else None

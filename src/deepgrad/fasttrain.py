@@ -324,7 +324,7 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, start=
 
 def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
     from .activations import get as get_activation
-    from .training import StepInfo, divergence_message
+    from .training import StepInfo, _epoch_so_far, divergence_message
 
     own, names, shards, pool, ZL, start, hook = ctx
     spec = run.spec
@@ -332,7 +332,7 @@ def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
     b = [own[f"b{l}"] for l in range(1, spec.L + 1)]
     relu, act = spec.hidden_activation == "relu", get_activation(spec.hidden_activation)
     schedule, count = run.optimizer.learning_rate, opt_state.count
-    total, seen = _so_far(history, start)
+    total, seen = _epoch_so_far(history, start)
     slot = _Slot(run, ZL.shape[0], W[0].dtype)
     backup = [np.empty_like(p) for p in (*W, *b)]
     for i, idx in enumerate(_batches(run, epoch)):
@@ -364,17 +364,6 @@ def _epoch(run, ctx, opt_state, epoch, history, bar, callbacks, t0):
             hook(epoch, i + 1, _result(own, names), optimizers.GDState(count))
     history.epoch_cost.append(total / seen)
     return _result(own, names), optimizers.GDState(count), True
-
-
-def _so_far(history, start: int) -> tuple[float, int]:
-    """(sum of J * batch size, examples) of the last ``start`` iterations (a resumed epoch)."""
-    total, seen = 0.0, 0
-    examples = [0, *history.iteration_examples]
-    for t in range(history.iterations - start, history.iterations):
-        size = examples[t + 1] - examples[t]
-        seen += size
-        total += history.iteration_cost[t] * size
-    return total, seen
 
 
 def _record(history, J: float, n: int, t0: float, bar) -> None:

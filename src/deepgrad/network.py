@@ -153,8 +153,20 @@ def cost(params: dict, X, Y, spec: Spec, l2: float = 0.0, m_reg: int | None = No
     return cost_from_output(ZL, Y, params, spec, l2, m_reg)
 
 
-def backward(params: dict, cache: Cache, Y, spec: Spec, l2: float = 0.0, m_reg: int | None = None):
-    """Gradients of J with respect to every parameter: a dict with the keys of ``params``."""
+def backward(
+    params: dict,
+    cache: Cache,
+    Y,
+    spec: Spec,
+    l2: float = 0.0,
+    m_reg: int | None = None,
+    dA_out: list | None = None,
+):
+    """Gradients of J with respect to every parameter: a dict with the keys of ``params``.
+
+    ``dA_out``: a list of L-1 slots that, when given, receives dJ/dA^[l] of every hidden
+    layer l (before its dropout mask), for diagnostics.
+    """
     act = activations.get(spec.hidden_activation)
     out = losses.get(spec.output)
     ZL = cache.Z[-1]
@@ -168,7 +180,10 @@ def backward(params: dict, cache: Cache, Y, spec: Spec, l2: float = 0.0, m_reg: 
         grads[f"W{l}"] = dZ.T @ cache.inputs[l - 1] + (reg * W if reg else 0.0)
         grads[f"b{l}"] = xp.sum(dZ, axis=0)
         if l > 1:
-            dA = dropout.apply(dZ @ W, cache.masks[l - 2])  # dropped units get no gradient
+            dA = dZ @ W
+            if dA_out is not None:
+                dA_out[l - 2] = dA
+            dA = dropout.apply(dA, cache.masks[l - 2])  # dropped units get no gradient
             dZ = act.backward(dA, cache.Z[l - 2], cache.A[l - 2])
     return {k: grads[k] for k in param_names(spec.L)}
 

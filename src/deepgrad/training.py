@@ -334,37 +334,24 @@ def fit(
             net.params, **dict(zip(("validation X", "validation Y"), validation_data, strict=False))
         )
     spec = net.spec
-    if isinstance(X, np.memmap):
-        X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
-    else:
-        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
+    X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val = check_fit_arguments(
+        net,
+        X,
+        Y,
+        batch_size,
+        epochs,
+        learning_rate,
+        l2,
+        l2_normalization,
+        optimizer,
+        keep_prob,
+        validation_data,
+        on_divergence,
+        shuffle,
+        callbacks,
+        progress,
+    )
     m = X.shape[0]
-    Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m)
-    check_fits_dtype("Y", Y, net.dtype)
-    _check_options(validation_data, shuffle, callbacks, progress)
-    b = _resolve_batch_size(batch_size, m)
-    epochs = check_int("epochs", epochs, 1)
-    l2 = check_float("l2", l2, 0.0)
-    keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
-    if l2_normalization not in L2_NORMALIZATIONS:
-        raise ValueError(
-            f"l2_normalization must be one of {list(L2_NORMALIZATIONS)}, got {l2_normalization!r}"
-        )
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    by_name = isinstance(optimizer, str)
-    if by_name:
-        optimizer = optimizers.get(optimizer, learning_rate)
-    elif not isinstance(optimizer, optimizers.Optimizer):
-        raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
-    if validation_data is not None:
-        Xv = as_2d_float(
-            "validation_data[0]", validation_data[0], spec.layer_sizes[0], dtype=net.dtype
-        )
-        Yv = check_targets(
-            "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
-        )
-        check_fits_dtype("validation_data[1]", Yv, net.dtype)
     ckpt = None
     if checkpoint is not None:
         from .checkpoint import Checkpointer
@@ -411,7 +398,6 @@ def fit(
     history = History(batch_size=b, seed=seed)
     if use_fast:  # torch backend (issue 8)
         bar = progress_bar(epochs * _data.n_batches(m, b), progress)
-        val = (Xv, Yv) if validation_data is not None else None
         try:
             return torch_fast.fit(
                 net, run, learning_rate, epochs, history, bar, val, on_divergence, use_fast
@@ -452,7 +438,7 @@ def fit(
                 break
             history.epoch_time.append(time.perf_counter() - t0)
             if validation_data is not None:
-                vc, va = _evaluate(params, spec, Xv, Yv, l2, net.dtype)
+                vc, va = _evaluate(params, spec, *val, l2, net.dtype)
                 history.val_cost.append(vc)
                 history.val_accuracy.append(va)
             if ckpt is not None:
@@ -464,6 +450,74 @@ def fit(
     finally:
         bar.close()
     return history
+
+
+class FitArguments(NamedTuple):
+    """fit's inputs after validation; ``by_name``: the optimizer was given by its name."""
+
+    X: Any
+    Y: Any
+    batch_size: int
+    epochs: int
+    l2: float
+    keep_prob: float
+    optimizer: optimizers.Optimizer
+    by_name: bool
+    validation: tuple | None  # (Xv, Yv) checked, or None
+
+
+def check_fit_arguments(
+    net,
+    X,
+    Y,
+    batch_size,
+    epochs,
+    learning_rate,
+    l2,
+    l2_normalization,
+    optimizer,
+    keep_prob,
+    validation_data,
+    on_divergence,
+    shuffle,
+    callbacks,
+    progress,
+) -> FitArguments:
+    """Every check ``fit`` makes of its arguments, shared with distributed training."""
+    spec = net.spec
+    if isinstance(X, np.memmap):  # checked batch by batch while training
+        X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
+    else:
+        X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
+    Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], X.shape[0])
+    check_fits_dtype("Y", Y, net.dtype)
+    _check_options(validation_data, shuffle, callbacks, progress)
+    b = _resolve_batch_size(batch_size, X.shape[0])
+    epochs = check_int("epochs", epochs, 1)
+    l2 = check_float("l2", l2, 0.0)
+    keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
+    if l2_normalization not in L2_NORMALIZATIONS:
+        raise ValueError(
+            f"l2_normalization must be one of {list(L2_NORMALIZATIONS)}, got {l2_normalization!r}"
+        )
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+    by_name = isinstance(optimizer, str)
+    if by_name:
+        optimizer = optimizers.get(optimizer, learning_rate)
+    elif not isinstance(optimizer, optimizers.Optimizer):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
+    val = None
+    if validation_data is not None:
+        Xv = as_2d_float(
+            "validation_data[0]", validation_data[0], spec.layer_sizes[0], dtype=net.dtype
+        )
+        Yv = check_targets(
+            "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
+        )
+        check_fits_dtype("validation_data[1]", Yv, net.dtype)
+        val = (Xv, Yv)
+    return FitArguments(X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val)
 
 
 def _check_options(validation_data, shuffle, callbacks, progress) -> None:
