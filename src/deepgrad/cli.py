@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .training import DivergenceError
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. `head`, which has stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, OSError, DivergenceError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"deepgrad {args.command}: error: {message}", file=sys.stderr)
