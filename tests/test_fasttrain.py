@@ -208,10 +208,75 @@ def test_row_shards_match_generic(monkeypatch, threads, dtype, tol):
 
 
 def test_shard_rows_cover_the_batch():
-    for r, k in ((1000, 2), (999, 2), (400, 3), (5, 4)):
+    for r, k in ((1000, 2), (999, 2), (400, 3), (5, 4), (1, 2), (130, 2)):
         rows = fasttrain._shard_rows(r, k)
         assert len(rows) <= k
         assert np.concatenate([np.arange(r)[s] for s in rows]).tolist() == list(range(r))
+    # the main thread (shard 0) also does the step's bookkeeping: it gets a few rows fewer
+    sizes = [s.stop - s.start for s in fasttrain._shard_rows(1000, 2)]
+    assert sizes == [500 - fasttrain.MAIN_FEWER_ROWS // 2, 500 + fasttrain.MAIN_FEWER_ROWS // 2]
+
+
+def test_layout_packs_weights_and_biases_and_masks_the_weights():
+    net = dg.Network([5, 7, 3, 1], seed=0)
+    layout = fasttrain._Layout(net.spec.layer_sizes, np.float32)
+    flat = layout.pack(net.params, None)
+    assert flat.size == sum(p.size for p in net.params.values())
+    back = layout.unpack(flat)
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(back[k], v)
+        assert back[k].flags.c_contiguous
+    # the L2 mask is 1 exactly on the weights: sum ||W||^2 through it
+    sq = float(np.dot(flat * layout.wmask, flat * layout.wmask))
+    expect = sum(float(np.sum(net.params[f"W{l}"] ** 2)) for l in (1, 2, 3))
+    assert sq == pytest.approx(expect, rel=1e-6)
+    assert fasttrain._weights_sq(flat, layout.views(flat)) == pytest.approx(expect, rel=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_callback_gradients_match_generic_l2_term_included(monkeypatch, threads):
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: threads)
+    seen = {True: [], False: []}
+    for fast in (True, False):
+        kw = dict(sizes=(12, 16, 8, 1), m=600, dtype="float64", batch_size=300, epochs=1)
+        cb = [lambda info, fast=fast: seen[fast].append(info)]
+        _fit(monkeypatch, fast, l2=0.7, callbacks=cb, **kw)
+    assert len(seen[True]) == len(seen[False]) == 2
+    for a, b in zip(seen[True], seen[False], strict=True):
+        assert a.cost == pytest.approx(b.cost, rel=1e-12)
+        for k in b.grads:
+            assert _rel(a.grads[k], b.grads[k]) < 1e-12, k
+            assert _rel(a.params[k], b.params[k]) < 1e-12, k
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+def test_divergence_with_row_shards_stops_every_thread(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    kw = dict(sizes=(12, 8, 1), output="linear", dtype="float64", m=1000, batch_size=256)
+    kw.update(epochs=5, learning_rate=50.0, on_divergence="stop")
+    before = threading.active_count()
+    pf, hf, used = _fit(monkeypatch, True, **kw)
+    assert all(used) and threading.active_count() == before  # the worker has exited
+    pg, hg, _ = _fit(monkeypatch, False, **kw)
+    assert hf.stopped == hg.stopped and hf.stopped.startswith("diverged at epoch 2")
+    for k in pg:
+        assert _rel(pf[k], pg[k]) < 1e-9, k
+
+
+def test_schedule_and_l2_with_row_shards_match_generic(monkeypatch):
+    # the decay vector 1 - alpha lambda / m changes with the schedule and on the last,
+    # smaller batch (m = 1000 = 3 * 300 + 100)
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    opt = optimizers.gd(optimizers.inverse_time_decay(0.3, 0.5))
+    kw = dict(sizes=(12, 32, 16, 1), m=1000, dtype="float64", batch_size=300, epochs=3)
+    pf, hf, used = _fit(monkeypatch, True, optimizer=opt, l2=0.3, **kw)
+    pg, hg, _ = _fit(monkeypatch, False, optimizer=opt, l2=0.3, **kw)
+    assert all(used)
+    for k in pg:
+        assert _rel(pf[k], pg[k]) < 1e-12, k
+    np.testing.assert_allclose(hf.iteration_cost, hg.iteration_cost, rtol=1e-12)
 
 
 def test_resume_mid_epoch_with_start_and_hook():

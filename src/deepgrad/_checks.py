@@ -109,7 +109,9 @@ def check_fits_dtype(name: str, X, dtype: str) -> None:
     if not isinstance(X, np.ndarray) or X.size == 0 or X.dtype.kind not in "iuf":
         return
     limit = float(np.finfo(dtype).max)
-    largest = float(np.max(np.abs(X)))
+    if X.dtype.kind in "iu" or float(np.finfo(X.dtype).max) <= limit:
+        return  # every value fits (the largest int64 is ~9.2e18); no pass over the data
+    largest = max(abs(float(np.max(X))), abs(float(np.min(X))))  # no copy of X
     if largest > limit:
         raise ValueError(
             f"{name} has values up to {largest:.3g}, beyond the largest {dtype} ({limit:.3g}); "
@@ -121,6 +123,12 @@ def _all_finite(X) -> bool:
     xp = namespace(X)
     if xp.isdtype(X.dtype, "integral"):
         return True
+    if isinstance(X, np.ndarray):
+        # One reduction, no (m, n) temporary: NaN or inf anywhere makes the sum non-finite;
+        # a sum that overflows from finite values is re-checked element by element.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(float(np.sum(X))):
+                return True
     return bool(xp.all(xp.isfinite(X)))
 
 
