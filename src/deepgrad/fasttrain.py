@@ -450,7 +450,11 @@ def _finite(a) -> bool:
     return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
 
 
-RELEASE_BYTES = 256 * 2**20  # drop mapped pages of a memory-mapped X after this much reading
+# Drop the mapped pages of a memory-mapped X after reading this many bytes of rows. The
+# pages mapped run ~4x ahead of the rows read (a block-shuffled batch touches a page per
+# row): on the 5M x 100 set, 256 MiB gave a peak resident memory of 894 MB, 64 MiB 424 MB,
+# at the same speed (13.3 s per epoch).
+RELEASE_BYTES = 64 * 2**20
 
 
 def _batches(run, epoch: int, start: int):
