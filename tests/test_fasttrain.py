@@ -220,7 +220,7 @@ def test_shard_rows_cover_the_batch():
 def test_layout_packs_weights_and_biases_and_masks_the_weights():
     net = dg.Network([5, 7, 3, 1], seed=0)
     layout = fasttrain._Layout(net.spec.layer_sizes, np.float32)
-    flat = layout.pack(net.params, None)
+    flat = layout.pack(net.params)
     assert flat.size == sum(p.size for p in net.params.values())
     back = layout.unpack(flat)
     for k, v in net.params.items():

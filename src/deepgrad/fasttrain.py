@@ -21,7 +21,7 @@ What makes it faster (measured in bench/train_throughput.py, README):
   Each thread keeps its own copy of all parameters as one flat vector and applies the
   same update to it, so a step needs a single barrier (``_worker``); the main thread
   also keeps the history, checks for divergence and calls callbacks;
-- the update is one pass less by writing the seed's theta - alpha (dtheta + (lambda/m) W)
+- the update takes one pass less by writing the seed's theta - alpha (dtheta + (lambda/m) W)
   as (1 - alpha lambda/m) W - alpha dW (``_update``), into this module's own parameter
   vectors, so the dict the caller passed in is never modified.
 
@@ -93,7 +93,7 @@ class _Layout:
             flat[a:e].reshape(s) for a, e, s in zip(starts, self.ends, self.shapes, strict=True)
         ]
 
-    def pack(self, params: dict, names) -> np.ndarray:
+    def pack(self, params: dict) -> np.ndarray:
         flat = np.empty(self.size, self.dtype)
         for l, Wb in enumerate(self.views(flat), start=1):
             Wb[:, :-1] = params[f"W{l}"]
@@ -241,7 +241,7 @@ def _blas_limit():
 
 
 class _Job(NamedTuple):
-    """What every thread of an epoch shares (read-only during the epoch)."""
+    """What every thread of an epoch shares; only the main thread writes ``slots``."""
 
     run: Any
     spec: nw.Spec
@@ -280,8 +280,8 @@ def _sum_gradients(job: _Job, t: int, n: int, G):
 def _update(flat, G, lr: float, decay, tmp, out) -> None:
     """out := the seed's theta - alpha (dJ/dtheta + (lambda/m) W), computed as
     decay * theta - alpha dJ/dtheta with decay = 1 - alpha lambda / m on the weights and 1
-    on the biases (``decay`` None without L2): two passes fewer. ``out`` may be ``flat``;
-    either way the values are the same, bit for bit."""
+    on the biases (``decay`` None without L2): one pass fewer than adding (lambda/m) W to
+    the gradient first. ``out`` may be ``flat``: the values are the same, bit for bit."""
     if decay is not None:
         flat = np.multiply(flat, decay, out=out)
     np.subtract(flat, np.multiply(G, lr, out=tmp), out=out)
@@ -320,7 +320,7 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, start=
 
     spec = run.spec
     layout = _Layout(spec.layer_sizes, np.asarray(params["W1"]).dtype)
-    flat = layout.pack(params, nw.param_names(spec.L))  # updated in place below
+    flat = layout.pack(params)  # this module's own copy, updated below
     bsize = min(run.batch_size, run.X.shape[0])
     k = n_shards(bsize)
     rows = max(s.stop - s.start for s in _shard_rows(bsize, k))
@@ -389,7 +389,7 @@ def _epoch(job: _Job, flat, opt_state, epoch, history, bar, callbacks, t0, start
             G = _sum_gradients(job, t, len(rows), Gsum)
             m_reg = r if run.m_reg is None else run.m_reg
             loss = sum(sh.loss[t % 2] for sh in job.shards[: len(rows)])
-            J = loss / r + run.l2 / (2.0 * m_reg) * sq
+            J = loss / r + (run.l2 / (2.0 * m_reg) * sq if run.l2 else 0.0)
             it = history.iterations
             if not math.isfinite(J):
                 history.stopped = _divergence_message(epoch, it, J)
