@@ -103,3 +103,59 @@ def test_noise_scale_bad_input():
     net, X, Y = _problem()
     with pytest.raises(ValueError, match="batch_size"):
         batchsize.noise_scale(net.params, X, Y, net.spec, batch_size=1)
+
+
+def test_moving_cost_averages_the_same_number_of_examples():
+    from deepgrad.training import History
+
+    h = History(batch_size=10, seed=0)
+    # steps of 10, 10, 10, 5 examples (a partial last batch) with costs 4, 2, 1, 3
+    h.iteration_cost = [4.0, 2.0, 1.0, 3.0]
+    h.iteration_examples = [10, 20, 30, 35]
+    avg = batchsize.moving_cost(h, 20)
+    assert math.isnan(avg[0])  # fewer than 20 examples seen
+    assert avg[1] == pytest.approx((4 * 10 + 2 * 10) / 20)
+    assert avg[2] == pytest.approx((2 * 10 + 1 * 10) / 20)
+    # the fewest recent steps covering >= 20 examples: 3 steps, 25 examples
+    assert avg[3] == pytest.approx((2 * 10 + 1 * 10 + 3 * 5) / 25)
+    np.testing.assert_allclose(batchsize.moving_cost(h, 1), h.iteration_cost)
+
+
+def test_time_to_target_reached_and_not_reached():
+    from deepgrad import data
+
+    X, y = data.synthetic(3000, 6, seed=0)
+    net = dg.Network([6, 16, 1], seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    runs = batchsize.time_to_target(net, X, y, [32, 3000], 0.6, epochs=3, learning_rate=0.5)
+    for k in before:  # copies were trained
+        np.testing.assert_array_equal(net.params[k], before[k])
+    small, full = runs
+    assert small.reached and small.batch_size == 32 and small.seconds > 0
+    assert small.examples == small.steps * 32 and small.examples >= 300  # a 10% window first
+    # batch GD: 3 steps of 3000 in 3 epochs, starting near ln 2 ~ 0.69: not reached
+    assert not full.reached and full.seconds is None and full.final > 0.6
+    again = batchsize.time_to_target(net, X, y, [32], 0.6, epochs=3, learning_rate=0.5)
+    assert again[0].steps == small.steps  # the same seed: the same crossing
+    never = batchsize.time_to_target(net, X, y, [64], 1e-6, epochs=1)
+    assert not never[0].reached and math.isfinite(never[0].final)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(target=0.0), "target"),
+        (dict(target=float("nan")), "target"),
+        (dict(target=0.5, epochs=0), "epochs"),
+        (dict(target=0.5, window=1.5), "window"),
+        (dict(target=0.5, sizes=[0]), "batch size"),
+        (dict(target=0.5, sizes=[10_000]), "batch size"),
+    ],
+)
+def test_time_to_target_bad_input(kw, match):
+    X = np.random.default_rng(0).standard_normal((100, 3))
+    y = (X[:, 0] > 0).astype(int)
+    net = dg.Network([3, 4, 1], seed=0)
+    sizes = kw.pop("sizes", [16])
+    with pytest.raises(ValueError, match=match):
+        batchsize.time_to_target(net, X, y, sizes, **kw)

@@ -128,6 +128,32 @@ def test_cli_sweep_batch(tmp_path, capsys):
     assert (tmp_path / "sweep_batch.png").is_file()
 
 
+def test_cli_sweep_batch_time_to_target(tmp_path, capsys):
+    args = ["sweep-batch", "--examples", "3000", "--features", "6", "--hidden", "16"]
+    args += ["--sizes", "32,3000", "--steps", "3", "--warmup-epochs", "0", "--lr", "0.5"]
+    args += ["--target-cost", "0.6", "--max-epochs", "3", "--plot", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "time to J <= 0.6" in out and "not reached" in out
+    assert "fastest to the target: batch size 32" in out
+    res = json.loads((tmp_path / "sweep_batch.json").read_text())["time_to_target"]
+    assert res["target_cost"] == 0.6 and [r["batch_size"] for r in res["runs"]] == [32, 3000]
+    assert res["runs"][0]["reached"] and not res["runs"][1]["reached"]
+    assert (tmp_path / "sweep_batch.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "flag,value", [("--target-cost", "-1"), ("--max-epochs", "0"), ("--window", "0")]
+)
+def test_cli_sweep_batch_bad_target_options(tmp_path, capsys, flag, value):
+    args = ["sweep-batch", "--examples", "200", "--features", "3", "--sizes", "16"]
+    args += ["--target-cost", "0.5", flag, value, "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_sweep_batch_size_too_large(tmp_path, capsys):
     rc = main(
         [

@@ -45,6 +45,12 @@ def _fit(
     return net.params, h, used
 
 
+def _threads(monkeypatch, k: int) -> None:
+    """Shard into k threads whatever the machine, and however small the network."""
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: k)
+    monkeypatch.setattr(fasttrain, "MIN_SHARD_FLOPS", 0)
+
+
 def _rel(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
@@ -196,7 +202,7 @@ def test_divergence_is_reported_like_the_generic_path(monkeypatch, fast):
 @pytest.mark.parametrize("threads,dtype,tol", [(2, "float32", 1e-6), (3, "float64", 1e-12)])
 def test_row_shards_match_generic(monkeypatch, threads, dtype, tol):
     # batch 400 of 1000 rows: shards of 200 (or 134, 134, 132); the last batch of 200 too
-    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: threads)
+    _threads(monkeypatch, threads)
     assert fasttrain.n_shards(400) == threads and fasttrain.n_shards(100) == 1
     kw = dict(sizes=(12, 32, 16, 1), m=1000, dtype=dtype, batch_size=400, epochs=3, l2=0.1)
     pf, hf, used = _fit(monkeypatch, True, **kw)
@@ -205,6 +211,14 @@ def test_row_shards_match_generic(monkeypatch, threads, dtype, tol):
     for k in pg:
         assert _rel(pf[k], pg[k]) < tol, k
     np.testing.assert_allclose(hf.iteration_cost, hg.iteration_cost, rtol=10 * tol)
+
+
+def test_shards_only_where_the_work_pays_for_a_thread(monkeypatch):
+    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    t1, small = (100, 256, 128, 64, 1), (20, 64, 32, 1)
+    assert [fasttrain.n_shards(b, t1) for b in (64, 128, 256, 1000)] == [1, 1, 2, 2]
+    assert [fasttrain.n_shards(b, small) for b in (128, 1000, 8192)] == [1, 1, 2]
+    assert fasttrain.n_shards(1000) == 2  # rows only
 
 
 def test_shard_rows_cover_the_batch():
@@ -235,7 +249,7 @@ def test_layout_packs_weights_and_biases_and_masks_the_weights():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_callback_gradients_match_generic_l2_term_included(monkeypatch, threads):
-    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: threads)
+    _threads(monkeypatch, threads)
     seen = {True: [], False: []}
     for fast in (True, False):
         kw = dict(sizes=(12, 16, 8, 1), m=600, dtype="float64", batch_size=300, epochs=1)
@@ -253,7 +267,7 @@ def test_callback_gradients_match_generic_l2_term_included(monkeypatch, threads)
 def test_divergence_with_row_shards_stops_every_thread(monkeypatch):
     import threading
 
-    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    _threads(monkeypatch, 2)
     kw = dict(sizes=(12, 8, 1), output="linear", dtype="float64", m=1000, batch_size=256)
     kw.update(epochs=5, learning_rate=50.0, on_divergence="stop")
     before = threading.active_count()
@@ -268,7 +282,7 @@ def test_divergence_with_row_shards_stops_every_thread(monkeypatch):
 def test_schedule_and_l2_with_row_shards_match_generic(monkeypatch):
     # the decay vector 1 - alpha lambda / m changes with the schedule and on the last,
     # smaller batch (m = 1000 = 3 * 300 + 100)
-    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    _threads(monkeypatch, 2)
     opt = optimizers.gd(optimizers.inverse_time_decay(0.3, 0.5))
     kw = dict(sizes=(12, 32, 16, 1), m=1000, dtype="float64", batch_size=300, epochs=3)
     pf, hf, used = _fit(monkeypatch, True, optimizer=opt, l2=0.3, **kw)
@@ -312,7 +326,7 @@ def test_resume_mid_epoch_with_start_and_hook():
 
 @pytest.mark.parametrize("bad_row", [10, 390])  # in the first shard, in the second
 def test_an_error_in_one_shard_is_raised_not_deadlocked(monkeypatch, tmp_path, bad_row):
-    monkeypatch.setattr(fasttrain, "_blas_threads", lambda: 2)
+    _threads(monkeypatch, 2)
     X = np.random.default_rng(0).standard_normal((400, 3)).astype(np.float32)
     X[bad_row, 1] = np.nan
     np.save(tmp_path / "X.npy", X)

@@ -60,11 +60,14 @@ def compare_figure(runs, fig=None, title: str | None = None):
     return fig
 
 
-def sweep_figure(rec, fig=None, title: str | None = None):
-    """Time per step and per epoch by batch size, and the predicted time to a target."""
+def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None):
+    """Time per step and per epoch by batch size, and the predicted time to a target;
+    with ``time_to_target`` (``batchsize.time_to_target``'s runs) also the measured one."""
     plt = _plt()
-    fig = plt.figure(figsize=(13, 4.2)) if fig is None else fig
-    ax1, ax2, ax3 = fig.subplots(1, 3)
+    n = 3 if time_to_target is None else 4
+    fig = plt.figure(figsize=(4.4 * n, 4.2)) if fig is None else fig
+    axes = fig.subplots(1, n)
+    ax1, ax2, ax3 = axes[:3]
     b = np.array([r["batch_size"] for r in rec.rows])
     ax1.plot(b, [r["step_s"] * 1e3 for r in rec.rows], "o-")
     ax1.set(
@@ -84,7 +87,20 @@ def sweep_figure(rec, fig=None, title: str | None = None):
         ylabel="(1 + B_simple/B) t_step, relative",
         title="predicted time to a target cost",
     )
-    for ax in (ax1, ax2, ax3):
+    if time_to_target is not None:
+        ax4 = axes[3]
+        hit = [r for r in time_to_target if r.reached]
+        ax4.plot([r.batch_size for r in hit], [r.seconds for r in hit], "o-", color="tab:green")
+        for r in time_to_target:
+            if not r.reached:
+                ax4.axvline(r.batch_size, color="tab:green", alpha=0.3, lw=6)
+        ax4.set(
+            xscale="log",
+            xlabel="batch size B",
+            ylabel="seconds",
+            title="measured time to the target cost\n(shaded: not reached)",
+        )
+    for ax in axes:
         if math.isfinite(rec.b_simple):
             ax.axvline(
                 rec.b_simple, color="gray", ls="--", lw=1, label=f"B_simple = {rec.b_simple:.0f}"

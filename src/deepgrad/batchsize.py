@@ -38,7 +38,7 @@ import numpy as np
 
 from . import activations, losses
 from . import network as nw
-from ._checks import check_int
+from ._checks import check_float, check_int
 
 __all__ = [
     "per_example_sq_norms",
@@ -50,6 +50,9 @@ __all__ = [
     "candidate_sizes",
     "compare",
     "Run",
+    "moving_cost",
+    "time_to_target",
+    "TimeToTarget",
 ]
 
 
@@ -251,3 +254,103 @@ def compare(
         )
         runs.append(Run(label, b, n, h))
     return runs
+
+
+# -- measured time to a target cost -------------------------------------------------------
+class TimeToTarget(NamedTuple):
+    """One batch size's run of ``time_to_target``.
+
+    ``seconds``, ``steps`` and ``examples`` are None when the target was not reached within
+    ``epochs`` epochs; ``final`` is the moving-average cost at the end of the run.
+    """
+
+    batch_size: int
+    reached: bool
+    seconds: float | None
+    steps: int | None
+    examples: int | None
+    final: float
+    epochs: int
+
+
+def moving_cost(history, window: int) -> np.ndarray:
+    """The mini-batch cost J averaged over the last ``window`` examples, after every step.
+
+    Entry t weights each step's J by its examples, over the fewest most recent steps that
+    cover >= ``window`` examples; NaN while fewer than ``window`` examples have been seen.
+    So batch sizes are smoothed over the same amount of data, not the same number of steps.
+    """
+    J = np.asarray(history.iteration_cost, dtype=float)
+    seen = np.asarray(history.iteration_examples, dtype=float)  # cumulative, after each step
+    if J.size == 0:
+        return J
+    sizes = np.diff(seen, prepend=0.0)
+    weighted = np.concatenate([[0.0], np.cumsum(J * sizes)])
+    ends = np.concatenate([[0.0], seen])
+    # first step u of the window ending at t: the last u with seen[t] - ends[u] >= window
+    u = np.searchsorted(ends, seen - window, side="right") - 1
+    out = np.full(J.size, np.nan)
+    ok = u >= 0
+    t = np.nonzero(ok)[0]
+    out[t] = (weighted[t + 1] - weighted[u[t]]) / (seen[t] - ends[u[t]])
+    return out
+
+
+def time_to_target(
+    net,
+    X,
+    y,
+    sizes,
+    target: float,
+    *,
+    epochs: int = 5,
+    learning_rate: float = 0.1,
+    l2: float = 0.0,
+    window: float = 0.1,
+    seed: int = 0,
+) -> list[TimeToTarget]:
+    """Train a copy of ``net`` at each batch size; when does the cost first reach ``target``?
+
+    Each size trains from the same initial parameters for ``epochs`` epochs (plain GD,
+    ``learning_rate``, ``l2``, shuffled with ``seed``). The cost is the seed's mini-batch J
+    averaged over the last ``window`` x m examples (``moving_cost``), and the time is the
+    training wall-clock time of the step where that average first falls to ``target``.
+    Runs are not stopped early, so every size costs ``epochs`` epochs of training.
+    """
+    target = check_float("target", target, 0.0, low_open=True)
+    epochs = check_int("epochs", epochs, 1)
+    window = check_float("window", window, 0.0, 1.0, low_open=True)
+    m = X.shape[0]
+    out = []
+    for b in sizes:
+        b = check_int("batch size", b, 1, m)
+        h = net.copy().fit(
+            X,
+            y,
+            batch_size=b,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            l2=l2,
+            seed=seed,
+            progress=False,
+            on_divergence="stop",
+        )
+        avg = moving_cost(h, max(b, int(math.ceil(window * m))))
+        hit = np.nonzero(avg <= target)[0]
+        final = float(avg[-1]) if avg.size else math.nan
+        if hit.size:
+            t = int(hit[0])
+            out.append(
+                TimeToTarget(
+                    b,
+                    True,
+                    float(h.iteration_time[t]),
+                    t + 1,
+                    int(h.iteration_examples[t]),
+                    final,
+                    epochs,
+                )
+            )
+        else:
+            out.append(TimeToTarget(b, False, None, None, None, final, epochs))
+    return out

@@ -207,9 +207,22 @@ def _blas_threads() -> int:
     return max(counts, default=1)
 
 
-def n_shards(batch_size: int) -> int:
-    """How many row shards a batch is split into: one per BLAS thread, >= 64 rows each."""
-    return max(1, min(_blas_threads(), batch_size // MIN_SHARD_ROWS))
+# A shard's work must outweigh waking a thread and one barrier per step (~50-100 us on
+# a VM). Measured (2 cores, one epoch, 1 vs 2 shards, examples/s): [20, 64, 32, 1] at
+# batch 128/256/1000 (1.3-10 MFLOP a shard): 1.09M/1.71M/2.07M vs 0.41M/0.72M/1.78M;
+# T1 [100, 256, 128, 64, 1] at 128 (26 MFLOP): 187k vs 168k, at 256 (51 MFLOP): 212k vs
+# 223k, at 1000 (200 MFLOP): 220k vs 352k.
+MIN_SHARD_FLOPS = 40e6
+
+
+def n_shards(batch_size: int, layer_sizes=None) -> int:
+    """How many row shards a batch is split into: one per BLAS thread, >= 64 rows and (given
+    the layer sizes) >= MIN_SHARD_FLOPS of forward and backward products each."""
+    k = min(_blas_threads(), batch_size // MIN_SHARD_ROWS)
+    if layer_sizes is not None:
+        per_row = 6 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
+        k = min(k, int(batch_size * per_row // max(MIN_SHARD_FLOPS, 1)))
+    return max(1, k)
 
 
 MAIN_FEWER_ROWS = 8
@@ -322,7 +335,7 @@ def run_epoch(run, params, opt_state, epoch, history, bar, callbacks, t0, start=
     layout = _Layout(spec.layer_sizes, np.asarray(params["W1"]).dtype)
     flat = layout.pack(params)  # this module's own copy, updated below
     bsize = min(run.batch_size, run.X.shape[0])
-    k = n_shards(bsize)
+    k = n_shards(bsize, spec.layer_sizes)
     rows = max(s.stop - s.start for s in _shard_rows(bsize, k))
     shards = [_Shard(run, layout, rows) for _ in range(k)]
     relu = spec.hidden_activation == "relu"
