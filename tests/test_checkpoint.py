@@ -315,14 +315,21 @@ def test_sigkill_at_a_random_moment_then_rerun_is_bit_identical(tmp_path):
     rng = np.random.default_rng(int(time.time()))
     ckpt = tmp_path / "run.ckpt"
     killed_at = None
-    for attempt in range(5):  # until a kill lands mid-training
+    for _ in range(5):  # until a kill lands mid-training
         for p in [*tmp_path.glob("run.ckpt*"), *tmp_path.glob("run/*")]:
             p.unlink()
         proc = _cli(*_train_args(tmp_path / "run", ckpt))
-        deadline = time.time() + 60
-        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.5) / (attempt + 1))
+        # Kill after a random number (1-40) of the ~75 checkpoint writes of the run: the
+        # training itself takes well under a second, so a random sleep often missed it.
+        writes, last, deadline = int(rng.integers(1, 41)), None, time.time() + 60
+        while writes > 0 and proc.poll() is None and time.time() < deadline:
+            try:
+                stamp = ckpt.stat().st_mtime_ns  # each write renames a new file into place
+            except FileNotFoundError:
+                stamp = None
+            if stamp is not None and stamp != last:
+                writes, last = writes - 1, stamp
+            time.sleep(0.001)
         if proc.poll() is not None:
             _finish(proc)
         else:
