@@ -388,7 +388,7 @@ def _epoch(job: _Job, flat, opt_state, epoch, history, bar, callbacks, t0, start
         )
         th.start()
         threads.append(th)
-    i, t, cur, ok, nxt = start, 0, 0, True, first
+    i, t, cur, ok, done = start, 0, 0, True, False
     sq = _weights_sq(flat, views[0])  # sum ||W||^2 of the parameters the step uses (L2)
     try:
         while True:
@@ -434,13 +434,14 @@ def _epoch(job: _Job, flat, opt_state, epoch, history, bar, callbacks, t0, start
             if hook is not None:
                 hook(epoch, i, layout.unpack(flats[cur]), optimizers.GDState(count))
             if nxt is None:
+                done = True
                 break
             t += 1
     except threading.BrokenBarrierError:
         if not errors:
             raise
     finally:
-        if job.barrier is not None and not (ok and nxt is None):
+        if job.barrier is not None and not done:
             job.barrier.abort()  # workers waiting for a step that will not come stop
         for th in threads:
             th.join()
