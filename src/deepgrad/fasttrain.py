@@ -44,6 +44,7 @@ import numpy as np
 from . import data as _data
 from . import losses, optimizers
 from . import network as nw
+from ._checks import _all_finite
 
 __all__ = ["why_not", "run_epoch", "n_shards"]
 
@@ -120,18 +121,20 @@ class _Shard:
 
     def __init__(self, run, layout: _Layout, rows: int):
         sizes, dtype = run.spec.layer_sizes, layout.dtype
+        hidden = sizes[1:-1]
+        relu = run.spec.hidden_activation == "relu"
         self.A = [np.ones((rows, n + 1), dtype) for n in sizes[:-1]]
         self.raw = None if run.X.dtype == dtype else np.empty((rows, sizes[0]), run.X.dtype)
         self.Y = np.empty((rows, sizes[-1]), dtype)
         self.ZL = np.empty((rows, sizes[-1]), dtype)
-        self.Z = [np.empty((rows, n), dtype) for n in sizes[1:-1]]  # non-ReLU only
+        self.Z = [] if relu else [np.empty((rows, n), dtype) for n in hidden]  # Z for g'(Z)
         # ReLU works on whole (rows, n + 1) blocks, ones column included (max(1, 0) = 1),
         # which is contiguous and ~2x faster than on the (rows, n) part; dA has an extra
         # column for the same reason (never read). np.maximum against zeros is ~3x faster
         # than against the scalar 0 (NumPy 2.x: its SIMD loop needs two arrays).
-        self.zeros = [np.zeros((rows, n + 1), dtype) for n in sizes[1:-1]]
-        self.dA = [np.zeros((rows, n + 1), dtype) for n in sizes[1:-1]]
-        self.mask = [np.empty((rows, n + 1), bool) for n in sizes[1:-1]]
+        self.zeros = [np.zeros((rows, n + 1), dtype) for n in hidden] if relu else []
+        self.mask = [np.empty((rows, n + 1), bool) for n in hidden] if relu else []
+        self.dA = [np.zeros((rows, n + 1), dtype) for n in hidden]
         self.grad = [np.empty(layout.size, dtype) for _ in range(2)]
         self.grad_views = [layout.views(g) for g in self.grad]
         self.loss = [0.0, 0.0]
@@ -400,9 +403,8 @@ def _epoch(job: _Job, flat, opt_state, epoch, history, bar, callbacks, t0, start
             if job.barrier is not None:
                 job.barrier.wait()
             G = _sum_gradients(job, t, len(rows), Gsum)
-            m_reg = r if run.m_reg is None else run.m_reg
             loss = sum(sh.loss[t % 2] for sh in job.shards[: len(rows)])
-            J = loss / r + (run.l2 / (2.0 * m_reg) * sq if run.l2 else 0.0)
+            J = loss / r + (reg / 2.0 * sq if reg else 0.0)  # reg = lambda / m
             it = history.iterations
             if not math.isfinite(J):
                 history.stopped = _divergence_message(epoch, it, J)
@@ -413,8 +415,8 @@ def _epoch(job: _Job, flat, opt_state, epoch, history, bar, callbacks, t0, start
             # A NaN or inf gradient makes the updated parameters non-finite too: one pass
             # checks them all and gives the next step's sum ||W||^2.
             sq = _weights_sq(new, views[1 - cur])
-            if not (math.isfinite(sq) or _finite(new)):
-                if _finite(G):
+            if not (math.isfinite(sq) or _all_finite(new)):
+                if _all_finite(G):
                     bad = "the updated parameters are not finite"
                     history.stopped = divergence_message(epoch, it, bad)
                 else:
@@ -456,12 +458,6 @@ def _weights_sq(flat, P: list) -> float:
     """sum ||W^[l]||^2 over layers (biases excluded): one pass over the parameters,
     non-finite if any of them is."""
     return float(np.dot(flat, flat)) - sum(float(np.dot(Wb[:, -1], Wb[:, -1])) for Wb in P)
-
-
-def _finite(a) -> bool:
-    # One reduction; NaN or inf anywhere makes it non-finite (an overflowing sum of
-    # finite values is re-checked element by element).
-    return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
 
 
 # Drop the mapped pages of a memory-mapped X after reading this many bytes of rows. The
