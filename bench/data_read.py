@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from deepgrad import data, fasttrain
+from deepgrad import data
+from deepgrad.train import loop
 
 every = 256
 peak_rss = [0.0]
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     )
     print(f"{'scheme':<14} {'cache':<6} {'rows/s':>12} {'MB/s':>8} {'RSS MB (start -> peak)':>24}")
     global every
-    every = max(1, fasttrain.RELEASE_BYTES // (args.batch_size * X.strides[0]))
+    every = max(1, loop.RELEASE_BYTES // (args.batch_size * X.strides[0]))
     schemes = (
         ("uniform", gather),
         ("block-shuffle", lambda *a, **k: gather(*a, **k, block=data.shuffle_block(X))),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import data, fasttrain
+from deepgrad import data
+from deepgrad.train import loop
 from deepgrad.cli import main
 
 
@@ -123,10 +124,8 @@ def test_open_dataset_bad_input(tmp_path, case, match):
     assert rc == 2 and not (tmp_path / "o" / "model.npz").exists()
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_memmap_that_changes_size_is_caught_at_the_next_epoch(tmp_path, monkeypatch, fast):
-    if not fast:
-        monkeypatch.setattr(fasttrain, "why_not", lambda *a: "off")
+@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+def test_memmap_that_changes_size_is_caught_at_the_next_epoch(tmp_path, engine):
     data.make_dataset(tmp_path / "d", 1000, 4)
     X, y = data.open_dataset(tmp_path / "d")
     grown = []
@@ -139,7 +138,9 @@ def test_memmap_that_changes_size_is_caught_at_the_next_epoch(tmp_path, monkeypa
 
     net = dg.Network([4, 5, 1], seed=0)
     with pytest.raises(ValueError, match="changed size while training"):
-        net.fit(X, y, batch_size=250, epochs=3, seed=0, progress=False, callbacks=[grow])
+        net.fit(
+            X, y, batch_size=250, epochs=3, seed=0, progress=False, callbacks=[grow], engine=engine
+        )
 
 
 def test_batch_size_larger_than_the_data_set(tmp_path):
@@ -154,7 +155,7 @@ def test_page_release_keeps_the_numbers(tmp_path, monkeypatch):
     X, y = data.open_dataset(tmp_path / "d")
     results = []
     for release in (4096, 2**40):  # every ~10 batches, never
-        monkeypatch.setattr(fasttrain, "RELEASE_BYTES", release)
+        monkeypatch.setattr(loop, "RELEASE_BYTES", release)
         net = dg.Network([6, 8, 1], seed=0)
         h = net.fit(X, y, batch_size=37, epochs=2, seed=1, progress=False)
         results.append((net.params, h.iteration_cost))
@@ -195,8 +196,7 @@ def test_memmap_training_uses_the_block_shuffle(tmp_path, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(data, "batch_indices", spy)
-    for fast in (True, False):
-        if not fast:
-            monkeypatch.setattr(fasttrain, "why_not", lambda *a: "off")
-        dg.Network([4, 3, 1], seed=0).fit(X, y, batch_size=100, epochs=1, progress=False)
+    for engine in ("numpy-shards", "reference"):
+        net = dg.Network([4, 3, 1], seed=0)
+        net.fit(X, y, batch_size=100, epochs=1, progress=False, engine=engine)
     assert seen == [10, 10]

@@ -14,7 +14,12 @@ import numpy as np
 
 from ._backend import namespace
 
-__all__ = ["draw_masks", "apply"]
+__all__ = ["draw_masks", "apply", "step_masks", "keep_threshold", "TRAINING_STREAM"]
+
+# Training masks come from their own stream, apart from the shuffling's (seed, epoch).
+TRAINING_STREAM = 1
+KEEP_LEVELS = 2**16
+UNITS_PER_DRAW = 4  # 16-bit draws per 64-bit raw number (little-endian order)
 
 
 def draw_masks(
@@ -58,3 +63,39 @@ def apply(A, mask):
     if mask is None:
         return A
     return A * namespace(A, mask).astype(mask, A.dtype)
+
+
+def keep_threshold(keep_prob: float) -> int:
+    """Units are kept where a uniform 16-bit draw is below this: with probability
+    round(65536 keep_prob) / 65536, within 7.7e-6 of ``keep_prob``."""
+    return min(KEEP_LEVELS, max(1, round(keep_prob * KEEP_LEVELS)))
+
+
+def step_masks(
+    seed: int, epoch: int, step: int, rows: int, hidden_sizes, keep_prob: float, dtype, part=None
+):
+    """The dropout masks of training step ``step`` of ``epoch`` (0-based): one per hidden
+    layer, (rows, n^[l]), holding 0 or 1/keep_prob.
+
+    A pure function of (seed, epoch, step), so every training engine, every row shard
+    and every MPI rank takes the same masks, and a run resumed mid-epoch draws exactly
+    the ones it would have drawn. Drawn from raw 16-bit random numbers, not one float
+    per unit (several times faster; ``keep_threshold`` gives the resolution). Row i of
+    a mask belongs to row i of the step's mini-batch. ``part=(a, b)``: only rows a..b-1
+    of each mask, the same numbers as those rows of the whole masks (the generator jumps
+    ahead to them), so row shards can draw their own part in parallel.
+    """
+    a, b = (0, rows) if part is None else part
+    bits = np.random.PCG64(np.random.SeedSequence([seed, epoch, step, TRAINING_STREAM]))
+    threshold, scale = keep_threshold(keep_prob), np.asarray(1.0 / keep_prob, dtype)
+    masks, offset, position = [], 0, 0  # units before this layer; draws taken so far
+    for n in (int(n) for n in hidden_sizes):
+        first, count = offset + a * n, (b - a) * n
+        draw, skip = divmod(first, UNITS_PER_DRAW)
+        bits.advance((draw - position) % 2**128)  # may step back one draw: wraps around
+        taken = -(-(skip + count) // UNITS_PER_DRAW)
+        units = bits.random_raw(taken).view(np.uint16)[skip : skip + count]
+        position = draw + taken
+        masks.append(np.multiply(units < threshold, scale, dtype=dtype).reshape(b - a, n))
+        offset += rows * n
+    return masks

@@ -62,9 +62,29 @@ __all__ = [
     "step_decay",
     "get",
     "OPTIMIZERS",
+    "FlatRule",
+    "flat_state",
+    "state_from_flat",
 ]
 
 Schedule = Callable[[int], float]
+
+
+class FlatRule(NamedTuple):
+    """An optimizer's update on one flat parameter vector, for the training engines.
+
+    ``scalars(count)`` gives the numbers that change from step to step (the scheduled
+    alpha_t first, then e.g. Adam's bias corrections), so an engine can pass them to a
+    captured kernel instead of baking them in. ``step(theta, g, slots, scalars)`` returns
+    (new theta, new slots) as new arrays and leaves its inputs unchanged, so a diverged
+    step is dropped by not keeping its result. The arithmetic is the dict update's, term
+    for term, so both give the same numbers; it uses only operators, so it runs on NumPy
+    and torch tensors alike.
+    """
+
+    slots: int  # state vectors kept beside theta (0 for gd, 2 for adam)
+    scalars: Callable[[int], tuple]
+    step: Callable[[Any, Any, tuple, tuple], tuple[Any, tuple]]
 
 
 class Optimizer(NamedTuple):
@@ -74,6 +94,7 @@ class Optimizer(NamedTuple):
     init: Callable[[dict], Any]
     update: Callable[[dict, Any, dict], tuple[dict, Any]]
     learning_rate: Schedule | None = None  # alpha_t; lets a fast path run the same rule
+    flat: FlatRule | None = None  # the same rule on a flat vector (built-in optimizers)
 
 
 class Transform(NamedTuple):
@@ -136,7 +157,11 @@ def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
         lr = schedule(state.count)
         return {k: params[k] - lr * grads[k] for k in params}, GDState(state.count + 1)
 
-    return Optimizer("gd", init, update, schedule)
+    def flat_step(theta, g, slots, scalars):
+        return theta - scalars[0] * g, ()
+
+    rule = FlatRule(0, lambda count: (schedule(count),), flat_step)
+    return Optimizer("gd", init, update, schedule, rule)
 
 
 class MomentumState(NamedTuple):
@@ -210,8 +235,14 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Tran
     return Transform(init, update)
 
 
-def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) -> Optimizer:
-    """An optimizer: apply ``transforms`` in order to g, then theta := theta - alpha_t u."""
+def chain(
+    name: str, learning_rate: float | Schedule, *transforms: Transform, flat=None
+) -> Optimizer:
+    """An optimizer: apply ``transforms`` in order to g, then theta := theta - alpha_t u.
+
+    ``flat``: optionally ``(slots, scalars, step)`` of the same rule on one flat vector,
+    where ``scalars(count)`` omits alpha_t (prepended here); see ``FlatRule``.
+    """
     schedule = _as_schedule(learning_rate)
 
     def init(params: dict) -> ChainState:
@@ -226,24 +257,59 @@ def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) ->
         new = {k: params[k] - lr * u[k] for k in params}
         return new, ChainState(state.count + 1, tuple(inner))
 
-    return Optimizer(name, init, update, schedule)
+    rule = None
+    if flat is not None:
+        slots, extra, direction = flat
+
+        def flat_step(theta, g, state, scalars):
+            u, state = direction(g, state, scalars[1:])
+            return theta - scalars[0] * u, state
+
+        rule = FlatRule(slots, lambda count: (schedule(count), *extra(count)), flat_step)
+    return Optimizer(name, init, update, schedule, rule)
 
 
 def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimizer:
     """Gradient descent with momentum (the course's EMA form, so alpha keeps its scale)."""
-    return chain("momentum", learning_rate, scale_by_momentum(beta))
+    tr = scale_by_momentum(beta)
+    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
+
+    def direction(g, state, scalars):
+        v = beta * state[0] + (1.0 - beta) * g
+        return v, (v,)
+
+    return chain("momentum", learning_rate, tr, flat=(1, lambda count: (), direction))
 
 
 def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: float = 1e-8):
     """RMSprop: each parameter's step is divided by the RMS of its recent gradients."""
-    return chain("rmsprop", learning_rate, scale_by_rms(beta, eps))
+    tr = scale_by_rms(beta, eps)
+    beta, eps = check_float("beta", beta, 0.0, 1.0, high_open=True), float(eps)
+
+    def direction(g, state, scalars):
+        s = beta * state[0] + (1.0 - beta) * (g * g)
+        return g / (namespace(s).sqrt(s) + eps), (s,)
+
+    return chain("rmsprop", learning_rate, tr, flat=(1, lambda count: (), direction))
 
 
 def adam(
     learning_rate: float | Schedule = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> Optimizer:
     """Adam (Kingma & Ba 2015) with bias-corrected moments."""
-    return chain("adam", learning_rate, scale_by_adam(b1, b2, eps))
+    tr = scale_by_adam(b1, b2, eps)
+    b1, b2, eps = float(b1), float(b2), float(eps)
+
+    def corrections(count):  # count updates done: this step is t = count + 1
+        return 1.0 - b1 ** (count + 1), 1.0 - b2 ** (count + 1)
+
+    def direction(g, state, scalars):
+        c1, c2 = scalars
+        mu = b1 * state[0] + (1.0 - b1) * g
+        nu = b2 * state[1] + (1.0 - b2) * (g * g)
+        return (mu / c1) / (namespace(nu).sqrt(nu / c2) + eps), (mu, nu)
+
+    return chain("adam", learning_rate, tr, flat=(2, corrections, direction))
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
@@ -260,3 +326,27 @@ def get(name: str, learning_rate: float | Schedule, **kwargs) -> Optimizer:
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](learning_rate, **kwargs)
+
+
+def _state_dicts(state) -> list[dict]:
+    inner = state.inner if isinstance(state, ChainState) else ()
+    return [v for s in inner for v in s if isinstance(v, dict)]
+
+
+def flat_state(state, pack: Callable[[dict], Any]) -> tuple[int, tuple]:
+    """(count, slots) of a built-in optimizer's state: each dict of moments as one flat
+    vector made by ``pack``, in the order ``FlatRule.step`` takes them."""
+    return int(state.count), tuple(pack(d) for d in _state_dicts(state))
+
+
+def state_from_flat(template, count: int, slots: tuple, unpack: Callable[[Any], dict]):
+    """The inverse of ``flat_state``: a state like ``template`` holding these values."""
+    if not isinstance(template, ChainState):
+        return template._replace(count=count)
+    vectors = iter(slots)
+    inner = []
+    for s in template.inner:
+        values = [unpack(next(vectors)) if isinstance(v, dict) else v for v in s]
+        s = type(s)(*values)
+        inner.append(s._replace(count=count) if "count" in s._fields else s)
+    return ChainState(count, tuple(inner))

@@ -1,0 +1,368 @@
+"""The training loop: one loop for every engine.
+
+``fit`` validates its arguments, builds the ``Plan`` (the fixed inputs of every step),
+picks an engine (``engines.choose``) and sets it up once. The loop owns, for every
+engine alike: the epochs and the epoch order (``data.batch_indices``, with the block
+shuffle for memory-mapped data), the history, the progress bar, divergence (one wording,
+the last finite parameters kept), validation, checkpoints and resume, and callbacks. An
+engine only runs the steps it is given (``engines.base.Engine``).
+
+Data-parallel training over MPI runs this same loop on every rank with a ``Group`` of
+ranks (``train.mpi``); single-process training uses ``SOLO``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+import numpy as np
+
+from .. import data as _data
+from .. import network as nw
+from .. import optimizers
+from .. import torch_backend as tb
+from .._backend import namespace, scalar
+from .._checks import check_int, encode_targets
+from .._progress import progress_bar
+from . import engines
+from .arguments import FitArguments, check_fit_arguments
+from .types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
+
+__all__ = ["fit", "Solo", "SOLO", "run_fit", "epoch_steps", "evaluate"]
+
+
+class Solo:
+    """The group of one process: what the loop asks of a group of MPI ranks, trivially."""
+
+    root = True
+
+    def agree(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    def bcast(self, value):
+        return value
+
+    def check_replicas(self, params, opt_state, epoch: int) -> None:
+        pass
+
+    def guard(self):
+        return nullcontext()
+
+    def engine(self, plan, params, opt_state, name):
+        cls = engines.choose(plan, params, opt_state, name)
+        return cls(plan, params, opt_state)
+
+
+SOLO = Solo()
+
+
+def fit(
+    net,
+    X,
+    Y,
+    *,
+    batch_size: int | str | None = "auto",
+    epochs: int = 10,
+    learning_rate: float = 0.1,
+    l2: float = 0.0,
+    l2_normalization: str = "batch",
+    optimizer: str | optimizers.Optimizer = "gd",
+    keep_prob: float = 1.0,
+    seed: int | None = None,
+    shuffle: bool = True,
+    validation_data: tuple | None = None,
+    callbacks=(),
+    on_divergence: str = "raise",
+    progress: bool | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    distributed: bool = False,
+    fast_path: bool | str | None = None,
+    engine: str | None = None,
+) -> History:
+    """Train ``net`` in place with (mini-)batch gradient descent and return its History.
+
+    Parameters
+    ----------
+    X : (m, n^[0]) array or memory-mapped .npy array.
+    Y : (m,) labels or (m, n^[L]) targets.
+    batch_size : None (or m) for batch gradient descent, 1 for stochastic, anything else
+        mini-batch; the last partial batch is kept and averaged over its own size.
+        "auto" (default): min(64, m).
+    l2 : lambda of the seed's L2 term lambda/(2 m_reg) sum ||W||_F^2.
+    l2_normalization : "batch" (m_reg = examples in the mini-batch, the seed's J^{t}) or
+        "dataset" (m_reg = m, the whole training set: the penalty's strength then does not
+        depend on the batch size, and summing J^{t}'s gradients over an epoch matches the
+        full-batch gradient of the full-batch cost).
+    optimizer : "gd", "momentum", "rmsprop", "adam" or an ``optimizers.Optimizer`` (then
+        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule.
+    keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1]; the masks
+        are a pure function of (seed, epoch, step) (``dropout.step_masks``).
+    seed : shuffling and dropout masks are pure functions of it.
+    on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
+    checkpoint : a file path. Training state is saved there every ``checkpoint_every``
+        iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
+        written by the same configuration, training resumes from it (see checkpoint.py).
+        With ``seed=None`` the checkpoint's seed is used.
+    distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.train.mpi); same
+        result as single-process up to the order of summation.
+    engine : None (default) picks the fastest engine that runs this configuration
+        exactly; a name (``deepgrad.train.engines.names()``) asks for one, and a
+        ValueError says what it lacks. Every engine gives the reference engine's numbers
+        up to rounding; callbacks and checkpoints never change them.
+    fast_path : kept for compatibility: only meaningful with the torch backend, where
+        every value now runs the same loop (True, "eager", False and None alike).
+    """
+    options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y")}
+    if options.pop("distributed"):
+        from .mpi import fit_distributed
+
+        if options.pop("fast_path") not in (None, False):
+            raise ValueError("fast_path is for the torch backend; distributed=True uses NumPy")
+        return fit_distributed(net, X, Y, **options)
+    return run_fit(net, X, Y, options, SOLO)
+
+
+def _check_backend(net, X, Y, o: dict) -> None:
+    tb.check_inputs(net.params, X=X, Y=Y)  # no mixed NumPy/torch inputs
+    val = o["validation_data"]
+    if val is not None and isinstance(val, tuple | list):
+        tb.check_inputs(net.params, **dict(zip(("validation X", "validation Y"), val, strict=False)))
+    if o.get("fast_path") not in (None, False) and tb.backend_of(net.params["W1"]) != "torch":
+        raise ValueError(f"fast_path needs backend='torch', got fast_path={o['fast_path']!r}")
+    if o.get("fast_path") not in (None, False, True, "eager"):
+        raise ValueError(
+            f"fast_path must be None, True, False or 'eager', got {o['fast_path']!r}"
+        )
+
+
+def check_arguments(net, X, Y, o: dict) -> FitArguments:
+    return check_fit_arguments(
+        net, X, Y, o["batch_size"], o["epochs"], o["learning_rate"], o["l2"],
+        o["l2_normalization"], o["optimizer"], o["keep_prob"], o["validation_data"],
+        o["on_divergence"], o["shuffle"], o["callbacks"], o["progress"],
+    )  # fmt: skip
+
+
+def make_plan(net, args: FitArguments, o: dict, seed: int) -> Plan:
+    """The Plan of a fit: targets encoded once, torch data placed on the device once."""
+    spec, X = net.spec, args.X
+    W1 = net.params["W1"]
+    if tb.backend_of(W1) == "torch":
+        xp = namespace(W1)
+        Y = encode_targets(args.Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype, W1.device)
+        X = tb.place_training_data(X, W1, net.dtype)
+    else:
+        Y = encode_targets(np.asarray(args.Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
+        Y = np.ascontiguousarray(Y)
+    m_reg = args.X.shape[0] if o["l2_normalization"] == "dataset" else None
+    return Plan(
+        X, Y, spec, args.optimizer, args.batch_size, args.l2, m_reg, args.keep_prob,
+        seed, bool(o["shuffle"]), net.dtype, isinstance(args.X, np.memmap),
+    )  # fmt: skip
+
+
+def checkpoint_config(net, args: FitArguments, plan: Plan, o: dict) -> dict:
+    """The settings a checkpoint must share with this fit to be resumed by it."""
+    from .checkpoint import training_config
+
+    learning_rate = o["learning_rate"]
+    if not args.by_name:  # an Optimizer object: learning_rate is not used
+        learning_rate = None
+    elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
+        learning_rate = getattr(learning_rate, "__qualname__", "schedule")
+    return training_config(
+        net, args.X, args.Y, batch_size=plan.batch_size, l2=plan.l2,
+        l2_normalization=o["l2_normalization"], optimizer=plan.optimizer.name,
+        learning_rate=learning_rate, keep_prob=plan.keep_prob, seed=plan.seed,
+        shuffle=plan.shuffle,
+    )  # fmt: skip
+
+
+def _open_checkpoint(o: dict, root: bool):
+    if o["checkpoint"] is None or not root:
+        return None
+    from .checkpoint import Checkpointer
+
+    return Checkpointer(o["checkpoint"], o["checkpoint_every"])
+
+
+def _seed(o: dict, ckpt, group) -> int:
+    seed = o["seed"]
+    if seed is None and ckpt is not None:
+        seed = ckpt.saved_seed
+    if seed is None and group.root:
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    return check_int("seed", group.bcast(seed), 0)
+
+
+def _resume(net, args, plan, o, ckpt, group):
+    """(start epoch, batches done in it, params, opt_state, history): from the checkpoint
+    (read by the root alone, then broadcast), else the start of training."""
+    params, state = net.params, plan.optimizer.init(net.params)
+    history = History(batch_size=plan.batch_size, seed=plan.seed)
+    if o["checkpoint"] is None:
+        return 0, 0, params, state, history
+
+    def read():
+        if ckpt is None:
+            return None
+        config = checkpoint_config(net, args, plan, o)
+        return ckpt.resume(config, params, state, history, args.epochs)
+
+    got = group.agree(read)
+    shared = group.bcast(got)
+    return got if group.root else shared  # the root keeps the objects its checkpointer saves
+
+
+def run_fit(net, X, Y, o: dict, group) -> History:
+    """``fit`` on ``group`` (SOLO, or the ranks of an MPI job), options already gathered."""
+    group.agree(_check_backend, net, X, Y, o)
+    args = group.agree(check_arguments, net, X, Y, o)
+    ckpt = group.agree(_open_checkpoint, o, group.root)
+    plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
+    start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
+    net.params = params
+    with group.guard():
+        eng = group.engine(plan, params, state, o["engine"])
+        history.engine = eng.name
+        try:
+            return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
+        finally:
+            eng.close()
+
+
+class Recorder:
+    """What happens after every step that is kept: the engine calls it with (J, rows)."""
+
+    def __init__(self, history: History, bar, callbacks, ckpt, eng, epoch, done, t0):
+        self.history, self.bar, self.callbacks, self.ckpt, self.eng = (
+            history, bar, callbacks, ckpt, eng,
+        )  # fmt: skip
+        self.epoch, self.done, self.t0 = epoch, done, t0
+
+    def __call__(self, J: float, rows: int) -> None:
+        h = self.history
+        t = h.iterations
+        h.iteration_cost.append(J)
+        h.iteration_time.append(time.perf_counter() - self.t0)
+        h.iteration_examples.append((h.iteration_examples[-1] if t else 0) + rows)
+        self.done += 1
+        self.bar.update(1)
+        if t % 20 == 0:
+            self.bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
+        if self.ckpt is not None:  # before the callbacks: an interrupt in one keeps the step
+            self.ckpt.step(self.epoch, self.done, self.eng.state)
+        if self.callbacks:
+            params = self.eng.state()[0]
+            grads = self.eng.gradients()
+            for cb in self.callbacks:
+                cb(StepInfo(self.epoch, t, J, params, grads))
+
+
+# Drop the mapped pages of a memory-mapped X after reading this many bytes of rows. The
+# pages mapped run ~4x ahead of the rows read (a block-shuffled batch touches a page per
+# row): on the 5M x 100 set, 256 MiB gave a peak resident memory of 894 MB, 64 MiB 424 MB,
+# at the same speed.
+RELEASE_BYTES = 64 * 2**20
+
+
+def epoch_steps(plan: Plan, epoch: int, start: int = 0):
+    """The steps of ``epoch`` from batch ``start`` on, in the one order of every engine."""
+    X = plan.X
+    block = _data.shuffle_block(X)  # block shuffle for memory-mapped X (see data.py)
+    memmap = isinstance(X, np.memmap)
+    read, row_bytes = 0, X.strides[0] if memmap else 0
+    batches = _data.batch_indices(plan.m, plan.batch_size, plan.seed, epoch, plan.shuffle, block)
+    for i, idx in enumerate(batches):
+        if i < start:
+            continue
+        yield Step(epoch, i, idx)
+        if memmap:
+            read += len(idx) * row_bytes
+            if read >= RELEASE_BYTES:
+                _data.release_pages(X)
+                read = 0
+
+
+def _epoch_so_far(history: History, done: int) -> tuple[float, int]:
+    """(sum of J * batch size, examples) over the last ``done`` iterations, summed in the
+    order the epoch sums them, so a resumed epoch's mean cost is bit-for-bit the same."""
+    total, seen = 0.0, 0
+    examples = [0, *history.iteration_examples]
+    for t in range(history.iterations - done, history.iterations):
+        size = examples[t + 1] - examples[t]
+        seen += size
+        total += history.iteration_cost[t] * size
+    return total, seen
+
+
+def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
+    start_epoch, start = at
+    bar = progress_bar(args.epochs * _data.n_batches(plan.m, plan.batch_size),
+                       o["progress"] if group.root else False)  # fmt: skip
+    bar.update(history.iterations)
+    callbacks = o["callbacks"] if group.root else ()
+    t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            done = start if epoch == start_epoch else 0
+            if not _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0):
+                if o["on_divergence"] == "raise":
+                    raise DivergenceError(history.stopped)
+                break
+            params, state = eng.state()
+            net.params = params
+            group.check_replicas(params, state, epoch)
+            if args.validation is not None:
+                ev = evaluate(params, plan.spec, *args.validation, net.dtype) if group.root else None
+                vc, va = group.bcast(ev)
+                history.val_cost.append(vc)
+                history.val_accuracy.append(va)
+            if ckpt is not None:
+                ckpt.epoch_end(epoch + 1, eng.state)
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            ckpt.save()  # the last completed step; resume goes on from there
+        raise
+    finally:
+        net.params = eng.state()[0]  # the last finite parameters, also after an error
+        bar.close()
+    return history
+
+
+def _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0) -> bool:
+    """Run one epoch from batch ``done``; False if it diverged (history.stopped says why)."""
+    _data.check_unchanged(plan.X)  # a memory-mapped file that changed size: clear error
+    first = history.iterations
+    record = Recorder(history, bar, callbacks, ckpt, eng, epoch, done, t0)
+    bad = eng.run(epoch_steps(plan, epoch, done), record)
+    if bad:
+        history.stopped = divergence_message(epoch, history.iterations, bad)
+        return False
+    total, seen = _epoch_so_far(history, done + history.iterations - first)
+    history.epoch_cost.append(total / seen)
+    history.epoch_time.append(time.perf_counter() - t0)
+    return True
+
+
+def evaluate(params, spec, X, Y_raw, dtype):
+    """(validation loss without the L2 term, accuracy or nan) of these parameters."""
+    xp = namespace(params["W1"])
+    if tb.backend_of(params["W1"]) == "torch":
+        Xv = tb.as_device_array(X, params["W1"])
+    else:
+        Xv = xp.asarray(np.asarray(X, dtype=dtype)) if xp is not namespace(X) else X
+    Yv = encode_targets(Y_raw, spec.output, spec.layer_sizes[-1], xp, Xv.dtype, tb.device_of(Xv))
+    ZL, _ = nw.forward(params, Xv, spec)
+    # The data term alone: the L2 term's size depends on m, which differs between sets.
+    J = scalar(nw.cost_from_output(ZL, Yv, params, spec, 0.0))
+    if spec.output == "linear":
+        return J, math.nan
+    if spec.output == "softmax":
+        acc = xp.mean(xp.astype(xp.argmax(ZL, axis=1) == xp.argmax(Yv, axis=1), Xv.dtype))
+    else:
+        acc = xp.mean(xp.astype((ZL > 0) == (Yv > 0.5), Xv.dtype))
+    return J, scalar(acc)
+

@@ -1,0 +1,122 @@
+"""What every part of training shares: the History a fit returns, the StepInfo its
+callbacks get, the Plan (the fixed inputs of one fit) every engine runs, and the one
+wording of a divergence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .. import dropout
+from .. import network as nw
+from ..optimizers import Optimizer
+
+__all__ = ["History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
+
+
+class DivergenceError(FloatingPointError):
+    """The cost or a gradient became NaN or inf during training."""
+
+
+@dataclass
+class History:
+    """What ``fit`` recorded.
+
+    iteration_cost[t] is J^{t}, the cost of mini-batch t computed by the forward pass the
+    step already did (with dropout, if any). epoch_cost[e] is the example-weighted mean of
+    the mini-batch costs of epoch e. iteration_time[t] is seconds since fit started and
+    iteration_examples[t] the examples seen so far, for cost-vs-time/examples plots.
+    ``engine`` names the engine that ran the steps (see ``deepgrad.train.engines``).
+    """
+
+    batch_size: int
+    seed: int
+    iteration_cost: list[float] = field(default_factory=list)
+    iteration_time: list[float] = field(default_factory=list)
+    iteration_examples: list[int] = field(default_factory=list)
+    epoch_cost: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    val_cost: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    stopped: str | None = None
+    engine: str | None = None
+
+    @property
+    def iterations(self) -> int:
+        return len(self.iteration_cost)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class StepInfo(NamedTuple):
+    """Passed to each callback after every step."""
+
+    epoch: int
+    iteration: int  # counted from 0 over the whole fit
+    cost: float
+    params: dict
+    grads: dict
+
+
+class Step(NamedTuple):
+    """One mini-batch to train on: its epoch, its position in the epoch, its rows."""
+
+    epoch: int
+    index: int
+    rows: np.ndarray  # sorted row indices into the training set
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The fixed inputs of one fit: data, targets and the settings of every step.
+
+    ``Y`` holds the encoded (m, n^[L]) targets (on the parameters' device for torch);
+    ``m_reg`` None means the seed's m = rows of the mini-batch in the L2 term.
+    """
+
+    X: Any
+    Y: Any
+    spec: nw.Spec
+    optimizer: Optimizer
+    batch_size: int
+    l2: float = 0.0
+    m_reg: int | None = None
+    keep_prob: float = 1.0
+    seed: int = 0
+    shuffle: bool = True
+    dtype: str = "float64"
+    check_batches: bool = False
+
+    @property
+    def m(self) -> int:
+        return int(self.X.shape[0])
+
+    def reg(self, rows: int) -> float:
+        """lambda / m_reg of a step on ``rows`` examples (0.0 without L2)."""
+        return self.l2 / (rows if self.m_reg is None else self.m_reg)
+
+    def masks(self, step: Step, part=None) -> list | None:
+        """The step's dropout masks (NumPy, rows ``part`` of them), or None without."""
+        if self.keep_prob >= 1:
+            return None
+        return dropout.step_masks(
+            self.seed,
+            step.epoch,
+            step.index,
+            len(step.rows),
+            self.spec.hidden_sizes,
+            self.keep_prob,
+            self.dtype,
+            part,
+        )
+
+
+def divergence_message(epoch: int, t: int, bad: str) -> str:
+    """The one wording of a divergence, for every engine."""
+    return (
+        f"diverged at epoch {epoch + 1}, iteration {t + 1}: {bad}; the last finite "
+        f"parameters (before this step) are kept; try a smaller learning rate"
+    )
