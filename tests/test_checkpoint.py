@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deepgrad as dg
-from deepgrad.train import checkpoint as ck
 from deepgrad import optimizers
+from deepgrad.train import checkpoint as ck
 
 SRC = str(Path(dg.__file__).resolve().parents[1])
 

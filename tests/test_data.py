@@ -9,8 +9,8 @@ import pytest
 
 import deepgrad as dg
 from deepgrad import data
-from deepgrad.train import loop
 from deepgrad.cli import main
+from deepgrad.train import loop
 
 
 def test_synthetic_is_deterministic_balanced_and_chunk_independent(monkeypatch):

@@ -208,28 +208,17 @@ def test_state_checksum_sees_one_ulp_anywhere():
     assert distributed.state_checksum(p, ({"v": np.zeros(3)}, 5)) != c0
 
 
-def test_options_take_fit_defaults_and_reject_unknown_ones(monkeypatch):
+def test_options_take_fit_defaults_and_reject_unknown_ones():
     import inspect
 
     from deepgrad import training
+    from deepgrad.train.mpi import fit_options
 
-    o = distributed._options({"epochs": 3})
-    assert set(o) == set(distributed.SUPPORTED) and o["epochs"] == 3
+    o = fit_options({"epochs": 3})
+    assert o["epochs"] == 3 and "distributed" not in o
     assert o["batch_size"] == inspect.signature(training.fit).parameters["batch_size"].default
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
-        distributed._options({"bogus": 1})
-
-    # an option fit gains later (say grad_clip=) is refused unless left at its default
-    def fit(net, X, Y, *, epochs=1, grad_clip=None, distributed=False): ...
-
-    monkeypatch.setattr(training, "fit", fit)
-    assert distributed._options({"grad_clip": None}) == {
-        "epochs": 1,
-        "checkpoint": None,
-        "checkpoint_every": None,
-    }
-    with pytest.raises(ValueError, match="grad_clip=1.0 is not supported with distributed"):
-        distributed._options({"grad_clip": 1.0})
+        fit_options({"bogus": 1})
 
 
 # ---- checkpoints: rank 0 reads and writes, a restart of all ranks resumes -------------
@@ -238,11 +227,6 @@ def test_options_take_fit_defaults_and_reject_unknown_ones(monkeypatch):
 @pytest.mark.slow
 def test_restart_of_all_ranks_resumes_from_the_checkpoint(tmp_path):
     # fit(checkpoint=PATH) from deepgrad.checkpoint, with rank 0 as the only reader/writer.
-    pytest.importorskip("deepgrad.checkpoint")
-    from deepgrad import training
-
-    if not hasattr(training, "_checkpoint_config"):
-        pytest.skip("training has no checkpoint support")
     script = str(SCRIPTS / "ckpt.py")
     ref, crashed = tmp_path / "ref.npz", tmp_path / "crashed.npz"
     p = _mpiexec(2, [sys.executable, script, str(tmp_path / "ref.ckpt.npz"), str(ref), "2"])

@@ -44,11 +44,9 @@ and silently train alone. ``mpiexec -n 1`` is a valid 1-rank run.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import sys
-import time
 import traceback
 import zlib
 from contextlib import contextmanager
@@ -56,15 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as _data
-from . import dropout, training
 from . import network as nw
-from ._backend import is_numpy
-from ._checks import (
-    check_int,
-    encode_targets,
-)
-from ._progress import progress_bar
+from ._checks import check_int
+from .train.types import DivergenceError
 
 __all__ = [
     "MPIUnavailableError",
@@ -78,6 +70,8 @@ __all__ = [
     "state_checksum",
     "distributed_step",
     "agree",
+    "check_replicas",
+    "abort_on_error",
     "fit_distributed",
     "local_mpiexec",
 ]
@@ -228,11 +222,11 @@ def agree(comm, fn, *args, **kwargs):
 
 
 @contextmanager
-def _abort_on_error(comm):
+def abort_on_error(comm):
     """Turn an exception on one rank into MPI_Abort, so the others do not hang."""
     try:
         yield
-    except (training.DivergenceError, ReplicaMismatchError):
+    except (DivergenceError, ReplicaMismatchError):
         raise  # decided from global values: every rank raises it together
     except BaseException:
         if comm.Get_size() > 1:
@@ -246,69 +240,8 @@ def _abort_on_error(comm):
         raise
 
 
-def _record(history, J, n, bar, t0) -> None:
-    history.iteration_cost.append(J)
-    history.iteration_time.append(time.perf_counter() - t0)
-    prev = history.iteration_examples[-1] if history.iteration_examples else 0
-    history.iteration_examples.append(prev + n)
-    bar.update(1)
-    if history.iterations % 20 == 1:
-        bar.set_postfix_str(f"cost {J:.4f}", refresh=False)
-
-
-def _epoch_so_far(history, done: int) -> tuple[float, int]:
-    """(sum of J * batch size, examples) of the last ``done`` iterations (a resumed epoch)."""
-    sizes = np.diff([0, *history.iteration_examples])[history.iterations - done :]
-    costs = history.iteration_cost[history.iterations - done :]
-    return sum(J * int(n) for J, n in zip(costs, sizes, strict=True)), int(sum(sizes))
-
-
-def _run_epoch(comm, run, params, state, epoch, history, bar, callbacks, t0, start=0, hook=None):
-    """One epoch over the global mini-batches; returns (params, state, finished).
-
-    ``start``: batches of this epoch already done (resuming), skipped with their dropout
-    masks drawn, so the rest is what an uninterrupted run does. ``hook(epoch, batches_done,
-    params, state)`` runs after every step (rank 0's checkpointer).
-    """
-    m, size, r = run.X.shape[0], comm.Get_size(), comm.Get_rank()
-    drop_rng = np.random.default_rng([run.seed, epoch, 1]) if run.keep_prob < 1 else None
-    total, seen = _epoch_so_far(history, start)
-    batches = _data.batch_indices(m, run.batch_size, run.seed, epoch, run.shuffle)
-    for i, idx in enumerate(batches):
-        n = len(idx)
-        lo, hi = shard_bounds(n, size, r)
-        masks = None
-        if drop_rng is not None:  # the whole batch's masks, as single-process, then our rows
-            full = dropout.draw_masks(drop_rng, n, run.spec.hidden_sizes, run.keep_prob)
-            masks = [mk[lo:hi] for mk in full]
-        if i < start:
-            continue
-        Xl, Yl = training._batch(run, idx[lo:hi])
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            J, grads, new_params, new_state = distributed_step(
-                comm, params, state, Xl, Yl, n, run.spec, run.optimizer, run.l2, run.m_reg, masks
-            )
-        what = training._divergence(J, grads, new_params)  # global values: same on all ranks
-        if what:
-            history.stopped = (
-                f"diverged at epoch {epoch + 1}, iteration {history.iterations + 1}: {what}; "
-                "the last finite parameters (before this step) are kept; try a smaller "
-                "learning rate"
-            )
-            return params, state, False
-        params, state = new_params, new_state
-        seen, total = seen + n, total + J * n
-        _record(history, J, n, bar, t0)
-        if r == 0:
-            for cb in callbacks:
-                cb(training.StepInfo(epoch, history.iterations - 1, J, params, grads))
-        if hook is not None:
-            hook(epoch, i + 1, params, state)
-    history.epoch_cost.append(total / seen)
-    return params, state, True
-
-
-def _check_replicas(comm, params, state, epoch) -> None:
+def check_replicas(comm, params, state, epoch) -> None:
+    """ReplicaMismatchError on every rank unless all hold the same parameters and state."""
     sums = comm.allgather(state_checksum(params, state))
     if len(set(sums)) > 1:
         raise ReplicaMismatchError(
@@ -318,190 +251,11 @@ def _check_replicas(comm, params, state, epoch) -> None:
         )
 
 
-# The options of training.fit this loop implements; its defaults come from fit's signature.
-SUPPORTED = (
-    "batch_size", "epochs", "learning_rate", "l2", "l2_normalization", "optimizer",
-    "keep_prob", "seed", "shuffle", "validation_data", "callbacks", "on_divergence",
-    "progress", "checkpoint", "checkpoint_every",
-)  # fmt: skip
-# Checkpointing (deepgrad.checkpoint, fit(checkpoint=PATH)) may be newer than this module's
-# fit; until fit has these options they default to None here.
-CHECKPOINT_DEFAULTS = {"checkpoint": None, "checkpoint_every": None}
+def fit_distributed(net, X, Y, *, comm=None, **options):
+    """Train ``net`` on all ranks of ``comm``: ``deepgrad.train.mpi.fit_distributed``."""
+    from .train.mpi import fit_distributed as run
 
-
-def _options(given: dict) -> dict:
-    """fit's keyword defaults updated with ``given``; options of fit that this loop does
-    not implement (added to fit later, e.g. checkpoints) must keep their defaults."""
-    params = inspect.signature(training.fit).parameters
-    options = dict(CHECKPOINT_DEFAULTS)
-    options.update({k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY})
-    options.pop("distributed", None)
-    for name, value in given.items():
-        if name not in options:
-            raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
-        default = options[name]
-        if name not in SUPPORTED and value is not default and value != default:
-            raise ValueError(
-                f"{name}={value!r} is not supported with distributed=True yet "
-                f"(allowed: {default!r})"
-            )
-    options.update(given)
-    return {k: v for k, v in options.items() if k in SUPPORTED}
-
-
-def _prepare(
-    net,
-    X,
-    Y,
-    *,
-    batch_size,
-    epochs,
-    learning_rate,
-    l2,
-    l2_normalization,
-    optimizer,
-    keep_prob,
-    seed,
-    shuffle,
-    validation_data,
-    on_divergence,
-    callbacks,
-    progress,
-    checkpoint,
-    checkpoint_every,
-):
-    """Validate exactly as training.fit does; returns (run, validation or None)."""
-    spec = net.spec
-    if not is_numpy(net.params["W1"]):
-        raise TypeError("distributed=True needs NumPy parameters (MPI sends host memory)")
-    X, Y, b, epochs, l2, keep_prob, optimizer, _, val = training.check_fit_arguments(
-        net,
-        X,
-        Y,
-        batch_size,
-        epochs,
-        learning_rate,
-        l2,
-        l2_normalization,
-        optimizer,
-        keep_prob,
-        validation_data,
-        on_divergence,
-        shuffle,
-        callbacks,
-        progress,
-    )
-    m = X.shape[0]
-    memmap = isinstance(X, np.memmap)
-    seed = check_int("seed", seed, 0)
-    Yenc = encode_targets(np.asarray(Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
-    m_reg = m if l2_normalization == "dataset" else None
-    run = training._Run(
-        X,
-        np.asarray(Yenc),
-        spec,
-        optimizer,
-        b,
-        l2,
-        m_reg,
-        keep_prob,
-        seed,
-        shuffle,
-        net.dtype,
-        np,
-        memmap,
-    )
-    return run, val
-
-
-def _open_checkpoint(o: dict, root: bool):
-    """Rank 0's Checkpointer for fit(checkpoint=PATH) (None elsewhere or without one)."""
-    if o["checkpoint"] is None or not root:
-        return None
-    from .checkpoint import Checkpointer
-
-    return Checkpointer(o["checkpoint"], o["checkpoint_every"])
-
-
-def _resume(ckpt, net, X, Y, run, o, params, state, history):
-    """Rank 0 reads the checkpoint (as single-process fit does); the result is broadcast."""
-    by_name = isinstance(o["optimizer"], str)
-    config = training._checkpoint_config(
-        net, X, Y, run, o["l2_normalization"], run.optimizer, o["learning_rate"], by_name
-    )
-    return ckpt.resume(config, params, state, history, o["epochs"])
-
-
-def fit_distributed(net, X, Y, *, comm=None, **options) -> training.History:
-    """Train ``net`` in place on all ranks of ``comm`` (default COMM_WORLD); see module doc.
-
-    ``options`` and their defaults are ``training.fit``'s (which calls this for
-    ``distributed=True``), with the same result; every rank must call it with the same
-    arguments and data (each reads only its rows). Returns the History on every rank
-    (iteration costs are the global mini-batch costs, so all ranks hold the same numbers).
-    Rank 0 alone shows progress, runs ``callbacks``, evaluates ``validation_data`` and
-    reads and writes the checkpoint (``checkpoint=PATH``); what it read is broadcast, so
-    the other ranks need no access to the file.
-    """
-    comm = world() if comm is None else comm
-    root = comm.Get_rank() == 0
-    o = agree(comm, _options, options)
-    ckpt = agree(comm, _open_checkpoint, o, root)
-    if o["seed"] is None:  # one seed for all ranks: the checkpoint's, or drawn by rank 0
-        seed = ckpt.saved_seed if ckpt is not None else None
-        if root and seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
-        o["seed"] = comm.bcast(seed, root=0)
-    run, val = agree(comm, _prepare, net, X, Y, **o)
-    history = training.History(batch_size=run.batch_size, seed=run.seed)
-    start = (0, 0, net.params, run.optimizer.init(net.params), history)
-    if o["checkpoint"] is not None:  # (epoch, batches done, params, state, history)
-        fresh = start[2:]
-        read = agree(comm, lambda: _resume(ckpt, net, X, Y, run, o, *fresh) if root else None)
-        got = comm.bcast(read, root=0)
-        start = read if root else got  # rank 0 keeps the very objects its checkpointer saves
-    with _abort_on_error(comm):
-        return _fit_loop(comm, net, run, val, o, ckpt, *start)
-
-
-def _fit_loop(comm, net, run, val, o, ckpt, start_epoch, start, params, state, history):
-    """The epochs of fit_distributed from (start_epoch, start batches done)."""
-    root, epochs = comm.Get_rank() == 0, o["epochs"]
-    net.params = params
-    bar = progress_bar(epochs * _data.n_batches(run.X.shape[0], run.batch_size),
-                       root and o["progress"])  # fmt: skip
-    bar.update(history.iterations)
-    t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
-    hook = None if ckpt is None else ckpt.step
-    try:
-        for epoch in range(start_epoch, epochs):
-            first = start if epoch == start_epoch else 0
-            params, state, ok = _run_epoch(
-                comm, run, params, state, epoch, history, bar, o["callbacks"], t0, first, hook
-            )
-            net.params = params  # the last finite parameters, also after a divergence
-            if not ok:
-                if o["on_divergence"] == "raise":
-                    raise training.DivergenceError(history.stopped)
-                break
-            history.epoch_time.append(time.perf_counter() - t0)
-            _check_replicas(comm, params, state, epoch)
-            if val is not None:
-                ev = None
-                if root:
-                    ev = training._evaluate(params, run.spec, *val, run.l2, net.dtype)
-                vc, va = comm.bcast(ev, root=0)
-                history.val_cost.append(vc)
-                history.val_accuracy.append(va)
-            if ckpt is not None:
-                ckpt.epoch_end(epoch + 1, params, state)
-    except KeyboardInterrupt:
-        if ckpt is not None:
-            ckpt.save()  # the last completed step; a restart of all ranks goes on from there
-        raise
-    finally:
-        bar.close()
-    return history
+    return run(net, X, Y, comm=comm, **options)
 
 
 def local_mpiexec(n: int, argv: list[str], threads: int = 1) -> tuple[list[str], dict]:

@@ -115,5 +115,3 @@ def check_options(validation_data, shuffle, callbacks, progress) -> None:
             raise TypeError(f"{name} must be True or False, got {value!r}")
     if not isinstance(callbacks, list | tuple) or not all(callable(c) for c in callbacks):
         raise TypeError(f"callbacks must be a list of callables f(StepInfo), got {callbacks!r}")
-
-

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
+
 import numpy as np
 
 from .. import data as _data
@@ -128,12 +129,14 @@ def _check_backend(net, X, Y, o: dict) -> None:
     tb.check_inputs(net.params, X=X, Y=Y)  # no mixed NumPy/torch inputs
     val = o["validation_data"]
     if val is not None and isinstance(val, tuple | list):
-        tb.check_inputs(net.params, **dict(zip(("validation X", "validation Y"), val, strict=False)))
+        tb.check_inputs(
+            net.params, **dict(zip(("validation X", "validation Y"), val, strict=False))
+        )
     if o.get("fast_path") not in (None, False) and tb.backend_of(net.params["W1"]) != "torch":
         raise ValueError(f"fast_path needs backend='torch', got fast_path={o['fast_path']!r}")
     if o.get("fast_path") not in (None, False, True, "eager"):
         raise ValueError(
-            f"fast_path must be None, True, False or 'eager', got {o['fast_path']!r}"
+            f"fast_path must be one of [None, True, False, 'eager'], got {o['fast_path']!r}"
         )
 
 
@@ -316,7 +319,9 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
             net.params = params
             group.check_replicas(params, state, epoch)
             if args.validation is not None:
-                ev = evaluate(params, plan.spec, *args.validation, net.dtype) if group.root else None
+                ev = (
+                    evaluate(params, plan.spec, *args.validation, net.dtype) if group.root else None
+                )
                 vc, va = group.bcast(ev)
                 history.val_cost.append(vc)
                 history.val_accuracy.append(va)
@@ -365,4 +370,3 @@ def evaluate(params, spec, X, Y_raw, dtype):
     else:
         acc = xp.mean(xp.astype((ZL > 0) == (Yv > 0.5), Xv.dtype))
     return J, scalar(acc)
-

@@ -79,7 +79,7 @@ class Reference(Engine):
                 new, state = plan.optimizer.update(grads, self.opt_state, self.params)
             J = scalar(J)
             if not (math.isfinite(J) and _all_finite(new)):
-                return not_finite(J, lambda: _all_finite(grads))
+                return not_finite(J, lambda g=grads: _all_finite(g))
             self.params, self.opt_state, self.grads = new, state, grads
             record(J, n)
         return ""

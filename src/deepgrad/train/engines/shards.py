@@ -30,7 +30,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ... import losses
-from ... import network as nw
 from ...activations import get as get_activation
 from ...optimizers import flat_state, state_from_flat
 from ..types import Plan
@@ -88,7 +87,11 @@ def n_shards(batch_size: int, layer_sizes) -> int:
     """Row shards of a batch: >= 64 rows and >= MIN_SHARD_FLOPS of products each, at most
     MAX_SHARDS. A function of the shapes only, so the numbers never depend on the machine."""
     per_row = 6 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
-    k = min(MAX_SHARDS, batch_size // MIN_SHARD_ROWS, int(batch_size * per_row // MIN_SHARD_FLOPS))
+    k = min(
+        MAX_SHARDS,
+        batch_size // MIN_SHARD_ROWS,
+        int(batch_size * per_row // max(MIN_SHARD_FLOPS, 1)),
+    )
     return max(1, k)
 
 

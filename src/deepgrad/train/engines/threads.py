@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["blas_single_thread", "BlasLimit"]
+__all__ = ["blas_single_thread", "BlasLimit", "holders"]
 
 _lock = threading.Lock()
 _holders = 0
@@ -48,3 +48,9 @@ def blas_single_thread() -> BlasLimit:
                 _limiter = threadpool_limits(1, user_api="blas")
         _holders += 1
     return BlasLimit()
+
+
+def holders() -> int:
+    """How many fits hold the limit now."""
+    with _lock:
+        return _holders

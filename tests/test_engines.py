@@ -1,0 +1,242 @@
+"""One loop, many engines: every engine gives the reference engine's numbers.
+
+The matrix: optimizer x schedule x dropout x l2_normalization x data (in memory, or a
+memory-mapped file with the block shuffle running) x engine, float64, 1e-12 relative,
+with a last partial batch. Then resume mid-epoch, divergence, callbacks and checkpoints
+(which must never change the numbers), engine choice, and the drift bugs of the loops
+this replaced, as regression tests. MPI (P = 1, 2, 3) is in test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+import deepgrad as dg
+from deepgrad import data, dropout, optimizers
+from deepgrad.train import engines
+from deepgrad.train.engines import shards
+
+SIZES = [8, 16, 8, 1]
+M, BATCH = 1200, 250  # 4 full batches and a partial one of 200
+
+
+@pytest.fixture(autouse=True)
+def _small_shards(monkeypatch):
+    """Row shards (two threads) even for these small batches, and small shuffle blocks."""
+    monkeypatch.setattr(shards, "MIN_SHARD_FLOPS", 0)
+    monkeypatch.setattr(shards, "MIN_SHARD_ROWS", 16)
+    monkeypatch.setattr(data, "BLOCK_BYTES", 8 * 4 * 10)  # blocks of 10 rows of 8 float32
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("engines") / "d"
+    data.make_dataset(path, M, SIZES[0], seed=3)
+    return path
+
+
+def _data(dataset, memmap: bool):
+    X, y = data.open_dataset(dataset)
+    return (X, y) if memmap else (np.array(X), np.array(y))
+
+
+def _optimizer(name, schedule):
+    lr = {"gd": 0.2, "momentum": 0.2, "rmsprop": 0.01, "adam": 0.01}[name]
+    if schedule:
+        lr = optimizers.exponential_decay(lr, 0.5, 4)
+    return optimizers.get(name, lr)
+
+
+def _fit(X, y, engine, backend="numpy", epochs=2, output="sigmoid", **kw):
+    net = dg.Network(SIZES, seed=1, dtype="float64", backend=backend, output=output)
+    kw = {"batch_size": BATCH, "seed": 7, "l2": 0.05, "progress": False, **kw}
+    h = net.fit(X, y, epochs=epochs, engine=engine, **kw)
+    return {k: tb_numpy(v) for k, v in net.params.items()}, h
+
+
+def tb_numpy(v):
+    return np.asarray(v.cpu().numpy() if hasattr(v, "cpu") else v, dtype=np.float64)
+
+
+def _assert_close(a: dict, b: dict, tol=1e-12):
+    for k in a:
+        scale = np.max(np.abs(a[k])) or 1.0
+        err = np.max(np.abs(a[k] - b[k])) / scale
+        assert err <= tol, f"{k}: relative difference {err:.2e} > {tol:.0e}"
+
+
+MATRIX = list(
+    itertools.product(
+        ["gd", "momentum", "rmsprop", "adam"], [False, True], [1.0, 0.8], ["batch", "dataset"]
+    )
+)
+
+
+@pytest.mark.parametrize("memmap", [False, True], ids=["memory", "memmap"])
+@pytest.mark.parametrize("opt,schedule,keep_prob,norm", MATRIX)
+def test_every_engine_gives_the_reference_numbers(dataset, memmap, opt, schedule, keep_prob, norm):
+    X, y = _data(dataset, memmap)
+    kw = dict(keep_prob=keep_prob, l2_normalization=norm)
+    ref, href = _fit(X, y, "reference", optimizer=_optimizer(opt, schedule), **kw)
+    assert href.engine == "reference" and len(href.iteration_cost) == 10
+    fast, hfast = _fit(X, y, "numpy-shards", optimizer=_optimizer(opt, schedule), **kw)
+    assert hfast.engine == "numpy-shards"
+    _assert_close(ref, fast)
+    np.testing.assert_allclose(hfast.iteration_cost, href.iteration_cost, rtol=1e-12)
+    if opt in ("gd", "adam") and not memmap:  # torch on the CPU: the reference on tensors
+        pytest.importorskip("torch")
+        tt, ht = _fit(X, y, "reference", "torch", optimizer=_optimizer(opt, schedule), **kw)
+        np.testing.assert_allclose(ht.iteration_cost, href.iteration_cost, rtol=1e-12)
+        _assert_close(ref, tt)
+
+
+def test_the_fastest_capable_engine_is_chosen_and_named(dataset):
+    X, y = _data(dataset, False)
+    _, h = _fit(X, y, None, optimizer="adam", learning_rate=0.01, keep_prob=0.8)
+    assert h.engine == "numpy-shards"
+    custom = optimizers.chain("mine", 0.1, optimizers.scale_by_momentum(0.5))
+    _, h = _fit(X, y, None, optimizer=custom)
+    assert h.engine == "reference"  # a custom chain has no flat form
+    with pytest.raises(ValueError, match="engine 'numpy-shards' cannot run this fit: it runs"):
+        _fit(X, y, "numpy-shards", optimizer=custom)
+    with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'refer"):
+        _fit(X, y, "warp-drive")
+
+
+@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, engine):
+    X, y = _data(dataset, True)
+    kw = dict(optimizer="adam", learning_rate=0.01, keep_prob=0.8)
+    plain, h0 = _fit(X, y, engine, **kw)
+    seen = []
+    with_cb, h1 = _fit(X, y, engine, callbacks=[lambda info: seen.append(info.cost)], **kw)
+    path = tmp_path / f"{engine}.ckpt"
+    with_ck, h2 = _fit(X, y, engine, checkpoint=path, checkpoint_every=3, **kw)
+    for other, h in ((with_cb, h1), (with_ck, h2)):
+        for k in plain:
+            np.testing.assert_array_equal(plain[k], other[k])
+        assert h.iteration_cost == h0.iteration_cost
+    assert seen == h0.iteration_cost
+
+
+@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+@pytest.mark.parametrize("stop_at", [2, 7])  # mid-epoch 1, mid-epoch 2
+def test_resume_mid_epoch_gives_the_uninterrupted_numbers(dataset, tmp_path, engine, stop_at):
+    X, y = _data(dataset, True)
+    kw = dict(optimizer="momentum", learning_rate=0.1, keep_prob=0.8, epochs=3)
+    ref, href = _fit(X, y, "reference", **kw)
+
+    def interrupt(info):
+        if info.iteration == stop_at:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(X, y, engine, checkpoint=path, callbacks=[interrupt], **kw)
+    resumed, h = _fit(X, y, engine, checkpoint=path, **kw)
+    _assert_close(ref, resumed)
+    np.testing.assert_allclose(h.iteration_cost, href.iteration_cost, rtol=1e-12)
+    np.testing.assert_allclose(h.epoch_cost, href.epoch_cost, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+def test_divergence_keeps_the_last_finite_parameters_and_history(dataset, engine):
+    X, y = _data(dataset, False)
+    y = X[:, 0] * 3.0  # a regression that a step of 50 blows up within an epoch
+    kw = dict(optimizer="gd", learning_rate=50.0, on_divergence="stop", epochs=3, batch_size=16)
+    kw["output"] = "linear"
+    seen = []
+    params, h = _fit(X, y, engine, callbacks=[lambda i: seen.append(i.params)], **kw)
+    assert h.stopped.startswith(f"diverged at epoch 1, iteration {len(h.iteration_cost) + 1}:")
+    assert "the last finite parameters (before this step) are kept" in h.stopped
+    assert all(np.isfinite(v).all() for v in params.values())
+    last = seen[-1] if seen else None
+    if last is not None:  # the parameters after the last step the history holds
+        for k in params:
+            np.testing.assert_array_equal(params[k], last[k])
+    ref, href = _fit(X, y, "reference", **kw)
+    # the same step diverges (inf or nan at the overflow may differ by rounding)
+    assert href.stopped.split(":")[0] == h.stopped.split(":")[0]
+    assert href.iteration_cost == pytest.approx(h.iteration_cost, rel=1e-9)
+
+
+def test_dropout_masks_are_a_pure_function_of_seed_epoch_and_step():
+    full = dropout.step_masks(3, 1, 4, 37, [5, 7], 0.7, np.float64)
+    again = dropout.step_masks(3, 1, 4, 37, [5, 7], 0.7, np.float64)
+    other = dropout.step_masks(3, 1, 5, 37, [5, 7], 0.7, np.float64)
+    for a, b, c in zip(full, again, other, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+        assert set(np.unique(a)) <= {0.0, 1 / 0.7}
+    for lo, hi in [(0, 1), (1, 20), (20, 37), (5, 6)]:  # any rows, alone, are the same
+        part = dropout.step_masks(3, 1, 4, 37, [5, 7], 0.7, np.float64, part=(lo, hi))
+        for a, p in zip(full, part, strict=True):
+            np.testing.assert_array_equal(a[lo:hi], p)
+
+
+def test_dropout_keep_rate_matches_keep_prob():
+    for p in (0.5, 0.8, 0.95):
+        masks = dropout.step_masks(0, 0, 0, 20_000, [50], p, np.float64)
+        kept = (masks[0] > 0).mean()
+        # binomial: 4 standard deviations of 1e6 draws, plus the 1/65536 resolution
+        assert abs(kept - p) <= 4 * np.sqrt(p * (1 - p) / 1e6) + 2**-16
+
+
+def test_shard_count_depends_on_the_shapes_only(monkeypatch):
+    monkeypatch.undo()
+    k = shards.n_shards(1000, [100, 256, 128, 64, 1])
+    monkeypatch.setattr(shards, "_cores", lambda: 1)
+    assert shards.n_shards(1000, [100, 256, 128, 64, 1]) == k == 2
+    assert shards.n_shards(100, [100, 256, 128, 64, 1]) == 1  # under 2 x 64 rows
+
+
+def test_one_core_runs_the_same_shards_in_one_thread(dataset, monkeypatch):
+    X, y = _data(dataset, False)
+    two, _ = _fit(X, y, "numpy-shards", optimizer="adam", learning_rate=0.01)
+    monkeypatch.setattr(shards, "_cores", lambda: 1)
+    one, _ = _fit(X, y, "numpy-shards", optimizer="adam", learning_rate=0.01)
+    for k in two:
+        np.testing.assert_array_equal(one[k], two[k])  # same shards, same sums: same bits
+
+
+def test_shard_rows_cover_the_batch():
+    for r, k in [(250, 2), (200, 2), (7, 2), (1, 2), (1000, 3)]:
+        parts = shards.shard_rows(r, k)
+        assert parts[0][0] == 0 and parts[-1][1] == r
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+
+
+@pytest.mark.parametrize("bad_row", [10, 240])  # in the first shard, in the second
+def test_an_error_in_one_shard_is_raised_not_deadlocked(tmp_path, bad_row):
+    data.make_dataset(tmp_path / "d", 500, SIZES[0])
+    X, y = data.open_dataset(tmp_path / "d")
+    Xw = np.lib.format.open_memmap(tmp_path / "d" / "X.npy", mode="r+")
+    Xw[bad_row, 0] = np.nan
+    Xw.flush()
+    X, y = data.open_dataset(tmp_path / "d")
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="X contains NaN or inf in rows"):
+        _fit(X, y, "numpy-shards", shuffle=False, batch_size=250)
+    assert threading.active_count() == before  # every worker thread stopped
+
+
+def test_concurrent_fits_keep_their_blas_limits():
+    from deepgrad.train.engines import threads
+
+    a, b = threads.blas_single_thread(), threads.blas_single_thread()
+    a.release()
+    assert threads.holders() == 1  # b still holds the limit
+    b.release()
+    b.release()  # twice is harmless
+    assert threads.holders() == 0
+
+
+def test_engines_name_themselves():
+    assert engines.names() == ["numpy-shards", "reference"]
+    for cls in engines.ENGINES.values():
+        assert cls.summary
