@@ -37,7 +37,7 @@ clean:
 bench-gradcheck: install
 	$(PY) bench/gradcheck.py
 
-# issue 5: training throughput (T1, deepgrad vs PyTorch eager on the CPU; needs the bench extra)
+# Training throughput by configuration, deepgrad vs PyTorch eager on the CPU (docs/training.md)
 bench-train: install
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) bench/train_throughput.py
+	$(PY) bench/train_engines.py --json docs/bench_train_engines.json

@@ -4,16 +4,16 @@ T1 = [100, 256, 128, 64, 1], ReLU hidden layers, sigmoid output, BCE + L2 (lambd
 plain mini-batch gradient descent (lr = 0.1), float32 with TF32 off, a synthetic set of
 ``--examples`` rows (5,000,000 by default) generated on the device. In one run:
 
-- deepgrad, fast path (fused steps in CUDA graphs) and generic path (the NumPy code on tensors);
+- deepgrad on the torch backend (the training loop's reference engine on tensors);
 - PyTorch eager (nn.Sequential + optim.SGD) and PyTorch with one CUDA graph per step;
 - JAX: jax.jit of one step, and jax.lax.scan over the whole epoch (skipped when missing);
 - the floor: the step's 11 matrix products alone, in CUDA graphs;
 - agreement: deepgrad on the device vs NumPy after 50 steps on the same batches
-  (float32 to 1e-4, float64 to 1e-10, relative), for both paths.
+  (float32 to 1e-4, float64 to 1e-10, relative).
 
 Each row warms up (compiles, captures) for one epoch, then times ``--repeats`` epochs with
 the device synchronized around each, and reports the median. Rows that are slow by nature
-(deepgrad generic, PyTorch eager) time epochs over the first ``--slow-examples`` rows and
+(deepgrad, PyTorch eager) time epochs over the first ``--slow-examples`` rows and
 scale to the full set (marked "~" and ``extrapolated_from`` in the JSON). A row that fails
 is reported with its error; the rest still run.
 
@@ -44,17 +44,14 @@ LAYERS = [100, 256, 128, 64, 1]
 LR, L2 = 0.1, 0.01
 MAX_REPEATS = 10
 AGREE = {"float32": 1e-4, "float64": 1e-10}
-GRAPH_STEPS_SWEEP = (8, 256)
 METHODS = (
-    "deepgrad fast path",
-    "deepgrad fast path, no CUDA graphs",
-    "deepgrad generic path",
+    "deepgrad (torch backend)",
     "PyTorch eager",
     "PyTorch, CUDA graph per step",
     "JAX jit of one step",
     "JAX lax.scan over the epoch",
     "matmul floor (CUDA graphs)",
-) + tuple(f"deepgrad fast path, {k} steps/graph" for k in GRAPH_STEPS_SWEEP)
+)
 
 
 def parse_args(argv=None):
@@ -154,27 +151,17 @@ def epochs_timed(sync_fn, run_epoch, repeats: int):
 
 
 # -- deepgrad --------------------------------------------------------------------------------
-def bench_deepgrad(torch, dev, X, Y, b, repeats, fast, steps_per_graph=None):
+def bench_deepgrad(torch, dev, X, Y, b, repeats):
     import deepgrad as dg
-    from deepgrad import torch_fast
 
-    if fast == "eager" and dev.type != "cuda":
-        raise Skip("the fast path is eager anyway off CUDA")
-    if steps_per_graph is not None and dev.type != "cuda":
-        raise Skip("no CUDA graphs off CUDA")
     net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
-    default_k = torch_fast.STEPS_PER_GRAPH
-    torch_fast.STEPS_PER_GRAPH = steps_per_graph or default_k
-    try:
-        h = _fit_timed(net, X, Y, b, repeats, fast)
-    finally:
-        torch_fast.STEPS_PER_GRAPH = default_k
+    h = _fit_timed(net, X, Y, b, repeats)
     ends = h.epoch_time
     times = [ends[i] - ends[i - 1] for i in range(1, len(ends))]
     return {"first_epoch_s": ends[0], "runs": times, "final_cost": h.epoch_cost[-1]}
 
 
-def _fit_timed(net, X, Y, b, repeats, fast):
+def _fit_timed(net, X, Y, b, repeats):
     return net.fit(
         X,
         Y,
@@ -183,7 +170,6 @@ def _fit_timed(net, X, Y, b, repeats, fast):
         learning_rate=LR,
         l2=L2,
         seed=0,
-        fast_path=fast,
         progress=False,
     )
 
@@ -526,10 +512,9 @@ AGREEMENT_CASES = (("float64", "relu"), ("float32", "relu"), ("float32", "tanh")
 def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "relu"):
     """deepgrad on ``dev`` vs NumPy after ``steps`` steps on the same batches (T1's layers).
 
-    The generic path is compared on the same shuffled batches, the fast path (which
-    shuffles on the device) with shuffling off. The tolerance applies to theta's relative
-    error. In float32 a ReLU net can meet a pre-activation within rounding of the kink
-    (|Z| ~ 1e-7): the two runs then take different subgradients and part ways, for any
+    Both run the same shuffled batches (one epoch order for every engine). The tolerance
+    applies to theta's relative error. In float32 a ReLU net can meet a pre-activation
+    within rounding of the kink (|Z| ~ 1e-7): the two runs then take different subgradients and part ways, for any
     pair of correct implementations; the tanh case has no kink.
     """
     import deepgrad as dg
@@ -540,13 +525,13 @@ def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "rel
     Y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] > 0).astype(dtype)
     kw = dict(batch_size=b, epochs=1, learning_rate=LR, l2=L2, seed=1, progress=False)
     rows = []
-    for path, fast, shuffle in (("generic", False, True), ("fast", True, False)):
+    for path in ("torch",):
         ref = dg.Network(LAYERS, hidden_activation=hidden, seed=0, dtype=dtype)
-        ref.fit(X, Y, shuffle=shuffle, **kw)
+        ref.fit(X, Y, **kw)
         net = dg.Network(
             LAYERS, hidden_activation=hidden, seed=0, dtype=dtype, backend="torch", device=dev
         )
-        net.fit(X, Y, shuffle=shuffle, fast_path=fast, **kw)
+        net.fit(X, Y, **kw)
         rel, worst = _rel_errors(ref.params, net.params)
         rows.append(
             {
@@ -609,7 +594,6 @@ def run_all(args) -> dict:
     for b in args.batch_sizes:
         bs = min(b, n_slow)
         plan += [
-            ("deepgrad fast path", b, lambda b=b: bench_deepgrad(torch, dev, X, Y, b, r, True)),
             ("matmul floor (CUDA graphs)", b, lambda b=b: bench_floor(torch, dev, X, b, r)),
             (
                 "PyTorch, CUDA graph per step",
@@ -623,27 +607,12 @@ def run_all(args) -> dict:
                 n_slow,
             ),
             (
-                "deepgrad fast path, no CUDA graphs",
+                "deepgrad (torch backend)",
                 b,
-                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2), "eager"),
-                n_slow,
-            ),
-            (
-                "deepgrad generic path",
-                b,
-                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2), False),
+                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2)),
                 n_slow,
             ),
         ]
-    b0 = args.batch_sizes[0]
-    for k in GRAPH_STEPS_SWEEP:  # last: how many steps per graph (the default is 64)
-        plan.append(
-            (
-                f"deepgrad fast path, {k} steps/graph",
-                b0,
-                lambda k=k: bench_deepgrad(torch, dev, X, Y, b0, r, True, k),
-            )
-        )
     report = _header(args, torch, dev, n_slow)
     results, agree = report["results"], report["agreement"]
     for dtype, hidden in AGREEMENT_CASES:  # first: quick, and says whether the numbers hold
@@ -747,7 +716,7 @@ def table(report) -> str:
             )
         )
     for b in bss:
-        fast = cells.get(("deepgrad fast path", b), {}).get("epoch_s")
+        fast = cells.get(("deepgrad (torch backend)", b), {}).get("epoch_s")
         for peer in (
             "JAX lax.scan over the epoch",
             "PyTorch, CUDA graph per step",
@@ -755,7 +724,7 @@ def table(report) -> str:
         ):
             other = cells.get((peer, b), {}).get("epoch_s")
             if fast and other:
-                lines.append(f"b={b}: {peer} / deepgrad fast path = {other / fast:.2f}x")
+                lines.append(f"b={b}: {peer} / deepgrad = {other / fast:.2f}x")
     errors = [
         f"{r['method']} b={r['batch_size']}: {r['error']}"
         for r in report["results"]

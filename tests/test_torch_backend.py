@@ -247,5 +247,3 @@ def test_missing_torch_says_how_to_install(monkeypatch):
     assert isinstance(info.value, ImportError)
     dg.Network([2, 1])  # the NumPy backend never imports torch
 
-
-# -- the fast loop's optional features (torch_fast.FEATURES) ----------------------------------

@@ -67,8 +67,9 @@ def apply(A, mask):
 
 def keep_threshold(keep_prob: float) -> int:
     """Units are kept where a uniform 16-bit draw is below this: with probability
-    round(65536 keep_prob) / 65536, within 7.7e-6 of ``keep_prob``."""
-    return min(KEEP_LEVELS, max(1, round(keep_prob * KEEP_LEVELS)))
+    round(65536 keep_prob) / 65536, within 7.7e-6 of ``keep_prob`` (none is kept below
+    keep_prob = 2^-17, where a float draw would keep one unit in 131,072 or fewer)."""
+    return min(KEEP_LEVELS, round(keep_prob * KEEP_LEVELS))
 
 
 def step_masks(
@@ -96,6 +97,9 @@ def step_masks(
         taken = -(-(skip + count) // UNITS_PER_DRAW)
         units = bits.random_raw(taken).view(np.uint16)[skip : skip + count]
         position = draw + taken
-        masks.append(np.multiply(units < threshold, scale, dtype=dtype).reshape(b - a, n))
+        if threshold == 0:  # nothing kept (and 1/keep_prob may overflow the dtype)
+            masks.append(np.zeros((b - a, n), dtype))
+        else:
+            masks.append(np.multiply(units < threshold, scale, dtype=dtype).reshape(b - a, n))
         offset += rows * n
     return masks

@@ -45,19 +45,14 @@ __all__ = ["DeepClassifier", "DeepRegressor"]
 
 
 def _carry(optimizer: optimizers.Optimizer, owner) -> optimizers.Optimizer:
-    """``optimizer`` whose state lives in ``owner._opt_state`` across calls of
-    ``training.fit`` (which would otherwise start each call from ``optimizer.init``)."""
+    """``optimizer`` starting from the state in ``owner._opt_state`` (the previous epoch's,
+    taken from ``History.opt_state``), else from ``optimizer.init``. Its update rule and
+    flat form are kept, so every training engine can run it."""
 
     def init(params):
-        if owner._opt_state is None:
-            owner._opt_state = optimizer.init(params)
-        return owner._opt_state
+        return optimizer.init(params) if owner._opt_state is None else owner._opt_state
 
-    def update(grads, state, params):
-        new_params, owner._opt_state = optimizer.update(grads, state, params)
-        return new_params, owner._opt_state
-
-    return optimizers.Optimizer(optimizer.name, init, update)
+    return optimizer._replace(init=init)
 
 
 class _DeepBase(BaseEstimator):
@@ -161,11 +156,7 @@ class _DeepBase(BaseEstimator):
     def _epoch(self, X, Y) -> float:
         """One epoch of deepgrad training on (X, Y) (Y as the network wants it)."""
         m = X.shape[0]
-        b = (
-            m
-            if self.batch_size is None
-            else (min(200, m) if self.batch_size == "auto" else min(self.batch_size, m))
-        )
+        b = "auto" if self.batch_size == "auto" else min(self.batch_size or m, m)
         optimizer = _carry(optimizers.get(self.optimizer, self.learning_rate), self)
         epoch_seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
         history = _train(
@@ -182,6 +173,7 @@ class _DeepBase(BaseEstimator):
             shuffle=bool(self.shuffle),
             progress=False,
         )
+        self._opt_state = history.opt_state
         self.n_iter_ += 1
         self.t_ += m
         self.loss_curve_.append(history.epoch_cost[-1])
@@ -243,7 +235,7 @@ class DeepClassifier(ClassifierMixin, _DeepBase):
         Widths of the hidden layers n^[1], ..., n^[L-1].
     activation : {"relu", "leaky_relu", "tanh", "sigmoid", "linear"}, default "relu"
     init : initializer name (``deepgrad.initializers.names()``) or callable, default "auto"
-    batch_size : int, "auto" (min(200, m)) or None (batch gradient descent)
+    batch_size : int, "auto" (min(64, m), as ``Network.fit``) or None (batch gradient descent)
     epochs : int, default 200
         Most passes over the data (fewer when the loss stops improving, see ``tol``).
     learning_rate : float, default 0.1

@@ -332,7 +332,7 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
             ckpt.save()  # the last completed step; resume goes on from there
         raise
     finally:
-        net.params = eng.state()[0]  # the last finite parameters, also after an error
+        net.params, history.opt_state = eng.state()  # the last finite ones, also after an error
         bar.close()
     return history
 

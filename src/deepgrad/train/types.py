@@ -28,7 +28,9 @@ class History:
     step already did (with dropout, if any). epoch_cost[e] is the example-weighted mean of
     the mini-batch costs of epoch e. iteration_time[t] is seconds since fit started and
     iteration_examples[t] the examples seen so far, for cost-vs-time/examples plots.
-    ``engine`` names the engine that ran the steps (see ``deepgrad.train.engines``).
+    ``engine`` names the engine that ran the steps (see ``deepgrad.train.engines``);
+    ``opt_state`` is the optimizer state after the last step kept, to go on training from
+    (not saved in checkpoints, which keep their own copy).
     """
 
     batch_size: int
@@ -42,13 +44,14 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     stopped: str | None = None
     engine: str | None = None
+    opt_state: Any = field(default=None, repr=False, compare=False)
 
     @property
     def iterations(self) -> int:
         return len(self.iteration_cost)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
 
 
 class StepInfo(NamedTuple):
