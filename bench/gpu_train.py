@@ -514,8 +514,9 @@ def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "rel
 
     Both run the same shuffled batches (one epoch order for every engine). The tolerance
     applies to theta's relative error. In float32 a ReLU net can meet a pre-activation
-    within rounding of the kink (|Z| ~ 1e-7): the two runs then take different subgradients and part ways, for any
-    pair of correct implementations; the tanh case has no kink.
+    within rounding of the kink (|Z| ~ 1e-7): the two runs then take different
+    subgradients and part ways, for any pair of correct implementations; the tanh case
+    has no kink.
     """
     import deepgrad as dg
 
