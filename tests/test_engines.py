@@ -240,3 +240,45 @@ def test_engines_name_themselves():
     assert engines.names() == ["numpy-shards", "reference"]
     for cls in engines.ENGINES.values():
         assert cls.summary
+
+
+def test_estimators_reach_the_fast_engine_with_the_same_numbers():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from deepgrad.sklearn import DeepClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    kw = dict(hidden_layer_sizes=(16,), epochs=3, optimizer="adam", learning_rate=0.01)
+    fast = DeepClassifier(**kw, random_state=0).fit(X, y)
+    assert fast.engine_ == "numpy-shards"
+    steps = 3 * -(-len(X) // 64)  # batch "auto" = min(64, m), as Network.fit
+    assert len(fast.iteration_loss_curve_) == steps
+    # Adam's state went on from epoch to epoch: its step count is every step's
+    assert fast._opt_state.count == steps
+    assert fast.score(X, y) > 0.95
+
+
+def test_two_concurrent_fits_run_and_restore_the_blas_threads(dataset):
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info()]
+    X, y = _data(dataset, False)
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(_fit(X, y, "numpy-shards", optimizer="adam", learning_rate=0.01)[0])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for k in results[0]:
+        np.testing.assert_array_equal(results[0][k], results[1][k])
+    assert [i["num_threads"] for i in threadpool_info()] == before

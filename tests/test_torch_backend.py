@@ -246,4 +246,3 @@ def test_missing_torch_says_how_to_install(monkeypatch):
         dg.Network([2, 1], backend="torch")
     assert isinstance(info.value, ImportError)
     dg.Network([2, 1])  # the NumPy backend never imports torch
-

@@ -174,6 +174,7 @@ class _DeepBase(BaseEstimator):
             progress=False,
         )
         self._opt_state = history.opt_state
+        self.engine_ = history.engine
         self.n_iter_ += 1
         self.t_ += m
         self.loss_curve_.append(history.epoch_cost[-1])
@@ -262,6 +263,7 @@ class DeepClassifier(ClassifierMixin, _DeepBase):
     loss_curve_ : list, the cost J per epoch (mean of the mini-batch costs).
     iteration_loss_curve_ : list, J^{t} of every mini-batch.
     n_iter_ : int, epochs run; t_ : int, training examples seen.
+    engine_ : str, the training engine that ran the last epoch (deepgrad.train.engines).
     best_loss_, validation_scores_, best_validation_score_ : as in MLPClassifier.
     """
 

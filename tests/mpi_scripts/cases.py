@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 import deepgrad as dg
+import deepgrad.data
 from deepgrad import optimizers
 
 # m = 50 rows: batch 16 gives 16, 16, 16, 2 (2 < P = 3: one rank has an empty shard);
@@ -45,6 +46,18 @@ CASES = {
         memmap=True,
     ),  # fmt: skip
     "f64_batch_gd": dict(dtype="float64", output="sigmoid", batch_size=None, epochs=3, opt="gd"),
+    # blocks of 1 row (40 bytes) in windows of 32: the block shuffle runs on these 50 rows
+    "f64_adam_dropout_memmap_blocks": dict(
+        dtype="float64",
+        output="sigmoid",
+        batch_size=7,
+        epochs=2,
+        l2=0.05,
+        keep_prob=0.8,
+        opt="adam",
+        memmap=True,
+        block_bytes=40,
+    ),
 }
 
 
@@ -89,13 +102,24 @@ def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
     y = y2 if c["output"] == "sigmoid" else y3
     n_out = 1 if c["output"] == "sigmoid" else 3
     net = dg.Network([X.shape[1], 7, 4, n_out], "tanh", c["output"], seed=3, dtype=c["dtype"])
-    opt = momentum(hook=hook) if c["opt"] == "momentum" else "gd"
-    hist = net.fit(
+    opt = momentum(hook=hook) if c["opt"] == "momentum" else c["opt"]
+    block_bytes = dg.data.BLOCK_BYTES
+    dg.data.BLOCK_BYTES = c.get("block_bytes", block_bytes)
+    try:
+        hist = _fit(net, c, X, y, opt, distributed)
+    finally:
+        dg.data.BLOCK_BYTES = block_bytes
+    params = {k: np.asarray(v) for k, v in net.params.items()}
+    return Result(params, list(hist.iteration_cost), list(hist.val_cost))
+
+
+def _fit(net, c, X, y, opt, distributed):
+    return net.fit(
         X,
         y,
         batch_size=c["batch_size"],
         epochs=c["epochs"],
-        learning_rate=0.3,
+        learning_rate=0.01 if opt == "adam" else 0.3,
         l2=c.get("l2", 0.0),
         l2_normalization=c.get("l2_normalization", "batch"),
         keep_prob=c.get("keep_prob", 1.0),
@@ -105,5 +129,3 @@ def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
         progress=False,
         distributed=distributed,
     )
-    params = {k: np.asarray(v) for k, v in net.params.items()}
-    return Result(params, list(hist.iteration_cost), list(hist.val_cost))
