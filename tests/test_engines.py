@@ -51,7 +51,10 @@ def _optimizer(name, schedule):
     return optimizers.get(name, lr)
 
 
-def _fit(X, y, engine, backend="numpy", epochs=2, output="sigmoid", **kw):
+def _fit(X, y, engine, backend=None, epochs=2, output="sigmoid", **kw):
+    backend = backend or ("torch" if engine == "torch" else "numpy")
+    if backend == "torch":
+        pytest.importorskip("torch")
     net = dg.Network(SIZES, seed=1, dtype="float64", backend=backend, output=output)
     kw = {"batch_size": BATCH, "seed": 7, "l2": 0.05, "progress": False, **kw}
     h = net.fit(X, y, epochs=epochs, engine=engine, **kw)
@@ -87,9 +90,12 @@ def test_every_engine_gives_the_reference_numbers(dataset, memmap, opt, schedule
     assert hfast.engine == "numpy-shards"
     _assert_close(ref, fast)
     np.testing.assert_allclose(hfast.iteration_cost, href.iteration_cost, rtol=1e-12)
-    if opt in ("gd", "adam") and not memmap:  # torch on the CPU: the reference on tensors
-        pytest.importorskip("torch")
-        tt, ht = _fit(X, y, "reference", "torch", optimizer=_optimizer(opt, schedule), **kw)
+    pytest.importorskip("torch")
+    for engine in ("torch", "reference"):  # on torch CPU tensors (memory maps stay on the host)
+        if engine == "reference" and (opt not in ("gd", "adam") or memmap):
+            continue
+        tt, ht = _fit(X, y, engine, "torch", optimizer=_optimizer(opt, schedule), **kw)
+        assert ht.engine == engine
         np.testing.assert_allclose(ht.iteration_cost, href.iteration_cost, rtol=1e-12)
         _assert_close(ref, tt)
 
@@ -103,11 +109,11 @@ def test_the_fastest_capable_engine_is_chosen_and_named(dataset):
     assert h.engine == "reference"  # a custom chain has no flat form
     with pytest.raises(ValueError, match="engine 'numpy-shards' cannot run this fit: it runs"):
         _fit(X, y, "numpy-shards", optimizer=custom)
-    with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'refer"):
+    with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'torch'"):
         _fit(X, y, "warp-drive")
 
 
-@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
 def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, engine):
     X, y = _data(dataset, True)
     kw = dict(optimizer="adam", learning_rate=0.01, keep_prob=0.8)
@@ -116,6 +122,7 @@ def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, e
     with_cb, h1 = _fit(X, y, engine, callbacks=[lambda info: seen.append(info.cost)], **kw)
     path = tmp_path / f"{engine}.ckpt"
     with_ck, h2 = _fit(X, y, engine, checkpoint=path, checkpoint_every=3, **kw)
+    assert h0.engine == h1.engine == h2.engine == engine
     for other, h in ((with_cb, h1), (with_ck, h2)):
         for k in plain:
             np.testing.assert_array_equal(plain[k], other[k])
@@ -123,7 +130,7 @@ def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, e
     assert seen == h0.iteration_cost
 
 
-@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
 @pytest.mark.parametrize("stop_at", [2, 7])  # mid-epoch 1, mid-epoch 2
 def test_resume_mid_epoch_gives_the_uninterrupted_numbers(dataset, tmp_path, engine, stop_at):
     X, y = _data(dataset, True)
@@ -144,7 +151,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_numbers(dataset, tmp_path, eng
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("engine", ["numpy-shards", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
 def test_divergence_keeps_the_last_finite_parameters_and_history(dataset, engine):
     X, y = _data(dataset, False)
     y = X[:, 0] * 3.0  # a regression that a step of 50 blows up within an epoch
@@ -237,7 +244,7 @@ def test_concurrent_fits_keep_their_blas_limits():
 
 
 def test_engines_name_themselves():
-    assert engines.names() == ["numpy-shards", "reference"]
+    assert engines.names() == ["numpy-shards", "torch", "reference"]
     for cls in engines.ENGINES.values():
         assert cls.summary
 

@@ -37,6 +37,8 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._backend import namespace
 from ._checks import check_float, check_int
 
@@ -63,6 +65,7 @@ __all__ = [
     "get",
     "OPTIMIZERS",
     "FlatRule",
+    "sqrt_",
     "flat_state",
     "state_from_flat",
 ]
@@ -75,16 +78,32 @@ class FlatRule(NamedTuple):
 
     ``scalars(count)`` gives the numbers that change from step to step (the scheduled
     alpha_t first, then e.g. Adam's bias corrections), so an engine can pass them to a
-    captured kernel instead of baking them in. ``step(theta, g, slots, scalars)`` returns
-    (new theta, new slots) as new arrays and leaves its inputs unchanged, so a diverged
-    step is dropped by not keeping its result. The arithmetic is the dict update's, term
-    for term, so both give the same numbers; it uses only operators, so it runs on NumPy
-    and torch tensors alike.
+    captured kernel instead of baking them in. ``step(theta, g, slots, scalars, work)``
+    updates theta and the state vectors ``slots`` in place, using the two scratch vectors
+    ``work``: no allocation per step (a fresh 0.3 MB temporary costs page faults, which
+    made Adam's update ~1.4 ms instead of ~0.2 ms). The arithmetic is the dict update's,
+    operation for operation, so both give the same numbers; it uses in-place operators
+    only (and ``sqrt_``), so it runs on NumPy arrays and torch tensors alike.
     """
 
     slots: int  # state vectors kept beside theta (0 for gd, 2 for adam)
     scalars: Callable[[int], tuple]
-    step: Callable[[Any, Any, tuple, tuple], tuple[Any, tuple]]
+    step: Callable[[Any, Any, tuple, tuple, tuple], None]
+
+
+def sqrt_(x) -> None:
+    """x := sqrt(x) in place, NumPy array or torch tensor."""
+    if isinstance(x, np.ndarray):
+        np.sqrt(x, out=x)
+    else:
+        x.sqrt_()
+
+
+def _scaled(work, g, factor):
+    """work := factor * g (the dict form's ``factor * g``), in place."""
+    work[...] = g
+    work *= factor
+    return work
 
 
 class Optimizer(NamedTuple):
@@ -157,8 +176,8 @@ def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
         lr = schedule(state.count)
         return {k: params[k] - lr * grads[k] for k in params}, GDState(state.count + 1)
 
-    def flat_step(theta, g, slots, scalars):
-        return theta - scalars[0] * g, ()
+    def flat_step(theta, g, slots, scalars, work):
+        theta -= _scaled(work[0], g, scalars[0])
 
     rule = FlatRule(0, lambda count: (schedule(count),), flat_step)
     return Optimizer("gd", init, update, schedule, rule)
@@ -261,9 +280,10 @@ def chain(
     if flat is not None:
         slots, extra, direction = flat
 
-        def flat_step(theta, g, state, scalars):
-            u, state = direction(g, state, scalars[1:])
-            return theta - scalars[0] * u, state
+        def flat_step(theta, g, state, scalars, work):
+            u = direction(g, state, scalars[1:], work)
+            u *= scalars[0]
+            theta -= u
 
         rule = FlatRule(slots, lambda count: (schedule(count), *extra(count)), flat_step)
     return Optimizer(name, init, update, schedule, rule)
@@ -274,9 +294,12 @@ def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimi
     tr = scale_by_momentum(beta)
     beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
 
-    def direction(g, state, scalars):
-        v = beta * state[0] + (1.0 - beta) * g
-        return v, (v,)
+    def direction(g, state, scalars, work):
+        v = state[0]  # v := beta v + (1 - beta) g
+        v *= beta
+        v += _scaled(work[0], g, 1.0 - beta)
+        work[0][...] = v
+        return work[0]
 
     return chain("momentum", learning_rate, tr, flat=(1, lambda count: (), direction))
 
@@ -286,9 +309,20 @@ def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: flo
     tr = scale_by_rms(beta, eps)
     beta, eps = check_float("beta", beta, 0.0, 1.0, high_open=True), float(eps)
 
-    def direction(g, state, scalars):
-        s = beta * state[0] + (1.0 - beta) * (g * g)
-        return g / (namespace(s).sqrt(s) + eps), (s,)
+    def direction(g, state, scalars, work):
+        sq = state[0]  # s := beta s + (1 - beta) g^2
+        sq *= beta
+        g2 = _scaled(work[0], g, g)
+        g2 *= 1.0 - beta
+        sq += g2
+        den = work[0]  # g / (sqrt(s) + eps)
+        den[...] = sq
+        sqrt_(den)
+        den += eps
+        u = work[1]
+        u[...] = g
+        u /= den
+        return u
 
     return chain("rmsprop", learning_rate, tr, flat=(1, lambda count: (), direction))
 
@@ -303,11 +337,25 @@ def adam(
     def corrections(count):  # count updates done: this step is t = count + 1
         return 1.0 - b1 ** (count + 1), 1.0 - b2 ** (count + 1)
 
-    def direction(g, state, scalars):
+    def direction(g, state, scalars, work):
         c1, c2 = scalars
-        mu = b1 * state[0] + (1.0 - b1) * g
-        nu = b2 * state[1] + (1.0 - b2) * (g * g)
-        return (mu / c1) / (namespace(nu).sqrt(nu / c2) + eps), (mu, nu)
+        mu, nu = state
+        mu *= b1  # m := b1 m + (1 - b1) g
+        mu += _scaled(work[0], g, 1.0 - b1)
+        nu *= b2  # v := b2 v + (1 - b2) g^2
+        g2 = _scaled(work[0], g, g)
+        g2 *= 1.0 - b2
+        nu += g2
+        den = work[0]  # (m / c1) / (sqrt(v / c2) + eps)
+        den[...] = nu
+        den /= c2
+        sqrt_(den)
+        den += eps
+        u = work[1]
+        u[...] = mu
+        u /= c1
+        u /= den
+        return u
 
     return chain("adam", learning_rate, tr, flat=(2, corrections, direction))
 

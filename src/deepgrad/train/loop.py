@@ -154,7 +154,8 @@ def make_plan(net, args: FitArguments, o: dict, seed: int) -> Plan:
     W1 = net.params["W1"]
     if tb.backend_of(W1) == "torch":
         xp = namespace(W1)
-        Y = encode_targets(args.Y, spec.output, spec.layer_sizes[-1], xp, W1.dtype, W1.device)
+        Yh = args.Y if tb.backend_of(args.Y) == "torch" else np.array(args.Y)  # writable copy
+        Y = encode_targets(Yh, spec.output, spec.layer_sizes[-1], xp, W1.dtype, W1.device)
         X = tb.place_training_data(X, W1, net.dtype)
     else:
         Y = encode_targets(np.asarray(args.Y), spec.output, spec.layer_sizes[-1], np, net.dtype)

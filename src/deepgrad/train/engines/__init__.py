@@ -11,10 +11,11 @@ from __future__ import annotations
 from .base import Engine
 from .reference import Reference
 from .shards import Shards
+from .torch_flat import TorchFlat
 
 __all__ = ["Engine", "ENGINES", "choose", "names"]
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (Shards, Reference)}
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (Shards, TorchFlat, Reference)}
 
 
 def names() -> list[str]:

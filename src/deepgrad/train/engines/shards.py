@@ -219,7 +219,7 @@ def _shard_step(k: Kernels, job: Job, sh: Buffers, s: int, P: list) -> None:
     _backward(k, sh, P, b - a, len(rows), masks, sh.grad_views[job.parity])
 
 
-def _full_gradient(shards: list, job: Job, theta, G):
+def _full_gradient(shards: list, job: Job, theta, G, tmp):
     """dJ/dtheta: the shards' data gradients summed in shard order, plus the L2 term.
     Every thread does exactly these operations, so their copies stay equal bit for bit."""
     grads = [sh.grad[job.parity] for sh in shards[: len(job.parts)]]
@@ -229,8 +229,8 @@ def _full_gradient(shards: list, job: Job, theta, G):
         np.add(grads[0], grads[1], out=G)
         for g in grads[2:]:
             G += g
-    if job.regmask is not None:
-        G += job.regmask * theta
+    if job.regmask is not None:  # into a buffer: a fresh temporary costs page faults
+        G += np.multiply(job.regmask, theta, out=tmp)
     return G
 
 
@@ -256,6 +256,9 @@ class Shards(Engine):
         self.count, slots = flat_state(opt_state, layout.pack)
         self.theta, self.slots = layout.pack(params), tuple(slots)
         self.G = np.empty_like(self.theta)
+        self.work = (np.empty_like(self.theta), np.empty_like(self.theta))
+        self.backup = [np.empty_like(v) for v in (self.theta, *self.slots)]
+        self._views = layout.views(self.theta)  # theta is updated in place: views stay
         k = n_shards(plan.batch_size, spec.layer_sizes)
         rows = max(b - a for a, b in shard_rows(plan.batch_size, k))
         self.k = k
@@ -296,18 +299,24 @@ class Shards(Engine):
 
     @property
     def views(self):
-        return self.layout.views(self.theta)
+        return self._views
 
     def _update(self, job: Job, record) -> str:
         r, n = len(job.step.rows), len(job.parts)
-        G = _full_gradient(self.buffers, job, self.theta, self.G)
+        G = _full_gradient(self.buffers, job, self.theta, self.G, self.work[0])
         loss = sum(sh.loss[job.parity] for sh in self.buffers[:n])
         reg = self.plan.reg(r)
         J = loss / r + (reg / 2.0 * _weights_sq(self.theta, self.views) if reg else 0.0)
-        theta, slots = self.rule.step(self.theta, G, self.slots, job.scalars)
-        if not (math.isfinite(J) and sum_is_finite([theta])):
+        if not math.isfinite(J):
+            return not_finite(J, lambda: True)
+        for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
+            np.copyto(keep, now)  # to undo an update that overflows
+        self.rule.step(self.theta, G, self.slots, job.scalars, self.work)
+        if not sum_is_finite([self.theta]):
+            for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
+                np.copyto(now, keep)
             return not_finite(J, lambda: sum_is_finite([G]))
-        self.theta, self.slots, self.count = theta, slots, self.count + 1
+        self.count += 1
         record(J, r)
         return ""
 
@@ -381,6 +390,7 @@ class Crew:
     def _work(self, j: int) -> None:
         eng = self.engine
         theta, slots, G = eng.theta.copy(), tuple(s.copy() for s in eng.slots), eng.G.copy()
+        work, P = (np.empty_like(theta), np.empty_like(theta)), eng.layout.views(theta)
         t = 0
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -391,10 +401,10 @@ class Crew:
                         job = self.jobs[t % 2]
                     if job is None:
                         return
-                    self.compute(j, job, eng.layout.views(theta))
+                    self.compute(j, job, P)
                     self.barrier.wait()
-                    grad = _full_gradient(eng.buffers, job, theta, G)
-                    theta, slots = eng.rule.step(theta, grad, slots, job.scalars)
+                    grad = _full_gradient(eng.buffers, job, theta, G, work[0])
+                    eng.rule.step(theta, grad, slots, job.scalars, work)
                     t += 1
         except threading.BrokenBarrierError:
             return
