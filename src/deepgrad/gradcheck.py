@@ -101,6 +101,7 @@ FAIL_UNITS = 100.0  # exact method: an element fails beyond this many noise floo
 _RELU_FAMILY = ("relu", "leaky_relu")
 _NOISE_ULPS = 4.0  # noise estimate: 4 ulp(J) / eps, twice the worst rounding we measured
 _CHUNK_ELEMENTS = 1 << 17  # perturbed activations per batch (K * m * n): 1 MB, fits in L2
+_EXACT_CHUNK = 1 << 14  # the same for the exact method: its temporaries stay below 128 kB
 
 
 def bands(method: str = "plain", dtype: str = "float64") -> tuple:
@@ -844,7 +845,7 @@ def _exact_layer(b: diffprop.Base, name: str, flat: np.ndarray, eps: float, setu
     w = to_numpy(b.params[name]).reshape(-1)[flat].astype(np.float64)
     m = b.Y.shape[0]
     width = max(b.spec.layer_sizes[min(l + 1, b.spec.L) :]) * m
-    chunk = max(1, _CHUNK_ELEMENTS // (2 * width))
+    chunk = max(1, _EXACT_CHUNK // (2 * width))
     track = b.spec.hidden_activation in _RELU_FAMILY
 
     def one(start: int):
