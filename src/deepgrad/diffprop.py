@@ -8,7 +8,9 @@ from the unperturbed Z and never formed as (Z + Delta) - Z. Each difference come
 identity with no subtraction of nearly equal numbers:
 
 - tanh(z + d) - tanh(z) = sinh(d) sech(z) sech(z + d)
+  = sinh(d) sech^2(z) / (cosh d + tanh(z) sinh d)
 - sigmoid(z + d) - sigmoid(z) = -sigmoid(z + d) sigmoid(-z) expm1(-d)
+  = -sigmoid(z) sigmoid(-z) expm1(-d) / (1 + sigmoid(-z) expm1(-d))
 - relu / leaky ReLU: d or 0 (or the slope times d) on one side of 0, the exact value across it
 - linear: d;  Delta Z^[l+1] = Delta A^[l] @ W^[l+1].T (+ E @ A^[l] for a change E of W^[l+1])
 - BCE, written (1 - y) softplus(z) + y softplus(-z):
@@ -18,7 +20,8 @@ identity with no subtraction of nearly equal numbers:
   log-sum form when the argument is below -0.5 (d_y is the label-weighted mean of d)
 - half MSE: d (z - y) + d^2 / 2
 
-The result is the exact difference of the real cost for a step of exactly d (not of the
+The second forms never compute z + d, whose rounding (ulp(z)) would otherwise cost
+relative precision. The result is the exact difference of the real cost for a step of exactly d (not of the
 rounded w + d), to the full relative precision of the dtype. Every function takes its array
 namespace from its inputs, so NumPy arrays and torch tensors (CPU or GPU) go through the same
 code. Shapes: a batch of K perturbed networks is (K, m, n) against the base (m, n).
@@ -44,7 +47,7 @@ __all__ = [
     "differences",
 ]
 
-_SMALL = {"float64": 1e-4, "float32": 1e-2}  # |d| below which sinh(d) = d + d^3 / 6 in dtype
+_SMALL = {"float64": 1e-4, "float32": 1e-2}  # |d| up to which sinh d = d + d^3/6 in dtype
 _UNIT = {"float64": 2.0**-53, "float32": 2.0**-24}  # d^2 below this: sinh d = d, cosh d = 1
 
 
@@ -75,8 +78,9 @@ def _sech(Z):
 
 
 def _tanh_pre(Z):
+    """tanh(Z), sech^2(Z), and (1 + tanh Z) / 2 = sigmoid(2Z), (1 - tanh Z) / 2 = sigmoid(-2Z)."""
     sech = _sech(Z)
-    return namespace(Z).tanh(Z), sech * sech, sech
+    return namespace(Z).tanh(Z), sech * sech, activations.sigmoid(2.0 * Z), activations.sigmoid(-2.0 * Z)
 
 
 def _max_abs(D) -> float:
@@ -84,26 +88,29 @@ def _max_abs(D) -> float:
     return max(float(xp.max(D)), -float(xp.min(D)))
 
 
-def _tanh_diff(Z, D, pre):
-    """tanh(z + d) - tanh(z) = sinh(d) sech(z) sech(z + d).
+def _dtype_name(D) -> str:
+    return str(D.dtype).rsplit(".", 1)[-1]  # "float64" for NumPy and torch alike
 
-    With sech(z + d) = sech(z) / (cosh d + tanh(z) sinh d), this is
-    sinh(d) sech^2(z) / (cosh d + tanh(z) sinh d): for small |d| (every |d| of the batch
-    below ``_SMALL``) sinh and cosh are their series and no transcendental is evaluated
-    (the denominator is then within |d| of 1: no cancellation).
+
+def _tanh_diff(Z, D, pre):
+    """tanh(z + d) - tanh(z) = sinh(d) sech^2(z) / (cosh d + tanh(z) sinh d).
+
+    (sech(z + d) = sech(z) / (cosh d + tanh(z) sinh d): z + d is never formed, so its
+    rounding, ulp(z), never enters.) For small |d| (every |d| of the batch below ``_SMALL``)
+    sinh and cosh are their series and the denominator is within |d| of 1; otherwise it is
+    e^d sigmoid(2z) + e^-d sigmoid(-2z), a sum of positives.
     """
-    t, q, sech = pre
+    t, q, s_pos, s_neg = pre
     biggest = _max_abs(D)
-    small = _SMALL.get(str(D.dtype).rsplit(".", 1)[-1], 0.0)
     # In-place operators (part of the array API) keep the temporaries few: fresh large
     # arrays cost a page fault per 4 kB, more than the arithmetic on them (measured).
-    if biggest * biggest < _UNIT.get(str(D.dtype).rsplit(".", 1)[-1], 0.0):
+    if biggest * biggest < _UNIT.get(_dtype_name(D), 0.0):
         den = t * D  # sinh d = d and cosh d = 1 to the dtype's precision
         den += 1.0
         out = D * q
         out /= den
         return out
-    if biggest <= small:
+    if biggest <= _SMALL.get(_dtype_name(D), 0.0):
         D2 = D * D
         s = D2 * (1.0 / 6.0)
         s *= D
@@ -115,12 +122,28 @@ def _tanh_diff(Z, D, pre):
         s *= q
         s /= den
         return s
-    return namespace(D).sinh(D) * sech * _sech(Z + D)
+    xp = namespace(D)
+    e = xp.exp(D)
+    return xp.sinh(D) * q / (e * s_pos + s_neg / e)
+
+
+def _sigmoid_pre(Z):
+    s_pos, s_neg = activations.sigmoid(Z), activations.sigmoid(-Z)
+    return s_pos, s_neg, s_pos * s_neg
 
 
 def _sigmoid_diff(Z, D, pre):
+    """sigmoid(z + d) - sigmoid(z) = -sigmoid(z) sigmoid(-z) expm1(-d) / (1 + sigmoid(-z)
+    expm1(-d)); the denominator is sigmoid(z) + sigmoid(-z) e^-d, summed as positives where
+    it would cancel (z + d is never formed)."""
     xp = namespace(Z, D)
-    return -activations.sigmoid(Z + D) * pre[1] * xp.expm1(-D)
+    s_pos, s_neg, q = pre
+    E = xp.expm1(-D)
+    sE = s_neg * E
+    den = 1.0 + sE
+    if bool(xp.any(sE < -0.5)):
+        den = xp.where(sE < -0.5, s_pos + s_neg * xp.exp(-D), den)
+    return -q * E / den
 
 
 def _relu_diff(Z, D, pre, slope: float = 0.0):
@@ -143,7 +166,7 @@ def _linear_diff(Z, D, pre):
 # name -> (per-layer precomputation of Z, difference(Z, D, pre) -> g(Z + D) - g(Z))
 ACTIVATION_DIFFERENCES: dict[str, tuple[Callable, Callable]] = {
     "tanh": (_tanh_pre, _tanh_diff),
-    "sigmoid": (lambda Z: (activations.sigmoid(Z), activations.sigmoid(-Z)), _sigmoid_diff),
+    "sigmoid": (_sigmoid_pre, _sigmoid_diff),
     "relu": (lambda Z: None, _relu_diff),
     "leaky_relu": (lambda Z: None, _leaky_diff),
     "linear": (lambda Z: None, _linear_diff),
