@@ -68,7 +68,10 @@ def test_activation_differences_match_mpmath(act):
         D = rng.normal(size=(1, Z.size)) * scale
         got = diffprop.activation_difference(act, Z[None], D)[0]
         ref = np.array(
-            [float(exact(mp.mpf(z) + mp.mpf(d)) - exact(mp.mpf(z))) for z, d in zip(Z, D[0])]
+            [
+                float(exact(mp.mpf(z) + mp.mpf(d)) - exact(mp.mpf(z)))
+                for z, d in zip(Z, D[0], strict=False)
+            ]
         )
         err = np.abs(got - ref)
         rel = err / np.maximum(np.abs(ref), 1e-300)
@@ -108,8 +111,10 @@ def test_loss_differences_match_mpmath(out, scale):
 
     def loss(z, y):  # one example, mpmath
         if out == "sigmoid":
-            return sum(y[k] * mp.log(1 + mp.exp(-z[k])) + (1 - y[k]) * mp.log(1 + mp.exp(z[k]))
-                       for k in range(n))
+            return sum(
+                y[k] * mp.log(1 + mp.exp(-z[k])) + (1 - y[k]) * mp.log(1 + mp.exp(z[k]))
+                for k in range(n)
+            )
         if out == "softmax":
             lse = mp.log(sum(mp.exp(zk) for zk in z))
             return sum(y[k] * (lse - z[k]) for k in range(n))
@@ -120,7 +125,7 @@ def test_loss_differences_match_mpmath(out, scale):
         ref = 0
         for i in range(6):
             z = [mp.mpf(v) for v in ZL[i]]
-            zd = [mp.mpf(v) + mp.mpf(d) for v, d in zip(ZL[i], D[k, i])]
+            zd = [mp.mpf(v) + mp.mpf(d) for v, d in zip(ZL[i], D[k, i], strict=False)]
             ref += loss(zd, Y[i]) - loss(z, Y[i])
         assert abs(got[k] - float(ref)) <= 1e-13 * abs(float(ref)), (out, scale, k)
 
@@ -206,9 +211,7 @@ def test_one_element_off_is_the_first_failure(seed, dtype, factor, name):
         picks.append(int(np.argsort(g, axis=None)[g.size // 2]))
     for flat in picks:
         index = tuple(int(i) for i in np.unravel_index(flat, g.shape))
-        r = dg.gradcheck_network(
-            net, X, y, l2=0.01, backward=scaled_backward(name, index, factor)
-        )
+        r = dg.gradcheck_network(net, X, y, l2=0.01, backward=scaled_backward(name, index, factor))
         assert not r.passed, (name, index)
         first = r.failures[0]
         assert (first.name, first.index) == (name, index), (str(r), index)

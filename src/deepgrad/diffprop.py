@@ -21,10 +21,10 @@ identity with no subtraction of nearly equal numbers:
 - half MSE: d (z - y) + d^2 / 2
 
 The second forms never compute z + d, whose rounding (ulp(z)) would otherwise cost
-relative precision. The result is the exact difference of the real cost for a step of exactly d (not of the
-rounded w + d), to the full relative precision of the dtype. Every function takes its array
-namespace from its inputs, so NumPy arrays and torch tensors (CPU or GPU) go through the same
-code. Shapes: a batch of K perturbed networks is (K, m, n) against the base (m, n).
+relative precision. The result is the exact difference of the real cost for a step of
+exactly d (not of the rounded w + d), to the full relative precision of the dtype. Every
+function takes its array namespace from its inputs, so NumPy arrays and torch tensors (CPU
+or GPU) go through the same code. Shapes: a batch of K perturbed networks is (K, m, n) against the base (m, n).
 """
 
 from __future__ import annotations
@@ -78,9 +78,14 @@ def _sech(Z):
 
 
 def _tanh_pre(Z):
-    """tanh(Z), sech^2(Z), and (1 + tanh Z) / 2 = sigmoid(2Z), (1 - tanh Z) / 2 = sigmoid(-2Z)."""
+    """tanh(Z), sech^2(Z), (1 + tanh Z) / 2 = sigmoid(2Z) and (1 - tanh Z) / 2."""
     sech = _sech(Z)
-    return namespace(Z).tanh(Z), sech * sech, activations.sigmoid(2.0 * Z), activations.sigmoid(-2.0 * Z)
+    return (
+        namespace(Z).tanh(Z),
+        sech * sech,
+        activations.sigmoid(2.0 * Z),
+        activations.sigmoid(-2.0 * Z),
+    )
 
 
 def _max_abs(D) -> float:
@@ -222,7 +227,7 @@ LOSS_DIFFERENCES: dict[str, Callable] = {
 
 
 def supports(spec: nw.Spec) -> str:
-    """"" when every activation and the output of ``spec`` have an identity here, else
+    """ "" when every activation and the output of ``spec`` have an identity here, else
     a short reason ("no difference identity for hidden_activation 'swish'")."""
     if spec.hidden_activation not in ACTIVATION_DIFFERENCES and spec.L > 1:
         return f"no difference identity for hidden_activation {spec.hidden_activation!r}"

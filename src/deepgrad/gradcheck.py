@@ -375,6 +375,9 @@ class _Verdict(NamedTuple):
     fail_units: float = 1.0
 
 
+_PLAIN = _Verdict()
+
+
 def _element_floor(c: _Checked, noise: float) -> np.ndarray:
     return np.broadcast_to(np.where(np.isnan(c.floor), noise, c.floor), c.numerical.shape)
 
@@ -399,7 +402,7 @@ def _judge(checked, threshold, noise, how: _Verdict, overall_failed: bool):
 
 
 def _report(
-    checked: dict[str, _Checked], threshold, eps, noise, total, mode, how: _Verdict = _Verdict()
+    checked: dict[str, _Checked], threshold, eps, noise, total, mode, how: _Verdict = _PLAIN
 ) -> GradcheckReport:
     """Assemble the report; kinks are excluded from every error."""
     ok = {k: ~c.kink for k, c in checked.items()}
