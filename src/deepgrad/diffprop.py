@@ -24,7 +24,8 @@ The second forms never compute z + d, whose rounding (ulp(z)) would otherwise co
 relative precision. The result is the exact difference of the real cost for a step of
 exactly d (not of the rounded w + d), to the full relative precision of the dtype. Every
 function takes its array namespace from its inputs, so NumPy arrays and torch tensors (CPU
-or GPU) go through the same code. Shapes: a batch of K perturbed networks is (K, m, n) against the base (m, n).
+or GPU) go through the same code. Shapes: a batch of K perturbed networks is (K, m, n)
+against the base (m, n).
 """
 
 from __future__ import annotations

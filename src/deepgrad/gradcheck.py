@@ -8,27 +8,31 @@ and the check passes when the seed's normalised distance
 
     ||d_theta_approx - d_theta||_2 / (||d_theta_approx||_2 + ||d_theta||_2)
 
-is below ``threshold`` (1e-7 with eps = 1e-7). The report also says *which* elements
-disagree: a bug in one layer's backward shows up as that array's entries, worst first.
+is below ``threshold``. The report also says *which* elements disagree: a bug in one
+layer's backward shows up as that array's entries, worst first.
 
 Two entry points:
 
 - ``gradcheck(cost_fn, params, grads)`` works for any NumPy cost function of a dict of
-  arrays (or of one array): the plain loop, 2 cost evaluations per element.
+  arrays (or of one array): the plain loop, 2 cost evaluations per element, in float64.
 - ``gradcheck_network(net, X, Y)`` computes the same central differences for a deepgrad
-  network, faster (4x on the README's reference net T2, close to the 6x fewer
-  multiply-adds and 3x fewer activations that remain there): a change to W^[l][i, j] moves
-  only unit i of Z^[l] (by
-  delta * A^[l-1][:, j]), so the unperturbed forward pass is reused up to layer l, layer l+1
-  gets a rank-1 update, and many perturbed networks are pushed through the remaining layers
-  at once as one large matrix product. Every J(theta +- eps e_i) is still a real cost
-  evaluation of the perturbed network (forward functions only; no derivative and no
-  backprop is used), summed and regularized exactly as ``network.cost`` does it.
+  network, batched: a change to W^[l][i, j] moves only unit i of Z^[l], so the unperturbed
+  forward pass is reused up to layer l, layer l+1 gets a rank-1 update, and many perturbed
+  networks go through the remaining layers as one matrix product. No derivative and no
+  backprop is used. Two methods:
 
-Limits of float64 that the report states instead of hiding: J is known to about one unit
-in the last place, so a central difference carries a rounding noise of about
-ulp(J) / (2 eps) (5.6e-10 for J in [0.5, 1) and eps = 1e-7). Elements whose disagreement is
-below that noise are never listed as failures.
+  - ``method="exact"`` (default): the change of every later layer, Delta Z, is carried
+    apart from Z and the differences come from identities without cancellation
+    (``deepgrad.diffprop``), so [J(theta + eps) - J(theta)] - [J(theta - eps) - J(theta)]
+    is known to the dtype's full relative precision: ~1e-16 in float64 instead of the
+    ulp(J) / (2 eps) ~ 1e-9 rounding noise of the plain formula, and ~1e-7 in float32,
+    where the plain formula cannot do better than ~2e-4. Each element is judged against
+    its own noise floor: a few unit roundoffs of the root-sum-square of the terms backprop
+    adds up for it (``report.floor``, ``report.units``).
+  - ``method="plain"``: the seed's formula, two costs subtracted; its noise is the
+    rounding of J, ~ulp(J) / eps, and elements below it are never listed as failures.
+
+float32 networks are checked in float32, with their own eps, bar and bands (``DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -520,6 +524,12 @@ def gradcheck(
     directions: int = 3,
 ) -> GradcheckReport:
     """Compare ``grads`` with central differences of ``cost_fn`` (the seed's gradient check).
+
+    This is always the plain formula, (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)
+    in float64: an arbitrary cost function has no layer structure to carry differences
+    through, so the rounding of J (about ulp(J) / (2 eps), 5.6e-10 at eps 1e-7 for J near
+    0.7) stays in every element. For a deepgrad network, ``gradcheck_network`` computes the
+    same central differences without that noise (``method="exact"``).
 
     Parameters
     ----------
