@@ -234,7 +234,7 @@ def timing_rows():
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the correct-backprop rows")
+    p.add_argument("--seeds", type=int, default=2, help="seeds of the correct-backprop rows")
     p.add_argument("--out", default="docs/gradcheck.json", help="where the JSON goes")
     p.add_argument("--quick", action="store_true", help="1 seed, no element-wise loop timing")
     args = p.parse_args()

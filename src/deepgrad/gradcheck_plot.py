@@ -43,7 +43,8 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
     names = list(report.per_param)
     errs = [_element_errors(report, name) for name in names]
     floor = report.noise_floor if np.isfinite(report.noise_floor) else None
-    smallest = min([report.threshold, *(float(e.min()) for e in errs if len(e))])
+    nonzero = [e[e > _FLOOR] for e in errs]  # exact zeros are drawn at the bottom
+    smallest = min([report.threshold, *(float(e.min()) for e in nonzero if len(e))])
     lo = max(_FLOOR, 10.0 ** np.floor(np.log10(min(smallest, floor or 1.0)) - 1))
     edges = [lo] + [max(b, lo) for b, _ in report.bands[:-1]] + [1e1]
     for (a, b), color, (_, label) in zip(
