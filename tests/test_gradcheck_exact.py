@@ -353,3 +353,22 @@ def test_bad_method_and_dtype_name_the_argument():
         dg.gradcheck_network(net, X, y, method="fast")
     with pytest.raises(ValueError, match=r"dtype must be one of \['float64', 'float32'\]"):
         dg.gradcheck_network(net, X, y, dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_trained_confident_net_passes_and_its_floor_predicts_the_error(dtype):
+    # A well-fit net: (A - Y) / m is a subtraction of nearly equal numbers where the output
+    # is confident and right, and the gradient is small after cancellation. The floor covers
+    # that rounding, and a correct backprop's relative error stays near the floor.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8))
+    y = (X @ rng.normal(size=8) > 0).astype(float)
+    net = dg.Network([8, 24, 24, 1], "relu", "sigmoid", seed=0, dtype=dtype)
+    net.fit(X, y, batch_size=32, epochs=40, learning_rate=0.1, l2=0.01, seed=0)
+    r = dg.gradcheck_network(net, X[:64], y[:64], l2=0.01)
+    assert r.passed and not r.failures, str(r)
+    assert r.relative_error <= 3 * r.noise_floor and r.bar >= r.threshold
+    bad = dg.gradcheck_network(
+        net, X[:64], y[:64], l2=0.01, backward=bugs.get("db-missing").backward
+    )
+    assert not bad.passed and bad.failures[0].name[0] == "b"
