@@ -1064,7 +1064,8 @@ def gradcheck_network(
     eps, threshold : the step and the bar; None: the defaults of ``DEFAULTS`` for the
         method and dtype (exact: 1e-9 and 1e-12 in float64, 1e-6 and 1e-6 in float32;
         plain: 1e-7 and 1e-7 in float64, 3e-2 and 1e-3 in float32). eps must lie in
-        ``EPS_RANGE[dtype]``.
+        ``EPS_RANGE[dtype]``. The exact method's bar is never below ``NOISE_BAR`` noise
+        floors (``report.bar``).
     sample, seed : as in ``gradcheck`` (seed also draws dropout masks).
     keep_prob : with keep_prob < 1, dropout masks are drawn once (from ``seed``) and frozen:
         the same masks for J(theta + eps), J(theta - eps) and backprop, so the cost is a

@@ -44,7 +44,7 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
     errs = [_element_errors(report, name) for name in names]
     floor = report.noise_floor if np.isfinite(report.noise_floor) else None
     nonzero = [e[e > _FLOOR] for e in errs]  # exact zeros are drawn at the bottom
-    smallest = min([report.threshold, *(float(e.min()) for e in nonzero if len(e))])
+    smallest = min([report.bar, *(float(e.min()) for e in nonzero if len(e))])
     lo = max(_FLOOR, 10.0 ** np.floor(np.log10(min(smallest, floor or 1.0)) - 1))
     edges = [lo] + [max(b, lo) for b, _ in report.bands[:-1]] + [1e1]
     for (a, b), color, (_, label) in zip(
@@ -82,7 +82,7 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
             zorder=3,
             label="whole array" if x == 0 else None,
         )
-    ax.axhline(report.threshold, color="k", ls="--", lw=1, label=f"threshold {report.threshold:g}")
+    ax.axhline(report.bar, color="k", ls="--", lw=1, label=f"bar {report.bar:.1e}")
     ax.set(
         yscale="log",
         ylim=(lo, 10.0),
