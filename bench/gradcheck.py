@@ -1,15 +1,22 @@
-"""Benchmark: gradient checking the reference net T2 (prints a table; not a test).
+"""Benchmark: gradient checking the reference net T2 (prints tables; not a test).
+
+Part 1 (precision): the plain formula against the exact method (difference propagation),
+in float64 and float32, on correct backprop, on T2's ReLU / softmax / linear-output
+variants, and on planted bugs (one dW2 element x (1 + 1e-8) in float64 or x (1 + 1e-4) in
+float32; A^[1] cached as float32 in a float64 net). Written to docs/gradcheck.json and the
+tables of docs/gradcheck.md.
+
+Part 2 (time), below: the exact method against today's batched plain formula and against
+the tight element-wise plain loop.
 
 T2: layers [20, 50, 50, 50, 50, 1], tanh hidden, sigmoid output, binary cross-entropy
 + L2 (lambda = 0.01), float64, m = 256 examples, P = 8751 parameters, eps = 1e-7.
 
-Times, in one run:
-- the plain element-wise loop: ``deepgrad.gradcheck`` on theta -> network.cost
-  (2P full cost evaluations);
-- ``deepgrad.gradcheck_network`` (the same central differences, batched), sequential and
-  with worker threads;
-- ``torch.autograd.gradcheck`` on theta -> J(theta) written in PyTorch, default mode and
-  fast_mode=True (when torch is installed: ``pip install 'deepgrad[bench]'``).
+Times, in one run, one thread, CPU seconds (best of two for the batched checks):
+- ``gradcheck_network`` (exact, the default) and ``gradcheck_network(method="plain")``
+  (the seed's formula, batched the same way: what gradcheck_network did before);
+- the tight element-wise loop: ``deepgrad.gradcheck`` on theta -> network.cost (2P full
+  cost evaluations).
 
 Run: ``make bench-gradcheck`` or ``python bench/gradcheck.py``.
 """
@@ -17,7 +24,7 @@ Run: ``make bench-gradcheck`` or ``python bench/gradcheck.py``.
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
 import platform
 import time
@@ -26,7 +33,6 @@ import numpy as np
 
 import deepgrad as dg
 from deepgrad import network as nw
-from deepgrad.flat import ordered_keys
 
 LAYERS = [20, 50, 50, 50, 50, 1]
 L2, M, EPS = 0.01, 256, 1e-7
@@ -49,28 +55,6 @@ def timed(fn):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
-def work_model(sizes, m):
-    """Multiply-adds and activation evaluations of the plain loop and of the fast path.
-
-    Plain loop: 2P full forward passes. Fast path, per perturbed element of layer l (both
-    signs): the column of Z^[l] (m), a rank-1 update of Z^[l+1], then full layers l+2..L;
-    activations for the column and every hidden layer after l.
-    """
-    L = len(sizes) - 1
-    full_macs = m * sum(sizes[k - 1] * sizes[k] for k in range(1, L + 1))
-    full_acts = m * sum(sizes[1:-1])
-    P = sum(sizes[k] * (sizes[k - 1] + 1) for k in range(1, L + 1))
-    fast_macs = fast_acts = 0
-    for l in range(1, L + 1):
-        n_l = sizes[l] * (sizes[l - 1] + 1)
-        macs = m + (m * sizes[l + 1] if l < L else 0)
-        macs += m * sum(sizes[k - 1] * sizes[k] for k in range(l + 2, L + 1))
-        acts = (m if l < L else 0) + m * sum(sizes[l + 1 : L])
-        fast_macs += 2 * n_l * macs
-        fast_acts += 2 * n_l * acts
-    return 2 * P * full_macs, 2 * P * full_acts, fast_macs, fast_acts
-
-
 def plain_loop(net, X, y, mode="elementwise"):
     """The plain loop (or its directional mode), with BLAS on one thread: faster for these
     small products (measured)."""
@@ -83,95 +67,265 @@ def plain_loop(net, X, y, mode="elementwise"):
         return dg.gradcheck(cost, net.params, grads, eps=EPS, mode=mode)
 
 
-def torch_checks(net, X, y):
-    """(seconds, passed) for torch.autograd.gradcheck default and fast mode, or None."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    theta, unflatten = dg.flatten(net.params)
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(y[:, None])
-    shapes = {k: v.shape for k, v in net.params.items()}
-    keys = ordered_keys(net.params)
-    sizes = [int(np.prod(shapes[k])) for k in keys]
+PRECISION_VARIANTS = [
+    ("tanh", "sigmoid"),
+    ("relu", "sigmoid"),
+    ("tanh", "softmax"),
+    ("relu", "softmax"),
+    ("tanh", "linear"),
+    ("relu", "linear"),
+]
 
-    def J(th):
-        parts = dict(zip(keys, torch.split(th, sizes), strict=True))
-        A = Xt
-        L = len(LAYERS) - 1
-        for l in range(1, L + 1):
-            Z = A @ parts[f"W{l}"].reshape(shapes[f"W{l}"]).T + parts[f"b{l}"]
-            A = torch.tanh(Z) if l < L else Z
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(A, Yt, reduction="sum") / M
-        reg = sum((parts[f"W{l}"] ** 2).sum() for l in range(1, L + 1)) * (L2 / (2 * M))
-        return bce + reg
 
-    th = torch.from_numpy(np.asarray(theta)).clone().requires_grad_(True)
-    out = {}
-    for label, fast in (("default", False), ("fast_mode=True", True)):
-        wall, cpu, ok = timed(
-            lambda f=fast: torch.autograd.gradcheck(
-                J, (th,), eps=EPS, fast_mode=f, raise_exception=False
+def variant(act, out, dtype, seed):
+    """T2 with another hidden activation / output, in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    n_out = 1 if out == "sigmoid" else 3
+    net = dg.Network([*LAYERS[:-1], n_out], act, out, init="auto", seed=seed, dtype=dtype)
+    X = rng.normal(size=(M, LAYERS[0]))
+    if out == "sigmoid":
+        y = (rng.random(M) < 0.5).astype(np.float64)
+    elif out == "softmax":
+        y = rng.integers(0, n_out, M)
+    else:
+        y = rng.normal(size=(M, n_out))
+    return net, X, y
+
+
+def scaled(name, index, factor):
+    def backward(params, cache, Y, spec, l2=0.0, m_reg=None):
+        grads = nw.backward(params, cache, Y, spec, l2, m_reg)
+        grads[name] = grads[name].copy()
+        grads[name][index] *= 1 + factor
+        return grads
+
+    return backward
+
+
+def cached_float32(params, cache, Y, spec, l2=0.0, m_reg=None):
+    inputs = list(cache.inputs)
+    inputs[1] = inputs[1].astype(np.float32).astype(np.float64)
+    return nw.backward(params, cache._replace(inputs=inputs), Y, spec, l2, m_reg)
+
+
+def check(net, X, y, **kw):
+    r = dg.gradcheck_network(net, X, y, l2=L2, workers=1, **kw)
+    return {
+        "relative_error": r.relative_error,
+        "passed": r.passed,
+        "kinks": r.n_kinks,
+        "noise_floor": r.noise_floor,
+        "first": (r.failures[0].name, list(r.failures[0].index)) if r.failures else None,
+        "first_units": r.failures[0].units if r.failures else None,
+        "eps": r.eps,
+    }
+
+
+PLAIN_F32_EPS = 3e-2  # the best plain eps in float32 (GRADCHECK-NOTES; re-measured below)
+
+
+def correct_rows(seeds):
+    """Correct backprop: worst relative error over seeds, per variant, method and dtype."""
+    rows = []
+    for dtype in ("float64", "float32"):
+        for act, out in PRECISION_VARIANTS:
+            res = {}
+            for method, eps in (
+                ("plain", 1e-7 if dtype == "float64" else PLAIN_F32_EPS),
+                ("exact", None),
+            ):
+                runs = [check(*variant(act, out, dtype, s), method=method, eps=eps) for s in seeds]
+                worst = max(runs, key=lambda r: r["relative_error"])
+                res[method] = worst | {"kinks_max": max(r["kinks"] for r in runs)}
+            rows.append({"dtype": dtype, "act": act, "out": out, **res})
+            print(
+                f"  {dtype} {act}/{out}: plain {res['plain']['relative_error']:.2e}, "
+                f"exact {res['exact']['relative_error']:.2e}",
+                flush=True,
             )
-        )
-        out[label] = (
-            wall,
-            cpu,
-            bool(ok),
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-        )
+    return rows
+
+
+def f32_eps_sweep():
+    """float32 T2: relative error of each method against eps."""
+    net, X, y = variant("tanh", "sigmoid", "float32", 0)
+    out = []
+    for eps in (1e-1, 3e-2, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+        p = check(net, X, y, method="plain", eps=eps)["relative_error"]
+        e = check(net, X, y, method="exact", eps=eps)["relative_error"]
+        out.append({"eps": eps, "plain": p, "exact": e})
+        print(f"  float32 eps {eps:g}: plain {p:.2e}, exact {e:.2e}", flush=True)
     return out
+
+
+def bug_rows():
+    """Planted bugs on T2 (seed 0): relative error with / without, and what is named."""
+    rows = []
+    for dtype, factor in (("float64", 1e-8), ("float32", 1e-4)):
+        net, X, y = variant("tanh", "sigmoid", dtype, 0)
+        g = dg.gradcheck_network(net, X, y, l2=L2, workers=1).analytic["W2"]
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(g))), g.shape))
+        cases = [(f"largest dW2 element x (1 + {factor:g})", scaled("W2", index, factor))]
+        if dtype == "float64":
+            cases.append(("A^[1] cached as float32", cached_float32))
+        for label, backward in cases:
+            row = {"dtype": dtype, "bug": label, "index": list(index)}
+            for method, eps in (
+                ("plain", 1e-7 if dtype == "float64" else PLAIN_F32_EPS),
+                ("exact", None),
+            ):
+                ok = check(net, X, y, method=method, eps=eps)
+                bad = check(net, X, y, method=method, eps=eps, backward=backward)
+                row[method] = bad | {"ratio": bad["relative_error"] / ok["relative_error"]}
+            rows.append(row)
+            print(
+                f"  {dtype} {label}: plain x{row['plain']['ratio']:.2g} "
+                f"exact x{row['exact']['ratio']:.3g}, first {row['exact']['first']}",
+                flush=True,
+            )
+    return rows
+
+
+def planted_rows():
+    """Every --plant-bug bug on a small net, float64 and float32: caught?"""
+    from deepgrad import bugs
+
+    rows = []
+    for dtype in ("float64", "float32"):
+        for name in bugs.names():
+            bug = bugs.get(name)
+            act = bug.needs if bug.needs in ("relu", "tanh", "sigmoid") else "tanh"
+            net = dg.Network([6, 8, 8, 3], act, "softmax", seed=1, dtype=dtype)
+            rng = np.random.default_rng(1)
+            X, y = rng.normal(size=(16, 6)), rng.integers(0, 3, 16)
+            l2 = 0.1 if bug.needs == "l2" else 0.0
+            keep = 0.8 if bug.needs == "dropout" else 1.0
+            r = dg.gradcheck_network(net, X, y, l2=l2, keep_prob=keep, backward=bug.backward)
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "bug": name,
+                    "caught": not r.passed,
+                    "first": r.failures[0].name if r.failures else None,
+                }
+            )
+    return rows
+
+
+def timing_rows():
+    net, X, y = reference_problem()
+    plain = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, method="plain", workers=1))
+    exact = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, workers=1))
+    loop = timed(lambda: plain_loop(net, X, y))
+    plain2 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, method="plain", workers=1))
+    exact2 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, workers=1))
+    best = lambda a, b: min(a[1], b[1])  # noqa: E731 - CPU seconds, best of two
+    return {
+        "plain_network_cpu_s": best(plain, plain2),
+        "exact_cpu_s": best(exact, exact2),
+        "elementwise_loop_cpu_s": loop[1],
+        "exact_over_plain_network": best(exact, exact2) / best(plain, plain2),
+        "loop_over_exact": loop[1] / best(exact, exact2),
+        "exact_relative_error": exact[2].relative_error,
+        "plain_relative_error": plain[2].relative_error,
+        "loop_relative_error": loop[2].relative_error,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=None, help="threads for gradcheck_network")
-    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--seeds", type=int, default=2, help="seeds of the correct-backprop rows")
+    p.add_argument("--out", default="docs/gradcheck.json", help="where the JSON goes")
+    p.add_argument("--quick", action="store_true", help="1 seed, no element-wise loop timing")
     args = p.parse_args()
-    net, X, y = reference_problem()
-    print(f"T2: {net!r}, m = {M}, eps = {EPS:g}, lambda = {L2}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
-    print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
-    fast1 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=1))
-    fastn = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, eps=EPS, workers=args.workers))
-    plain = timed(lambda: plain_loop(net, X, y))
-    direc = timed(lambda: plain_loop(net, X, y, mode="directional"))
-    rows = [
-        ("plain loop: dg.gradcheck on network.cost (2P evaluations)", *plain, ""),
-        ("gradcheck_network, 1 thread", *fast1, ""),
-        ("gradcheck_network, default threads", *fastn, ""),
-        ("dg.gradcheck mode='directional' (3 directions per array)", *direc, ""),
+    seeds = range(1 if args.quick else args.seeds)
+    print(
+        f"T2: {LAYERS}, m = {M}, lambda = {L2}; machine: {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, numpy {np.__version__}; load {os.getloadavg()[0]:.1f}"
+    )
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"}
+    print("timing (1 thread, CPU seconds):", flush=True)
+    result["timing"] = timing_rows()
+    print(json.dumps(result["timing"], indent=1), flush=True)
+    print("correct backprop:", flush=True)
+    result["correct"] = correct_rows(seeds)
+    print("float32 eps sweep:", flush=True)
+    result["float32_eps"] = f32_eps_sweep()
+    print("planted element bugs:", flush=True)
+    result["bugs"] = bug_rows()
+    result["planted"] = planted_rows()
+    result["load_after"] = os.getloadavg()[0]
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(markdown(result))
+    print(f"wrote {args.out}")
+
+
+def markdown(res) -> str:
+    """The tables of docs/gradcheck.md from the JSON."""
+    lines = [
+        "| float64, correct backprop (worst seed) | plain, eps 1e-7 | exact, eps 1e-9 |",
+        "|---|---:|---:|",
     ]
-    torch_res = None if args.no_torch else torch_checks(net, X, y)
-    for label, (wall, cpu, ok, note) in (torch_res or {}).items():
-        rows.append((f"torch.autograd.gradcheck {label}", wall, cpu, ok, note))
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print("\n| method | wall s | CPU s | CPU s / gradcheck_network (1 thread) | verdict |")
-    print("|---|---:|---:|---:|---|")
-    for name, wall, cpu, res, note in rows:
-        verdict = (
-            f"{'pass' if res.passed else 'FAIL'} ({res.relative_error:.2e})"
-            if hasattr(res, "passed")
-            else ("pass" if res else "FAIL") + f" ({note})"
+    for r in res["correct"]:
+        if r["dtype"] == "float64":
+            lines.append(
+                f"| {r['act']} / {r['out']} | {r['plain']['relative_error']:.1e} | "
+                f"{r['exact']['relative_error']:.1e} |"
+            )
+    lines += [
+        "",
+        "| float32, correct backprop (worst seed) | plain, eps 3e-2 | exact, eps 1e-6 "
+        "| kinks crossed (exact) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in res["correct"]:
+        if r["dtype"] == "float32":
+            lines.append(
+                f"| {r['act']} / {r['out']} | {r['plain']['relative_error']:.1e} | "
+                f"{r['exact']['relative_error']:.1e} | {r['exact']['kinks_max']} |"
+            )
+    lines += [
+        "",
+        "| float32 T2, eps | " + " | ".join(f"{r['eps']:g}" for r in res["float32_eps"]) + " |",
+        "|---|" + "---:|" * len(res["float32_eps"]),
+    ]
+    for m in ("plain", "exact"):
+        lines.append(f"| {m} | " + " | ".join(f"{r[m]:.1e}" for r in res["float32_eps"]) + " |")
+    lines += [
+        "",
+        "| planted bug (T2, seed 0) | plain: error with / without | exact: with / "
+        "without | exact: first failure (x floor) |",
+        "|---|---:|---:|---|",
+    ]
+    for r in res["bugs"]:
+        first = r["exact"]["first"]
+        named = f"{first[0]}[{', '.join(map(str, first[1]))}] ({r['exact']['first_units']:.1e})"
+        lines.append(
+            f"| {r['dtype']}, {r['bug']} | {r['plain']['ratio']:.2g} | "
+            f"{r['exact']['ratio']:.2g} | {named if first else '-'} |"
         )
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {cpu / fast1[1]:.1f} | {verdict} |")
-    p_res, f_res = plain[2], fast1[2]
-    dev = max(float(np.max(np.abs(p_res.numerical[k] - f_res.numerical[k]))) for k in net.params)
-    print(
-        f"\nplain loop / gradcheck_network (1 thread): {plain[1] / fast1[1]:.1f}x CPU time, "
-        f"{plain[0] / fast1[0]:.1f}x wall time; with threads: {plain[0] / fastn[0]:.1f}x wall. "
-        f"Same verdict: {p_res.passed == f_res.passed == fastn[2].passed}"
-    )
-    pm, pa, fm, fa = work_model(LAYERS, M)
-    print(
-        f"arithmetic: plain loop {pm / 1e9:.1f} G multiply-adds and {pa / 1e6:.0f} M tanh; "
-        f"fast path {fm / 1e9:.2f} G and {fa / 1e6:.0f} M: {pm / fm:.1f}x and {pa / fa:.1f}x less"
-    )
-    J = float(nw.cost(net.params, X, y[:, None], net.spec, L2))
-    print(
-        f"max |numerical(plain) - numerical(fast)| = {dev:.2e}; "
-        f"one ulp of J over 2 eps = {math.ulp(J) / (2 * EPS):.1e} (J = {J:.4f})"
-    )
+    t = res["timing"]
+    caught = {
+        d: sum(r["caught"] for r in res["planted"] if r["dtype"] == d)
+        for d in ("float64", "float32")
+    }
+    n = len(res["planted"]) // 2
+    lines += [
+        "",
+        "| T2, 1 thread | CPU s | relative error |",
+        "|---|---:|---:|",
+        f"| exact (default) | {t['exact_cpu_s']:.2f} | {t['exact_relative_error']:.1e} |",
+        f"| plain, batched (today's gradcheck_network) | {t['plain_network_cpu_s']:.2f} | "
+        f"{t['plain_relative_error']:.1e} |",
+        f"| plain, element-wise loop (dg.gradcheck) | {t['elementwise_loop_cpu_s']:.2f} | "
+        f"{t['loop_relative_error']:.1e} |",
+        "",
+        f"exact / batched plain: {t['exact_over_plain_network']:.2f}x; element-wise loop "
+        f"/ exact: {t['loop_over_exact']:.1f}x. Planted bugs caught: float64 "
+        f"{caught['float64']}/{n}, float32 {caught['float32']}/{n}.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -270,12 +270,16 @@ def test_l2_term_is_part_of_the_checked_cost():
     np.testing.assert_allclose(with_l2.numerical["b1"], without.numerical["b1"], atol=1e-8)
 
 
-def test_network_is_not_changed_and_float32_nets_are_checked_in_float64():
+def test_network_is_not_changed_and_float32_nets_are_checked_in_float32_by_default():
+    # The default changed with the exact method: a float32 network is checked in float32
+    # (its own eps and bar); dtype="float64" checks a float64 copy as before.
     net = dg.Network([3, 5, 2], "tanh", "softmax", seed=0)  # float32
     before = {k: v.copy() for k, v in net.params.items()}
     X = np.random.default_rng(0).normal(size=(8, 3))
     report = dg.gradcheck_network(net, X, np.arange(8) % 2, sample=10)
-    assert report.passed and report.checked <= 16
+    assert report.passed and report.checked <= 16 and report.dtype == "float32"
+    as64 = dg.gradcheck_network(net, X, np.arange(8) % 2, sample=10, dtype="float64")
+    assert as64.passed and as64.dtype == "float64" and as64.relative_error < 1e-13
     for k in before:
         assert np.array_equal(net.params[k], before[k]) and net.params[k].dtype == np.float32
 

@@ -85,6 +85,28 @@ def test_model_saved_by_train_is_checked(capsys, tmp_path):
     assert code == 1 and "W1[" in out
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dtype_and_method_options(capsys, dtype):
+    code, out, _ = run(capsys, "--layers", "6,8,8,3", "--examples", "10", "--dtype", dtype)
+    assert code == 0 and f"exact {dtype}" in out and f"dtype='{dtype}'" in out
+    code, out, _ = run(
+        capsys,
+        "--layers",
+        "6,8,8,3",
+        "--examples",
+        "10",
+        "--dtype",
+        dtype,
+        "--plant-bug",
+        "db-missing",
+    )
+    assert code == 1 and "x floor" in out
+    code, out, _ = run(
+        capsys, "--layers", "6,8,8,3", "--examples", "10", "--dtype", dtype, "--method", "plain"
+    )
+    assert code == 0 and f"plain {dtype}" in out
+
+
 def test_relu_network_reports_kinks_not_failures(capsys):
     code, out, _ = run(capsys, "--layers", "6,8,8,3", "--activation", "relu", "--examples", "12")
     assert code == 0 and "kinks" in out
@@ -94,6 +116,8 @@ def test_relu_network_reports_kinks_not_failures(capsys):
     "argv, message",
     [
         (["--eps", "0"], "eps must be"),
+        (["--eps", "1e-14"], "eps must be in [1e-12, 0.1] for a float64 check"),
+        (["--dtype", "float32", "--eps", "1e-9"], "for a float32 check"),
         (["--examples", "0"], "--examples must be"),
         (["--layers", "4,5,3", "--sample", "100000"], "sample must be"),
         (["--plant-bug", "relu-wrong-side", "--activation", "tanh"], "needs a relu network"),

@@ -8,27 +8,31 @@ and the check passes when the seed's normalised distance
 
     ||d_theta_approx - d_theta||_2 / (||d_theta_approx||_2 + ||d_theta||_2)
 
-is below ``threshold`` (1e-7 with eps = 1e-7). The report also says *which* elements
-disagree: a bug in one layer's backward shows up as that array's entries, worst first.
+is below ``threshold``. The report also says *which* elements disagree: a bug in one
+layer's backward shows up as that array's entries, worst first.
 
 Two entry points:
 
 - ``gradcheck(cost_fn, params, grads)`` works for any NumPy cost function of a dict of
-  arrays (or of one array): the plain loop, 2 cost evaluations per element.
+  arrays (or of one array): the plain loop, 2 cost evaluations per element, in float64.
 - ``gradcheck_network(net, X, Y)`` computes the same central differences for a deepgrad
-  network, faster (4x on the README's reference net T2, close to the 6x fewer
-  multiply-adds and 3x fewer activations that remain there): a change to W^[l][i, j] moves
-  only unit i of Z^[l] (by
-  delta * A^[l-1][:, j]), so the unperturbed forward pass is reused up to layer l, layer l+1
-  gets a rank-1 update, and many perturbed networks are pushed through the remaining layers
-  at once as one large matrix product. Every J(theta +- eps e_i) is still a real cost
-  evaluation of the perturbed network (forward functions only; no derivative and no
-  backprop is used), summed and regularized exactly as ``network.cost`` does it.
+  network, batched: a change to W^[l][i, j] moves only unit i of Z^[l], so the unperturbed
+  forward pass is reused up to layer l, layer l+1 gets a rank-1 update, and many perturbed
+  networks go through the remaining layers as one matrix product. No derivative and no
+  backprop is used. Two methods:
 
-Limits of float64 that the report states instead of hiding: J is known to about one unit
-in the last place, so a central difference carries a rounding noise of about
-ulp(J) / (2 eps) (5.6e-10 for J in [0.5, 1) and eps = 1e-7). Elements whose disagreement is
-below that noise are never listed as failures.
+  - ``method="exact"`` (default): the change of every later layer, Delta Z, is carried
+    apart from Z and the differences come from identities without cancellation
+    (``deepgrad.diffprop``), so [J(theta + eps) - J(theta)] - [J(theta - eps) - J(theta)]
+    is known to the dtype's full relative precision: ~1e-16 in float64 instead of the
+    ulp(J) / (2 eps) ~ 1e-9 rounding noise of the plain formula, and ~1e-7 in float32,
+    where the plain formula cannot do better than ~2e-4. Each element is judged against
+    its own noise floor: a few unit roundoffs of the root-sum-square of the terms backprop
+    adds up for it (``report.floor``, ``report.units``).
+  - ``method="plain"``: the seed's formula, two costs subtracted; its noise is the
+    rounding of J, ~ulp(J) / eps, and elements below it are never listed as failures.
+
+float32 networks are checked in float32, with their own eps, bar and bands (``DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import activations, dropout
+from . import activations, diffprop, dropout, losses
 from . import network as nw
+from . import torch_backend as tb
 from ._backend import to_numpy
 from ._checks import as_2d_float, check_float, check_int, check_targets, encode_targets
 from .flat import ordered_keys
@@ -59,10 +64,19 @@ __all__ = [
     "Entry",
     "BANDS",
     "verdict",
+    "bands",
     "MODES",
+    "METHODS",
+    "DTYPES",
+    "DEFAULTS",
+    "EPS_RANGE",
+    "FAIL_UNITS",
+    "NOISE_BAR",
 ]
 
 MODES = ("elementwise", "directional")
+METHODS = ("exact", "plain")
+DTYPES = ("float64", "float32")
 
 # Verdict bands for a relative error (the seed's bar is 1e-7).
 BANDS = (
@@ -72,36 +86,74 @@ BANDS = (
     (math.inf, "bug"),
 )
 
+# Per (method, dtype): the default eps, the bar (``threshold``) and the verdict bands.
+# exact, float64: at eps 1e-9 the truncation (~eps^2) is far below the rounding, and a
+#   correct backprop scores <= 1e-15; 1e-12 leaves 1000x of room and still catches a single
+#   element off by 1e-8 relative (it fails by its distance to the noise floor anyway).
+# exact, float32: float32 backprop itself is ~1.5e-7 from the exact gradient, and so is the
+#   float32 difference: a correct net scores 2-3e-7, hence the bar 1e-6 (not the seed's 1e-7).
+# plain: the seed's eps 1e-7 and bar 1e-7 in float64; in float32 the best a central
+#   difference can do is ~2e-4 (at eps ~3e-2), so the bar there is 1e-3.
+DEFAULTS = {
+    ("exact", "float64"): (1e-9, 1e-12, ((1e-12, "correct"), (1e-9, "suspicious"))),
+    ("exact", "float32"): (1e-6, 1e-6, ((1e-6, "correct"), (1e-4, "suspicious"))),
+    ("plain", "float64"): (1e-7, 1e-7, ((1e-7, "correct"), (1e-5, "suspicious"))),
+    ("plain", "float32"): (3e-2, 1e-3, ((1e-3, "correct"), (1e-2, "suspicious"))),
+}
+EPS_RANGE = {"float64": (1e-12, 0.1), "float32": (1e-8, 0.1)}  # eps the checks accept
+# exact method: an element fails beyond FAIL_UNITS noise floors (a correct backprop reaches
+# ~50 of them at worst in float32, measured; a float32 element off by 1e-4 relative sits at
+# ~800 / (R_i / |g_i|)). When the whole check fails with no element beyond it, the elements
+# beyond SUSPECT_UNITS are named instead.
+FAIL_UNITS = 200.0
+SUSPECT_UNITS = 20.0
+# A correct backprop's relative error is 0.5-2x the report's noise floor (measured on random
+# and trained nets); the exact method's bar is never below NOISE_BAR floors.
+NOISE_BAR = 10.0
+
 _RELU_FAMILY = ("relu", "leaky_relu")
 _NOISE_ULPS = 4.0  # noise estimate: 4 ulp(J) / eps, twice the worst rounding we measured
 _CHUNK_ELEMENTS = 1 << 17  # perturbed activations per batch (K * m * n): 1 MB, fits in L2
+_EXACT_CHUNK = 1 << 14  # the same for the exact method: its temporaries stay below 128 kB
 
 
-def verdict(error: float) -> str:
-    """The band of a relative error: "correct" (< 1e-7, the seed's bar), "suspicious"
-    (< 1e-5), "probably wrong" (up to 1e-3) or "bug" (above 1e-3: almost certainly a bug)."""
-    if error < BANDS[0][0]:
-        return BANDS[0][1]
-    if error < BANDS[1][0]:
-        return BANDS[1][1]
-    return BANDS[2][1] if error <= BANDS[2][0] else BANDS[3][1]
+def bands(method: str = "plain", dtype: str = "float64") -> tuple:
+    """The verdict bands of a method and dtype: ((bound, label), ...), ``BANDS`` for the
+    seed's plain float64 check. Above 1e-3 (or the dtype's "suspicious" bound when that is
+    higher) an error is "bug"; between the two, "probably wrong"."""
+    correct, suspicious = DEFAULTS[(method, dtype)][2]
+    top = max(1e-3, 10 * suspicious[0])
+    return (correct, suspicious, (top, "probably wrong"), (math.inf, "bug"))
+
+
+def verdict(error: float, bands: tuple = BANDS) -> str:
+    """The band of a relative error; with the seed's bands: "correct" (< 1e-7),
+    "suspicious" (< 1e-5), "probably wrong" (up to 1e-3) or "bug" (above 1e-3)."""
+    if error < bands[0][0]:
+        return bands[0][1]
+    if error < bands[1][0]:
+        return bands[1][1]
+    return bands[2][1] if error <= bands[2][0] else bands[3][1]
 
 
 class Entry(NamedTuple):
-    """One checked element: ``name`` ("W2"), ``index`` ((3, 1)), both derivatives and
-    the element's relative error |num - ana| / (|num| + |ana|)."""
+    """One checked element: ``name`` ("W2"), ``index`` ((3, 1)), both derivatives,
+    the element's relative error |num - ana| / (|num| + |ana|) and ``units``, its
+    disagreement |num - ana| in units of its noise floor (NaN when not estimated)."""
 
     name: str
     index: tuple[int, ...]
     numerical: float
     analytic: float
     error: float
+    units: float = math.nan
 
     def __str__(self) -> str:
         where = f"{self.name}[{', '.join(map(str, self.index))}]"
+        floor = f", {self.units:.1e} x floor" if math.isfinite(self.units) else ""
         return (
             f"{where}: numerical {self.numerical:.3g}, backprop {self.analytic:.3g}, "
-            f"error {self.error:.1e}"
+            f"error {self.error:.1e}{floor}"
         )
 
 
@@ -113,19 +165,29 @@ class GradcheckReport:
     ----------
     relative_error : the seed's ||approx - grad|| / (||approx|| + ||grad||) over every
         checked element that is not a kink.
-    threshold : the bar; ``passed`` is ``relative_error < threshold``.
+    threshold : the bar. ``passed``: ``relative_error < bar`` (``bar`` is ``threshold``,
+        for the exact method at least ``NOISE_BAR`` x ``noise_floor``), and for the exact
+        method also no failing element.
     per_param : {"W1": relative error of that array, ...} (same formula, one array).
     failures : elements that disagree, worst first (``Entry`` records): relative error
-        above ``threshold`` and a disagreement above the float64 ``noise``.
-    kinks : elements whose +-eps evaluations put a ReLU pre-activation on opposite sides
+        above ``threshold`` and a disagreement above the noise (plain: ``noise``; exact:
+        ``FAIL_UNITS`` times the element's own noise floor, sorted by those units).
+    kinks : elements whose +-eps evaluations put a ReLU pre-activation on the other side
         of 0 (the cost is not differentiable there); excluded from the verdict.
     checked, total : elements (or directions) compared, and P.
-    eps, noise : the step, and the rounding noise of one central difference,
-        about ulp(J) / eps.
+    eps, noise : the step, and the largest absolute noise of one element (plain: the
+        rounding of one central difference, about ulp(J) / eps).
     mode : "elementwise" or "directional".
     numerical, analytic : {"W1": read-only array of the parameter's shape, ...}: the central
         differences and backprop's values (NaN where not checked; in directional mode, one
         value per direction for arrays that passed).
+    method, dtype : "exact" (difference propagation) or "plain" (the seed's formula), and
+        the precision the check ran in.
+    bands : the verdict bands ((bound, label), ...) for this method and dtype.
+    noise_floor : the relative error a correct backprop would show if every element were
+        off by exactly its noise floor: compare ``relative_error`` with it.
+    floor, units : {"W1": array}: each element's absolute noise floor, and its
+        disagreement |num - ana| in units of it (NaN where not checked).
     """
 
     relative_error: float
@@ -140,14 +202,30 @@ class GradcheckReport:
     mode: str = "elementwise"
     numerical: Mapping[str, np.ndarray] = field(default_factory=dict)
     analytic: Mapping[str, np.ndarray] = field(default_factory=dict)
+    method: str = "plain"
+    dtype: str = "float64"
+    bands: tuple = BANDS
+    noise_floor: float = math.nan
+    floor: Mapping[str, np.ndarray] = field(default_factory=dict)
+    units: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def bar(self) -> float:
+        """The relative error ``passed`` compares with: ``threshold``, and for the exact
+        method at least ``NOISE_BAR`` noise floors (a well-trained net's gradient is small
+        after cancellation, and its float32 backprop can be ~1e-6 off by rounding alone)."""
+        if self.method == "plain" or not math.isfinite(self.noise_floor):
+            return self.threshold
+        return max(self.threshold, NOISE_BAR * self.noise_floor)
 
     @property
     def passed(self) -> bool:
-        return bool(self.relative_error < self.threshold)
+        below = bool(self.relative_error < self.bar)
+        return below and (self.method == "plain" or not self.failures)
 
     @property
     def verdict(self) -> str:
-        return verdict(self.relative_error)
+        return verdict(self.relative_error, self.bands)
 
     @property
     def n_kinks(self) -> int:
@@ -157,9 +235,11 @@ class GradcheckReport:
         """One line: verdict, relative error, elements checked, kinks."""
         status = "PASSED" if self.passed else "FAILED"
         what = "directions/elements" if self.mode == "directional" else "elements"
+        floor = f", noise floor {self.noise_floor:.1e}" if math.isfinite(self.noise_floor) else ""
         return (
             f"gradient check {status}: relative error {self.relative_error:.2e} "
-            f"({'<' if self.passed else '>='} {self.threshold:.0e}, {self.verdict}); "
+            f"({'<' if self.relative_error < self.bar else '>='} {self.bar:.0e}, "
+            f"{self.verdict}{floor}); {self.method} {self.dtype}, "
             f"{self.checked} of {self.total} {what} checked, eps {self.eps:.0e}, "
             f"{self.n_kinks} kinks, {len(self.failures)} failing elements"
         )
@@ -168,18 +248,20 @@ class GradcheckReport:
         """Per-array errors with their bands, then the worst failing elements."""
         lines = [f"{'parameter':<10} {'error':>9}  verdict"]
         for name, err in self.per_param.items():
-            lines.append(f"{name:<10} {err:>9.2e}  {verdict(err)}")
+            lines.append(f"{name:<10} {err:>9.2e}  {verdict(err, self.bands)}")
         if self.failures:
             shown = min(max_rows, len(self.failures))
             lines.append(f"failing elements (worst first, {shown} of {len(self.failures)}):")
             lines += [f"  {e}" for e in self.failures[:shown]]
         elif not self.passed:
             lines.append(
-                f"no element disagrees by more than the float64 noise ({self.noise:.1e}): "
+                f"no element disagrees by more than the {self.dtype} noise ({self.noise:.1e}): "
                 "the error is rounding; try a larger eps (e.g. 1e-6)"
             )
         if self.kinks:
             lines.append(f"kinks (not failures, {len(self.kinks)}): e.g. {self.kinks[0]}")
+        bounds = ", ".join(f"{label} < {b:.0e}" for b, label in self.bands[:3])
+        lines.append(f"bands ({self.method}, {self.dtype}): {bounds}, bug above")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -256,13 +338,14 @@ def _select(shapes: dict, sample: int | None, seed: int) -> dict[str, np.ndarray
     return out
 
 
-def _noise(J0: float, eps: float, scale: float = 0.0) -> float:
-    """Rounding noise of one central difference: a few ulp(J) over 2 eps.
+def _noise(J0: float, eps: float, scale: float = 0.0, dtype: str = "float64") -> float:
+    """Rounding noise of one central difference: a few ulp(J) (in ``dtype``) over 2 eps.
 
     ``scale`` > |J| stands for intermediate values J is computed from by cancellation
     (confident logits: a loss of 1e-3 from logits of 20), whose rounding J inherits.
     """
-    return _NOISE_ULPS * math.ulp(max(abs(J0), scale, 1e-300)) / (2.0 * eps)
+    ulp = float(np.spacing(np.asarray(max(abs(J0), scale, 1e-30), dtype=dtype)))
+    return _NOISE_ULPS * ulp / (2.0 * eps)
 
 
 def _rel(num: np.ndarray, ana: np.ndarray) -> float:
@@ -272,65 +355,114 @@ def _rel(num: np.ndarray, ana: np.ndarray) -> float:
 
 
 class _Checked(NamedTuple):
-    """What was compared for one array: flat indices, both derivatives, kink flags."""
+    """What was compared for one array: flat indices, both derivatives, kink flags and
+    each element's absolute noise floor."""
 
     shape: tuple[int, ...]
     flat: np.ndarray
     numerical: np.ndarray
     analytic: np.ndarray
     kink: np.ndarray
+    floor: np.ndarray | float = math.nan
 
 
-def _entries(name: str, c: _Checked, which: np.ndarray) -> list[Entry]:
+def _entries(name: str, c: _Checked, which: np.ndarray, units: np.ndarray) -> list[Entry]:
     num, ana = c.numerical[which], c.analytic[which]
     den = np.abs(num) + np.abs(ana)
     err = np.divide(np.abs(num - ana), den, out=np.zeros_like(den), where=den > 0)
     return [
         Entry(
-            name, tuple(int(i) for i in np.unravel_index(f, c.shape)), float(n), float(a), float(e)
+            name,
+            tuple(int(i) for i in np.unravel_index(f, c.shape)),
+            float(n),
+            float(a),
+            float(e),
+            float(u),
         )
-        for f, n, a, e in zip(c.flat[which], num, ana, err, strict=True)
+        for f, n, a, e, u in zip(c.flat[which], num, ana, err, units[which], strict=True)
     ]
 
 
-def _report(checked: dict[str, _Checked], threshold, eps, noise, total, mode) -> GradcheckReport:
-    """Assemble the report; kinks are excluded from every error."""
-    nums, anas, per_param, failures, kinks = [], [], {}, [], []
+class _Verdict(NamedTuple):
+    """How a report judges elements: the method, its dtype and bands, and how many noise
+    floors an element may be off (plain: 1 x the rounding bound ``noise``)."""
+
+    method: str = "plain"
+    dtype: str = "float64"
+    bands: tuple = BANDS
+    fail_units: float = 1.0
+
+
+_PLAIN = _Verdict()
+
+
+def _element_floor(c: _Checked, noise: float) -> np.ndarray:
+    return np.broadcast_to(np.where(np.isnan(c.floor), noise, c.floor), c.numerical.shape)
+
+
+def _judge(checked, threshold, noise, how: _Verdict, overall_failed: bool):
+    """(failures, kinks, units per array): elements beyond the bar and the noise."""
+    failures, suspects, kinks, units = [], [], [], {}
     for name, c in checked.items():
-        ok = ~c.kink
-        nums.append(c.numerical[ok])
-        anas.append(c.analytic[ok])
-        per_param[name] = _rel(c.numerical[ok], c.analytic[ok])
         diff = np.abs(c.numerical - c.analytic)
         den = np.abs(c.numerical) + np.abs(c.analytic)
-        bad = ok & (diff > threshold * den) & (diff > noise)
-        failures += _entries(name, c, bad)
-        kinks += _entries(name, c, c.kink)
-    failures.sort(key=lambda e: -e.error)
-    rel = _rel(np.concatenate(nums), np.concatenate(anas))
-    n_checked = sum(len(c.flat) for c in checked.values())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            units[name] = np.where(diff > 0, diff / _element_floor(c, noise), 0.0)
+        above = ~c.kink & (diff > threshold * den)
+        failures += _entries(name, c, above & (units[name] > how.fail_units), units[name])
+        if how.method == "exact":
+            suspects += _entries(name, c, above & (units[name] > SUSPECT_UNITS), units[name])
+        kinks += _entries(name, c, c.kink, units[name])
+    if not failures and overall_failed:
+        failures = suspects  # the check failed: name its most suspicious elements
+    failures.sort(key=lambda e: -(e.units if how.method == "exact" else e.error))
+    return failures, kinks, units
+
+
+def _report(
+    checked: dict[str, _Checked], threshold, eps, noise, total, mode, how: _Verdict = _PLAIN
+) -> GradcheckReport:
+    """Assemble the report; kinks are excluded from every error."""
+    ok = {k: ~c.kink for k, c in checked.items()}
+    num = np.concatenate([c.numerical[ok[k]] for k, c in checked.items()])
+    ana = np.concatenate([c.analytic[ok[k]] for k, c in checked.items()])
+    floors = np.concatenate([_element_floor(c, noise)[ok[k]] for k, c in checked.items()])
+    per_param = {k: _rel(c.numerical[ok[k]], c.analytic[ok[k]]) for k, c in checked.items()}
+    rel = _rel(num, ana)
+    den = np.linalg.norm(num) + np.linalg.norm(ana)
+    noise_floor = float(np.linalg.norm(floors) / den) if den > 0 else 0.0
+    bar = threshold if how.method == "plain" else max(threshold, NOISE_BAR * noise_floor)
+    failures, kinks, units = _judge(checked, threshold, noise, how, rel >= bar)
+    floor_full = {k: _element_floor(c, noise) for k, c in checked.items()}
     return GradcheckReport(
         rel,
         threshold,
         MappingProxyType(per_param),
         tuple(failures),
         tuple(kinks),
-        n_checked,
+        sum(len(c.flat) for c in checked.values()),
         total,
         eps,
-        noise,
+        float(max((np.max(f) for f in floor_full.values() if f.size), default=noise)),
         mode,
         _full(checked, "numerical"),
         _full(checked, "analytic"),
+        how.method,
+        how.dtype,
+        how.bands,
+        noise_floor,
+        _full(checked, floor_full),
+        _full(checked, units),
     )
 
 
-def _full(checked: dict[str, _Checked], which: str) -> Mapping[str, np.ndarray]:
-    """Read-only arrays of each parameter's shape holding ``which`` (NaN = not checked)."""
+def _full(checked: dict[str, _Checked], which) -> Mapping[str, np.ndarray]:
+    """Read-only arrays of each parameter's shape holding ``which`` (a field of _Checked
+    or a dict of per-element values; NaN = not checked)."""
     out = {}
     for name, c in checked.items():
         arr = np.full(math.prod(c.shape), np.nan)
-        arr[c.flat] = getattr(c, which)
+        arr[c.flat] = getattr(c, which) if isinstance(which, str) else which[name]
         arr = arr.reshape(c.shape)
         arr.flags.writeable = False
         out[name] = arr
@@ -408,6 +540,12 @@ def gradcheck(
     directions: int = 3,
 ) -> GradcheckReport:
     """Compare ``grads`` with central differences of ``cost_fn`` (the seed's gradient check).
+
+    This is always the plain formula, (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)
+    in float64: an arbitrary cost function has no layer structure to carry differences
+    through, so the rounding of J (about ulp(J) / (2 eps), 5.6e-10 at eps 1e-7 for J near
+    0.7) stays in every element. For a deepgrad network, ``gradcheck_network`` computes the
+    same central differences without that noise (``method="exact"``).
 
     Parameters
     ----------
@@ -524,7 +662,8 @@ def _state(params, X, Y, spec, l2, m_reg, masks) -> _State:
     inT, ZT, sq = {}, {}, {}
     for l in range(1, spec.L + 1):
         A_in = cache.inputs[l - 1]
-        inT[l] = np.ascontiguousarray(np.concatenate([A_in, np.ones((m, 1))], axis=1).T)
+        ones = np.ones((m, 1), dtype=A_in.dtype)
+        inT[l] = np.ascontiguousarray(np.concatenate([A_in, ones], axis=1).T)
         ZT[l] = np.ascontiguousarray(cache.Z[l - 1].T)
         W = params[f"W{l}"]
         sq[l] = np.sum(W * W)
@@ -550,13 +689,13 @@ def _penalty(s: _State, l: int, w: np.ndarray | None, delta: np.ndarray):
 _WORKSPACE = threading.local()
 
 
-def _buffer(tag: str, shape: tuple[int, ...]) -> np.ndarray:
+def _buffer(tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A reusable per-thread scratch array: fresh 1 MB arrays for every batch would cost a
     page fault per 4 kB (more than the arithmetic on them, measured)."""
     cache = _WORKSPACE.__dict__.setdefault("buffers", {})
-    key = (tag, shape)
+    key = (tag, shape, np.dtype(dtype).str)
     if key not in cache:
-        cache[key] = np.empty(shape)
+        cache[key] = np.empty(shape, dtype=dtype)
     return cache[key]
 
 
@@ -589,7 +728,7 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         acol = dropout.apply(acol, s.masks[l - 1].T[rows])
     dcol = acol - s.inT[l + 1][rows]  # the change of unit i of A^[l], per example
     W_next = s.params[f"W{l + 1}"]
-    Z = _buffer("Z", (K, m, W_next.shape[0]))
+    Z = _buffer("Z", (K, m, W_next.shape[0]), W_next.dtype)
     np.multiply(dcol[:, :, None], W_next.T[rows][:, None, :], out=Z)  # rank-1 update ...
     Z += cache.Z[l]  # ... of Z^[l+1]
     for k in range(l + 1, L):
@@ -598,7 +737,7 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         if s.masks is not None:
             A = dropout.apply(A, s.masks[k - 1])
         W, b = s.params[f"W{k + 1}"], s.params[f"b{k + 1}"]
-        Z = _buffer(f"Z{k + 1}", (K, m, W.shape[0]))
+        Z = _buffer(f"Z{k + 1}", (K, m, W.shape[0]), W.dtype)
         np.matmul(A.reshape(K * m, A.shape[-1]), W.T, out=Z.reshape(K * m, W.shape[0]))
         Z += b
     return Z
@@ -665,14 +804,32 @@ def _layer_numerical(s: _State, name: str, flat: np.ndarray, eps: float, pool=No
     return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]))
 
 
-def _network_inputs(net, X, Y, keep_prob, masks, seed):
-    """float64 params, X, encoded Y and frozen dropout masks (validated)."""
+def _network_params(net, dtype: str) -> dict:
+    """NumPy copies of net.params in ``dtype``: floating arrays of the spec's shapes."""
+    params = {}
+    for k, shape in net.spec.shapes().items():
+        if k not in net.params:
+            raise ValueError(f"net.params has no {k!r}; a {list(net.layer_sizes)} net needs it")
+        v = to_numpy(net.params[k])
+        if np.asarray(v).dtype.kind != "f":
+            raise TypeError(
+                f"net.params[{k!r}] has dtype {np.asarray(v).dtype}; parameters must be "
+                f"float32 or float64"
+            )
+        if tuple(v.shape) != shape:
+            raise ValueError(f"net.params[{k!r}] has shape {tuple(v.shape)}; expected {shape}")
+        params[k] = np.array(v, dtype=dtype)
+    return params
+
+
+def _network_inputs(net, X, Y, keep_prob, masks, seed, dtype: str = "float64"):
+    """NumPy params, X, encoded Y and frozen dropout masks in ``dtype`` (validated)."""
     from .model import Network
 
     if not isinstance(net, Network):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
-    params = {k: np.array(to_numpy(v), dtype=np.float64) for k, v in net.params.items()}
-    X = np.asarray(to_numpy(as_2d_float("X", X, net.layer_sizes[0])), dtype=np.float64)
+    params = _network_params(net, dtype)
+    X = np.asarray(to_numpy(as_2d_float("X", X, net.layer_sizes[0])), dtype=dtype)
     Y = check_targets(
         "Y",
         to_numpy(Y) if not isinstance(Y, list) else Y,
@@ -680,15 +837,15 @@ def _network_inputs(net, X, Y, keep_prob, masks, seed):
         net.layer_sizes[-1],
         X.shape[0],
     )
-    Y = encode_targets(np.asarray(Y), net.spec.output, net.layer_sizes[-1], np, np.float64)
+    Y = encode_targets(np.asarray(to_numpy(Y)), net.spec.output, net.layer_sizes[-1], np, dtype)
     keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
     check_int("seed", seed, 0)
     hidden = net.spec.hidden_sizes
     if masks is not None:
-        masks = _check_masks(masks, X.shape[0], hidden)
+        masks = [m.astype(dtype) for m in _check_masks(masks, X.shape[0], hidden)]
     elif keep_prob < 1.0:
         rng = np.random.default_rng(seed)
-        masks = dropout.draw_masks(rng, X.shape[0], hidden, keep_prob, None, "float64")
+        masks = dropout.draw_masks(rng, X.shape[0], hidden, keep_prob, None, dtype)
     return params, X, Y, masks
 
 
@@ -718,13 +875,172 @@ def _single_threaded_blas():
     return threadpool_limits(1, user_api="blas")
 
 
+def _exact_layer(b: diffprop.Base, name: str, flat: np.ndarray, eps: float, setup, pool=None):
+    """Exact central differences of the selected elements of one array, and kink flags.
+
+    ``setup`` = (l2, m_reg, to_backend): each batch moves +eps and -eps copies of its
+    elements, propagates the changes (``diffprop.differences``) and returns
+    ([J(theta + eps) - J] - [J(theta - eps) - J]) / (2 eps), the L2 term as 4 w eps exactly.
+    """
+    l2, m_reg, to_backend = setup
+    l, is_w = int(name[1:]), name[0] == "W"
+    n_in = b.spec.layer_sizes[l - 1]
+    rows, cols = np.divmod(flat, n_in) if is_w else (flat, np.zeros_like(flat))
+    w = to_numpy(b.params[name]).reshape(-1)[flat].astype(np.float64)
+    m = b.Y.shape[0]
+    width = max(b.spec.layer_sizes[min(l + 1, b.spec.L) :]) * m
+    chunk = max(1, _EXACT_CHUNK // (2 * width))
+    track = b.spec.hidden_activation in _RELU_FAMILY
+
+    def one(start: int):
+        sl = slice(start, start + chunk)
+        n = len(rows[sl])
+        r, c = np.concatenate([rows[sl]] * 2), np.concatenate([cols[sl]] * 2)
+        d = np.concatenate([np.full(n, eps), np.full(n, -eps)])
+        dJ, crossed = diffprop.differences(
+            b, l, to_backend(r), to_backend(c), to_backend(d, float_=True), is_w, track
+        )
+        num = to_numpy((dJ[:n] - dJ[n:]) / (2.0 * eps * m)).astype(np.float64)
+        if is_w and l2:
+            num = num + (l2 / (2.0 * m_reg)) * (4.0 * w[sl] * eps) / (2.0 * eps)
+        return num, to_numpy(crossed[:n] | crossed[n:])
+
+    starts = range(0, len(flat), chunk)
+    results = list(pool.map(one, starts) if pool is not None else map(one, starts))
+    if not results:
+        return np.empty(0), np.zeros(0, bool)
+    return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]))
+
+
+def _gradient_scale(b: diffprop.Base, l2: float, m_reg: int) -> dict[str, np.ndarray]:
+    """The root-sum-square of the terms backprop adds up for each element (float64): R_i.
+
+    Rounding gives each term of dW = dZ.T @ A (and of the dZ it is made of, layer after
+    layer) a relative error of a few unit roundoffs with random sign, so the error of an
+    element is a few roundoffs of sqrt(sum of squared terms), R_i, not of |dW_i|, which can
+    be much smaller after cancellation (and not of the sum of |terms|, 100-1000x too
+    pessimistic through 4 layers of random signs, measured). Difference propagation adds the
+    same products in the other direction, so R_i is its scale too.
+    """
+    spec, act = b.spec, activations.get(b.spec.hidden_activation)
+    sq = lambda a: np.square(np.asarray(to_numpy(a), dtype=np.float64))  # noqa: E731
+    ZL, Y = np.asarray(to_numpy(b.Z[-1]), np.float64), np.asarray(to_numpy(b.Y), np.float64)
+    A = np.asarray(losses.get(spec.output).activation(ZL))
+    # dZ^[L] = (A - Y) / m is a subtraction: where A ~ Y (a confident, right output) its
+    # rounding is ulp(A), not ulp(A - Y); min(A^2, Y^2) adds that term (0 where y = 0).
+    dZ2 = (np.square(A - Y) + np.minimum(np.square(A), np.square(Y))) / ZL.shape[0] ** 2
+    R = {}
+    for l in range(spec.L, 0, -1):
+        W2 = sq(b.params[f"W{l}"])
+        R[f"W{l}"] = np.sqrt(dZ2.T @ sq(b.inputs[l - 1]) + (l2 / m_reg) ** 2 * W2)
+        R[f"b{l}"] = np.sqrt(np.sum(dZ2, axis=0))
+        if l > 1:
+            dA2 = dZ2 @ W2
+            if b.masks is not None:
+                dA2 = dA2 * sq(b.masks[l - 2])
+            Zp = np.asarray(to_numpy(b.Z[l - 2]), np.float64)
+            dZ2 = dA2 * np.square(act.backward(np.ones_like(Zp), Zp, act.forward(Zp)))
+    return R
+
+
+def _backend_converter(net, dtype: str):
+    """(namespace arrays -> the net's backend) for the exact path, and whether to thread."""
+    if net.backend == "numpy":
+        return (lambda a, float_=False: a.astype(dtype) if float_ else a), True
+    torch = tb.import_torch()
+    device = net.device
+    tdt = getattr(torch, dtype)
+    return (
+        lambda a, float_=False: torch.as_tensor(a, dtype=tdt if float_ else None, device=device)
+    ), False
+
+
+def _exact_network(net, data, opts, select, workers) -> GradcheckReport:
+    """The exact method in ``dtype`` on the net's backend (NumPy or torch, any device)."""
+    params, X, Y, masks = data
+    l2, m_reg, eps, threshold, backward, dtype = opts
+    to_backend, threads = _backend_converter(net, dtype)
+    if net.backend != "numpy":
+        params = {k: to_backend(v, float_=True) for k, v in params.items()}
+        X, Y = to_backend(X, float_=True), to_backend(Y, float_=True)
+        masks = None if masks is None else [to_backend(mk, float_=True) for mk in masks]
+    b = diffprop.base(params, X, Y, net.spec, masks)
+    grads = (backward or nw.backward)(params, b.cache, Y, net.spec, l2, m_reg)
+    _, G, _ = _prepare(params, {k: to_numpy(v) for k, v in grads.items()})
+    unit = float(np.finfo(dtype).eps)
+    R = _gradient_scale(b, l2, m_reg)
+    checked = {}
+    pool = ThreadPoolExecutor(workers) if workers > 1 and threads else None
+    with _single_threaded_blas(), pool or contextlib.nullcontext(), np.errstate(over="ignore"):
+        for name, flat in select.items():
+            num, kink = _exact_layer(b, name, flat, eps, (l2, m_reg, to_backend), pool)
+            ana = G[name].reshape(-1)[flat]
+            floor = unit * R[name].reshape(-1)[flat]
+            checked[name] = _Checked(params[name].shape, flat, num, ana, kink, floor)
+    how = _Verdict("exact", dtype, bands("exact", dtype), FAIL_UNITS)
+    return _report(checked, threshold, eps, 0.0, net.n_params, "elementwise", how)
+
+
+def _plain_network(net, data, opts, select, workers) -> GradcheckReport:
+    """The seed's formula, batched (NumPy, in ``dtype``)."""
+    params, X, Y, masks = data
+    l2, m_reg, eps, threshold, backward, dtype = opts
+    s = _state(params, X, Y, net.spec, l2, m_reg, masks)
+    J0 = float(nw.cost_from_output(s.cache.Z[-1], Y, params, net.spec, l2, m_reg))
+    grads = (backward or nw.backward)(params, s.cache, Y, net.spec, l2, m_reg)
+    _, G, _ = _prepare(params, grads)
+    checked = {}
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    with _single_threaded_blas(), pool or contextlib.nullcontext():
+        for name, flat in select.items():
+            num, kink = _layer_numerical(s, name, flat, eps, pool)
+            checked[name] = _Checked(params[name].shape, flat, num, G[name].reshape(-1)[flat], kink)
+    # Per-example losses are computed from Z^[L]; their rounding, ~ulp(|Z^[L]|) each,
+    # averages over m examples to ~ulp(|Z^[L]|) / sqrt(m) in J.
+    scale = float(np.max(np.abs(s.cache.Z[-1]))) / math.sqrt(X.shape[0])
+    how = _Verdict("plain", dtype, bands("plain", dtype), 1.0)
+    noise = _noise(J0, eps, scale, dtype)
+    return _report(checked, threshold, eps, noise, net.n_params, "elementwise", how)
+
+
+def _choice(name: str, value, allowed) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def _check_eps(eps, dtype: str) -> float:
+    lo, hi = EPS_RANGE[dtype]
+    eps = check_float("eps", eps, 0.0, low_open=True)
+    if not lo <= eps <= hi:
+        raise ValueError(
+            f"eps must be in [{lo:g}, {hi:g}] for a {dtype} check, got {eps!r}: below, the "
+            f"step is lost in {dtype} rounding; above, the truncation error dominates"
+        )
+    return eps
+
+
+def _resolve_method(net, method: str, dtype, eps, threshold):
+    """(method, dtype, eps, threshold) with the defaults of DEFAULTS filled in; falls back
+    to "plain" (with a warning) for a network the exact method has no identity for."""
+    method = _choice("method", method, METHODS)
+    dtype = getattr(net, "dtype", "float64") if dtype is None else _choice("dtype", dtype, DTYPES)
+    why = diffprop.supports(net.spec) if hasattr(net, "spec") else ""
+    if method == "exact" and why:
+        warnings.warn(f"{why}: falling back to method='plain'", RuntimeWarning, stacklevel=3)
+        method = "plain"
+    default_eps, default_threshold, _ = DEFAULTS[(method, dtype)]
+    eps = _check_eps(default_eps if eps is None else eps, dtype)
+    return method, dtype, eps, default_threshold if threshold is None else threshold
+
+
 def gradcheck_network(
     net,
     X,
     Y,
     l2: float = 0.0,
-    eps: float = 1e-7,
-    threshold: float = 1e-7,
+    eps: float | None = None,
+    threshold: float | None = None,
     keep_prob: float = 1.0,
     masks=None,
     seed: int = 0,
@@ -732,19 +1048,25 @@ def gradcheck_network(
     l2_denominator: int | None = None,
     backward: Callable | None = None,
     workers: int | None = None,
+    method: str = "exact",
+    dtype: str | None = None,
 ) -> GradcheckReport:
     """Check a network's backprop against central differences of its regularized cost.
 
-    Computes the same numbers as ``gradcheck(lambda p: network.cost(p, X, Y, ...), ...)``
-    (two real cost evaluations per element, the L2 term included) in a fraction of the
-    time; see the module docstring for how. Works on a float64 copy of ``net``.
+    Computes the seed's central differences (J(theta + eps e_i) - J(theta - eps e_i)) /
+    (2 eps) of ``network.cost`` (the L2 term included), batched; see the module docstring.
 
     Parameters
     ----------
     net : a deepgrad ``Network`` (its parameters are not changed).
     X : (m, n^[0]) inputs; Y : (m,) labels or (m, n^[L]) targets.
     l2 : lambda of the L2 term; ``l2_denominator`` divides it by that instead of m.
-    eps, threshold, sample, seed : as in ``gradcheck`` (seed also draws dropout masks).
+    eps, threshold : the step and the bar; None: the defaults of ``DEFAULTS`` for the
+        method and dtype (exact: 1e-9 and 1e-12 in float64, 1e-6 and 1e-6 in float32;
+        plain: 1e-7 and 1e-7 in float64, 3e-2 and 1e-3 in float32). eps must lie in
+        ``EPS_RANGE[dtype]``. The exact method's bar is never below ``NOISE_BAR`` noise
+        floors (``report.bar``).
+    sample, seed : as in ``gradcheck`` (seed also draws dropout masks).
     keep_prob : with keep_prob < 1, dropout masks are drawn once (from ``seed``) and frozen:
         the same masks for J(theta + eps), J(theta - eps) and backprop, so the cost is a
         fixed function of theta again. Redrawing them for each evaluation makes the check
@@ -753,45 +1075,49 @@ def gradcheck_network(
     masks : explicit masks (list of (m, n^[l]) arrays, one per hidden layer) instead.
     backward : an alternative ``network.backward`` (e.g. a planted bug from
         ``deepgrad.bugs``) whose gradients are checked instead of deepgrad's.
-    workers : threads that evaluate batches of perturbed networks in parallel (default:
-        the CPU count, at most 8; 1 = sequential). The numbers do not depend on it.
+    workers : threads that evaluate batches of perturbed networks in parallel (NumPy;
+        default: the CPU count, at most 8; 1 = sequential). The numbers do not depend on it.
+    method : "exact" (default): the same central difference computed without
+        cancellation, by difference propagation (``deepgrad.diffprop``), on the net's
+        backend (NumPy, or torch on its device); each element is judged against its own
+        noise floor (``report.floor``). "plain": the seed's formula, two cost evaluations
+        subtracted (NumPy). A net with an activation or output that has no difference
+        identity falls back to "plain" with a RuntimeWarning.
+    dtype : "float64" or "float32": the precision of the check (None: the net's dtype).
+        float32 networks are checked in float32, against float32 backprop.
 
     Returns
     -------
-    GradcheckReport; for ReLU-family nets, elements whose +-eps evaluations flip the sign
-    of some pre-activation are listed in ``report.kinks`` and left out of the verdict.
+    GradcheckReport; for ReLU-family nets, elements whose +-eps perturbations move some
+    pre-activation across 0 are listed in ``report.kinks`` and left out of the verdict.
 
     Example
     -------
     >>> import deepgrad as dg, numpy as np
     >>> net = dg.Network([3, 5, 2], hidden_activation="tanh", output="softmax", seed=0)
     >>> X = np.random.default_rng(0).normal(size=(8, 3))
-    >>> dg.gradcheck_network(net, X, np.arange(8) % 2, l2=0.1).passed
-    True
+    >>> r = dg.gradcheck_network(net, X, np.arange(8) % 2, l2=0.1)
+    >>> r.passed, r.method, r.dtype
+    (True, 'exact', 'float32')
     """
-    params, Xa, Ya, masks = _network_inputs(net, X, Y, keep_prob, masks, seed)
+    method, dtype, eps, threshold = _resolve_method(net, method, dtype, eps, threshold)
+    data = _network_inputs(net, X, Y, keep_prob, masks, seed, dtype)
     l2 = check_float("l2", l2, 0.0)
-    m_reg = (
-        Xa.shape[0] if l2_denominator is None else check_int("l2_denominator", l2_denominator, 1)
-    )
+    m = data[1].shape[0]
+    m_reg = m if l2_denominator is None else check_int("l2_denominator", l2_denominator, 1)
     if backward is not None and not callable(backward):
         raise TypeError(f"backward must be callable like network.backward, got {backward!r}")
-    total = net.n_params
-    eps, threshold, sample = _check_options(eps, threshold, sample, total, seed)
-    s = _state(params, Xa, Ya, net.spec, l2, m_reg, masks)
-    J0 = float(nw.cost_from_output(s.cache.Z[-1], Ya, params, net.spec, l2, m_reg))
+    eps, threshold, sample = _check_options(eps, threshold, sample, net.n_params, seed)
+    _check_cost(data, net.spec, l2, m_reg)
+    workers = min(8, os.cpu_count() or 1) if workers is None else check_int("workers", workers)
+    select = _select(net.spec.shapes(), sample, seed)
+    opts = (l2, m_reg, eps, threshold, backward, dtype)
+    run = _exact_network if method == "exact" else _plain_network
+    return run(net, data, opts, select, workers)
+
+
+def _check_cost(data, spec, l2, m_reg) -> None:
+    params, X, Y, masks = data
+    J0 = float(nw.cost(params, X, Y, spec, l2, m_reg, masks))
     if not math.isfinite(J0):
         raise ValueError(f"the cost of net on (X, Y) is {J0}; it must be finite")
-    grads = (backward or nw.backward)(params, s.cache, Ya, net.spec, l2, m_reg)
-    _, G, _ = _prepare(params, grads)
-    workers = min(8, os.cpu_count() or 1) if workers is None else check_int("workers", workers)
-    checked = {}
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    with _single_threaded_blas(), pool or contextlib.nullcontext():
-        for name, flat in _select(net.spec.shapes(), sample, seed).items():
-            num, kink = _layer_numerical(s, name, flat, eps, pool)
-            checked[name] = _Checked(params[name].shape, flat, num, G[name].reshape(-1)[flat], kink)
-    # Per-example losses are computed from Z^[L]; their rounding, ~ulp(|Z^[L]|) each,
-    # averages over m examples to ~ulp(|Z^[L]|) / sqrt(m) in J.
-    scale = float(np.max(np.abs(s.cache.Z[-1]))) / math.sqrt(Xa.shape[0])
-    return _report(checked, threshold, eps, _noise(J0, eps, scale), total, "elementwise")

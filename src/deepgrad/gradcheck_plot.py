@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gradcheck import BANDS, GradcheckReport
+from .gradcheck import GradcheckReport
 
 __all__ = ["report_errors"]
 
@@ -25,7 +25,9 @@ def _element_errors(report: GradcheckReport, name: str) -> np.ndarray:
 
 
 def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
-    """Per-element errors (dots) and each array's error (bar) against the verdict bands.
+    """Per-element errors (dots) and each array's error (bar) against the verdict bands of
+    the report's method and dtype, with the estimated noise floor as a grey band: errors
+    inside it are rounding, not bugs.
 
     Returns the figure; never shows it.
     """
@@ -40,13 +42,26 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
     ax = ax or fig.add_subplot(1, 1, 1)
     names = list(report.per_param)
     errs = [_element_errors(report, name) for name in names]
-    smallest = min([report.threshold, *(float(e.min()) for e in errs if len(e))])
-    lo = max(_FLOOR, 10.0 ** np.floor(np.log10(smallest) - 1))
-    edges = [lo] + [b for b, _ in BANDS[:-1]] + [1e1]
+    floor = report.noise_floor if np.isfinite(report.noise_floor) else None
+    nonzero = [e[e > _FLOOR] for e in errs]  # exact zeros are drawn at the bottom
+    smallest = min([report.bar, *(float(e.min()) for e in nonzero if len(e))])
+    lo = max(_FLOOR, 10.0 ** np.floor(np.log10(min(smallest, floor or 1.0)) - 1))
+    edges = [lo] + [max(b, lo) for b, _ in report.bands[:-1]] + [1e1]
     for (a, b), color, (_, label) in zip(
-        zip(edges, edges[1:], strict=False), _BAND_COLORS, BANDS, strict=True
+        zip(edges, edges[1:], strict=False), _BAND_COLORS, report.bands, strict=True
     ):
         ax.axhspan(a, b, color=color, zorder=0, label=label)
+    if floor:
+        ax.axhspan(
+            lo,
+            max(floor, lo),
+            facecolor="#9e9e9e",
+            alpha=0.45,
+            hatch="//",
+            edgecolor="#555",
+            zorder=1,
+            label=f"noise floor ({floor:.1e})",
+        )
     rng = np.random.default_rng(0)
     for x, (name, err) in enumerate(zip(names, errs, strict=True)):
         ax.scatter(
@@ -67,7 +82,7 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
             zorder=3,
             label="whole array" if x == 0 else None,
         )
-    ax.axhline(report.threshold, color="k", ls="--", lw=1, label=f"threshold {report.threshold:g}")
+    ax.axhline(report.bar, color="k", ls="--", lw=1, label=f"bar {report.bar:.1e}")
     ax.set(
         yscale="log",
         ylim=(lo, 10.0),
@@ -76,7 +91,11 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
         ylabel="relative error |num - backprop| / (|num| + |backprop|)",
     )
     status = "passed" if report.passed else "FAILED"
-    ax.set_title(title or f"gradient check {status}: relative error {report.relative_error:.1e}")
+    ax.set_title(
+        title
+        or f"gradient check {status} ({report.method}, {report.dtype}): "
+        f"relative error {report.relative_error:.1e}"
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig

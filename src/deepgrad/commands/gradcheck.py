@@ -40,8 +40,28 @@ def add_arguments(p) -> None:
         default=None,
         help="dropout keep probability; masks are frozen for the check (default 1)",
     )
-    p.add_argument("--eps", type=float, default=1e-7)
-    p.add_argument("--threshold", type=float, default=1e-7)
+    p.add_argument(
+        "--method",
+        choices=["exact", "plain"],
+        default="exact",
+        help="exact: central differences without cancellation (default); plain: the seed's "
+        "formula, two costs subtracted",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default=None,
+        help="precision of the check (default: the model's dtype; float64 for a fresh network)",
+    )
+    p.add_argument(
+        "--eps", type=float, default=None, help="step (default: per method and dtype, e.g. 1e-9)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="bar of the relative error (default: per method and dtype, e.g. 1e-12)",
+    )
     p.add_argument("--sample", type=int, default=None, help="check this many elements, stratified")
     p.add_argument(
         "--plant-bug",
@@ -112,7 +132,12 @@ def run(args) -> int:
     if not args.model:
         activation = _settings(args, bug)[0]
         net = dg.Network(
-            args.layers, activation, args.output, init=args.init, seed=args.seed, dtype="float64"
+            args.layers,
+            activation,
+            args.output,
+            init=args.init,
+            seed=args.seed,
+            dtype=args.dtype or "float64",
         )
     X, y = _examples(net, args, np.random.default_rng(args.seed))
     print(
@@ -130,6 +155,8 @@ def run(args) -> int:
         seed=args.seed,
         sample=args.sample,
         backward=bug.backward if bug else None,
+        method=args.method,
+        dtype=args.dtype,
     )
     print(report)
     if args.plot:
@@ -152,7 +179,7 @@ def demo_check(
 
     idx = np.random.default_rng(seed).choice(len(X), size=min(examples, len(X)), replace=False)
     report = dg.gradcheck_network(
-        net, X[idx], y[idx], l2=l2, l2_denominator=l2_denominator, seed=seed
+        net, X[idx], y[idx], l2=l2, l2_denominator=l2_denominator, seed=seed, dtype="float64"
     )
     print(
         f"gradient check of backprop on {len(idx)} {which} examples (float64 copy): "
