@@ -28,6 +28,18 @@ def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
     return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
 
 
+def _sorted(classes):
+    """Class names as a sorted array of distinct labels (None stays None)."""
+    if classes is None:
+        return None
+    from .preprocessing import class_names
+
+    names = class_names(classes, "classes")
+    if len(names) != len(classes):
+        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
+    return names
+
+
 class Network:
     """A deep fully-connected network with hand-written forward and backward passes.
 
@@ -240,7 +252,9 @@ class Network:
             device=device,
         )
 
-    def fit(self, X, Y, *, standardize: bool = False, task: str | None = None, **kwargs):
+    def fit(
+        self, X, Y, *, standardize: bool = False, task: str | None = None, classes=None, **kwargs
+    ):
         """Train in place on the user's rows and labels; returns the History.
 
         standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
@@ -250,9 +264,12 @@ class Network:
             that looks like a mistake).
         task : "classification" or "regression", checked against the output layer (None:
             the output layer's task).
+        classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
+            unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
+            names. Default: text labels are mapped to their sorted names automatically;
+            numeric labels must be the output's indices (0..K-1, or 0/1).
 
-        Labels that are not the output's indices (text, 1..K, -1/+1) are mapped to them and
-        their names kept in ``preprocessing``: ``predict`` then returns the user's labels.
+        The class names are kept in ``preprocessing``: ``predict`` returns the user's labels.
         A network that already has a preprocessing record keeps it (continued training)
         unless ``standardize=True`` fits a new one. Everything else goes to
         ``deepgrad.training.fit`` (batch_size, epochs, learning_rate, validation_data, ...).
@@ -263,9 +280,19 @@ class Network:
         if not isinstance(standardize, bool | np.bool_):
             raise TypeError(f"standardize must be True or False, got {standardize!r}")
         pre = self.preprocessing
-        if pre is None or standardize:
+        if pre is None or standardize or classes is not None:
+            if standardize and not isinstance(X, np.memmap):
+                X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+            elif standardize:
+                raise ValueError(
+                    "standardize=True would load the memory-mapped X into memory; write "
+                    "standardized files (or a Standardizer's transform) and pass "
+                    "standardize=False"
+                )
             n_out = self.layer_sizes[-1]
-            pre = fit_preprocessing(X, Y, self.spec.output, n_out, bool(standardize))
+            pre = fit_preprocessing(
+                X, Y, self.spec.output, n_out, bool(standardize), classes=_sorted(classes)
+            )
             pre = None if pre.is_identity else pre
         Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
         validation = kwargs.get("validation_data")

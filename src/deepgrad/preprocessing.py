@@ -205,20 +205,27 @@ def _show(values, limit: int = 6) -> str:
 
 
 def needs_label_encoding(y, output: str, n_out: int) -> bool:
-    """True when y's labels are not already what the output layer expects (text, 1..K,
-    -1/+1): they are then mapped to indices and the names kept in the record."""
+    """True when y holds text labels for a classifier: they are then mapped to indices
+    and the names kept in the record. (Numeric labels such as 1..K or -1/+1 are mapped
+    when the class names are given; otherwise they must be the output's indices.)"""
     if output == "linear":
         return False
-    y = np.asarray(to_numpy(y))
-    if y.dtype.kind not in "biuf":
+    return is_text(y)
+
+
+def is_text(y) -> bool:
+    """True for text labels: a unicode array, or an object array/list of str only."""
+    if isinstance(y, np.ndarray) and y.dtype.kind == "U":
         return True
-    if y.ndim == 2 and y.shape[1] != 1:
-        return False  # one-hot or multi-label 0/1 targets
-    values = np.unique(y)
-    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        return False  # the target check reports it
-    allowed = 2 if output == "sigmoid" else n_out
-    return not np.all((values == np.round(values)) & (values >= 0) & (values < allowed))
+    if not isinstance(y, np.ndarray | list | tuple):
+        return False
+    try:
+        a = np.asarray(y)
+    except (ValueError, TypeError):
+        return False  # ragged: the target check reports it
+    if a.dtype.kind == "U":
+        return True
+    return a.dtype.kind == "O" and a.size > 0 and all(isinstance(v, str) for v in a.flat)
 
 
 def unscaled_features(X, names=None) -> str | None:
@@ -271,8 +278,9 @@ def fit_preprocessing(
     """The record for training a network with ``output``/``n_out`` units on (X, Y).
 
     ``standardize``: fit the input standardization on X (and, for a linear output, the
-    target scaling on Y). ``classes``: the class names (default: the distinct labels of Y,
-    when they are not already the output's indices).
+    target scaling on Y). ``classes``: the class names, output unit i = classes[i]
+    (default: the distinct labels of Y when they are text, else none: the labels are
+    the output's indices).
     """
     task = task_of(output)
     inputs = Standardizer.fit(X) if standardize else None
@@ -324,3 +332,33 @@ def check_columns(columns, expected, source: str = "the data") -> None:
 def _names(names, limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+MAX_INFERRED_CLASSES = 20  # whole-number targets with more distinct values: ask, don't guess
+
+
+def infer_task(y, flag: str = "task") -> tuple[str, str]:
+    """(task, why) from the targets alone, only when that is unambiguous.
+
+    Text or boolean labels, or at most 20 distinct whole numbers: classification;
+    fractional values or several target columns: regression. Anything else (e.g. 214
+    distinct whole numbers) raises ValueError asking for ``flag``.
+    """
+    y = np.asarray(to_numpy(y))
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "regression", f"y has {y.shape[1]} columns"
+    y = y.reshape(-1)
+    if y.dtype.kind in "OUSb":
+        return "classification", f"y holds {'text' if y.dtype.kind != 'b' else 'boolean'} labels"
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"y must hold numbers or text labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.any(y != np.round(y)):
+        return "regression", "y holds fractional values"
+    values = np.unique(y)
+    if len(values) <= MAX_INFERRED_CLASSES:
+        return "classification", f"y holds {len(values)} distinct whole numbers"
+    raise ValueError(
+        f"cannot tell the task: y holds {len(values)} distinct whole numbers (from "
+        f"{values[0]:g} to {values[-1]:g}), quantities or class labels; pass {flag} "
+        f"regression or {flag} classification"
+    )

@@ -73,7 +73,7 @@ def _settings(args, bug):
 def _examples(net, args, rng):
     """m examples from --data, or random inputs with labels that fit the output."""
     from .._checks import check_int
-    from .train import load_data
+    from ._sources import load_data
 
     m = check_int("--examples", args.examples, 1)
     if args.data:
