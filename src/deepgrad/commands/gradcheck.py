@@ -158,5 +158,6 @@ def demo_check(
         f"gradient check of backprop on {len(idx)} {which} examples (float64 copy): "
         f"{report.summary()}"
     )
-    print("\n".join("  " + line for line in report.table().splitlines()[:5]))
+    rows = 1 + len(report.per_param)  # the header and every W and b, all layers
+    print("\n".join("  " + line for line in report.table().splitlines()[:rows]))
     return report.passed
