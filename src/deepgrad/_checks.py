@@ -52,9 +52,8 @@ def check_float(
     bad_low = value <= low if low_open else value < low
     bad_high = value >= high if high_open else value > high
     if not math.isfinite(value) or bad_low or bad_high:
-        raise ValueError(
-            f"{name} must be a finite number {_interval(low, high, low_open, high_open)}, got {value!r}"
-        )
+        allowed = _interval(low, high, low_open, high_open)
+        raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
     return value
 
 

@@ -167,9 +167,7 @@ def class_names(y, name: str = "y") -> np.ndarray:
     classes = np.unique(y)
     if len(classes) < 2:
         shown = repr(classes[0].item()) if len(classes) else "none"
-        raise ValueError(
-            f"{name} has only one class ({shown}); classification needs at least 2"
-        )
+        raise ValueError(f"{name} has only one class ({shown}); classification needs at least 2")
     return classes
 
 
@@ -323,7 +321,7 @@ def check_columns(columns, expected, source: str = "the data") -> None:
         )
     i = next(i for i, (a, b) in enumerate(zip(columns, expected, strict=True)) if a != b)
     raise ValueError(
-        f"{source}'s columns are in another order than at training: column {i + 1} is "
+        f"the columns of {source} are in another order than at training: column {i + 1} is "
         f"{columns[i]!r} where the model expects {expected[i]!r}; put them in the training "
         f"order ({_names(expected)})"
     )

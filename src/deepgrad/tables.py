@@ -66,13 +66,15 @@ def read_table(path, target: str | None = None, require_target: bool = True) -> 
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f"data file {name!r} is empty (no header row)") from exc
     except pd.errors.ParserError as exc:
-        raise ValueError(f"data file {name!r} is not a valid table: {_first_line(exc)}") from exc
+        raise ValueError(
+            f"data file {name!r} is ragged or not a table: {_first_line(exc)}"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ValueError(f"data file {name!r} is not a text table: {exc}") from exc
     columns = [str(c) for c in df.columns]
     if len(df) == 0:
         raise ValueError(f"data file {name!r} has a header but no rows")
-    _check_ragged(df, name)
+    _check_ragged(df, path)
     y = None
     if target is not None and target in columns:
         y = _target(df[target], target, name)
@@ -94,15 +96,23 @@ def _first_line(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def _check_ragged(df, name: str) -> None:
-    """pandas pads a short row with NaN (a long row is a ParserError): name the line."""
-    short = df.isna().any(axis=1).to_numpy()
-    if short.any():
-        row = int(np.flatnonzero(short)[0])
-        fields = int(df.iloc[row].notna().sum())
+def _check_ragged(df, path: Path) -> None:
+    """pandas pads a short row with empty cells (a long row is a ParserError): a row with
+    an empty cell is re-read by the csv module to tell a short row from an empty cell."""
+    empty = (df.isna() | (df == "")).any(axis=1).to_numpy()
+    if not empty.any():
+        return
+    import csv
+    import itertools
+
+    row = int(np.flatnonzero(empty)[0])
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh, delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ","))
+        fields = next(itertools.islice(reader, row + 1, None), [])
+    if len(fields) < df.shape[1]:
         raise ValueError(
-            f"data file {name!r} is ragged: line {row + 2} has {fields} fields, the header "
-            f"has {df.shape[1]}"
+            f"data file {str(path)!r} is ragged: line {row + 2} has {len(fields)} fields, "
+            f"the header has {df.shape[1]}"
         )
 
 

@@ -125,7 +125,13 @@ def warn(command: str, message: str) -> None:
 
 
 def show(value) -> str:
-    return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (
+        repr(value)
+        if isinstance(value, str)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def classification_lines(score, where: str) -> list[str]:

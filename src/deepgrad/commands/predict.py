@@ -110,7 +110,7 @@ def _targets(net, src, task):
     if task == "regression" and y.dtype.kind not in "biuf":
         raise ValueError(
             "the model does regression but the data's targets are text labels "
-            f"(e.g. {y.reshape(-1)[0]!r}): a model for another task?"
+            f"(e.g. {y.reshape(-1)[0].item()!r}): a model for another task?"
         )
     if task == "classification":
         classes = pre.classes if pre is not None and pre.classes is not None else None

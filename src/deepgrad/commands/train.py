@@ -133,7 +133,7 @@ def check_targets_for(task: str, y, target_name) -> np.ndarray | None:
         if y_np.dtype.kind not in "biuf":
             raise ValueError(
                 f"--task regression needs numeric targets; {where} holds text labels "
-                f"(e.g. {y_np.reshape(-1)[0]!r})"
+                f"(e.g. {y_np.reshape(-1)[0].item()!r})"
             )
         return None
     if y_np.dtype.kind == "f" and np.any(y_np != np.round(y_np)):
@@ -179,9 +179,15 @@ def split(src, y, task: str, args):
             f"--test-fraction {args.test_fraction:g} of {m} rows leaves "
             f"{len(ytr)} to train on and {len(yte)} held out; both need at least 1"
         )
-    return Xtr, Xte, ytr, yte, (
-        f"held-out split: {len(yte):,} of {m:,} rows ({args.test_fraction:.0%}, {how}); "
-        f"training on the other {len(ytr):,}"
+    return (
+        Xtr,
+        Xte,
+        ytr,
+        yte,
+        (
+            f"held-out split: {len(yte):,} of {m:,} rows ({args.test_fraction:.0%}, {how}); "
+            f"training on the other {len(ytr):,}"
+        ),
     )
 
 
@@ -205,8 +211,12 @@ def run(args) -> int:
     try:
         hidden = [check_int(f"--hidden entry {i + 1}", h, 1) for i, h in enumerate(args.hidden)]
         net = dg.Network(
-            [Xtr.shape[1], *hidden, n_out], args.activation, output, init=args.init,
-            seed=args.seed, dtype=args.dtype,
+            [Xtr.shape[1], *hidden, n_out],
+            args.activation,
+            output,
+            init=args.init,
+            seed=args.seed,
+            dtype=args.dtype,
         )
     except (ValueError, TypeError) as exc:
         raise as_flag_error(exc) from exc
@@ -320,6 +330,11 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
     from ..training import DivergenceError
 
     validation = None if Xte is None or src.mapped else (Xte, yte)
+    if net.preprocessing is None or net.preprocessing.inputs is None:
+        problem = unscaled_features(Xtr, src.feature_names)
+        if problem:  # said before training: a divergence may follow
+            fix = "drop --no-standardize" if not args.standardize else "standardize the files"
+            warn("train", f"training on unstandardized features: {problem}; {fix}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnscaledFeaturesWarning)  # said below, with flags
         try:
@@ -343,11 +358,6 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
             raise as_flag_error(exc) from exc
         except DivergenceError as exc:
             raise DivergenceError(f"{exc} (--lr {args.lr:g})") from exc
-    if net.preprocessing is None or net.preprocessing.inputs is None:
-        problem = unscaled_features(Xtr, src.feature_names)
-        if problem:
-            warn("train", f"training on unstandardized features: {problem}; "
-                 + ("drop --no-standardize" if not args.standardize else "standardize the files"))
     return history
 
 
