@@ -295,6 +295,7 @@ def test_fast_loop_shuffles_by_seed_and_epoch_and_trains():
     assert runs[0].epoch_cost[-1] < 0.6 * runs[0].epoch_cost[0]
 
 
+@pytest.mark.filterwarnings("ignore::deepgrad.UnscaledFeaturesWarning")  # huge X on purpose
 def test_fast_loop_divergence_restores_the_epoch_start():
     X, Y = _data(m=200)
     X[:, 0] *= 1e6
