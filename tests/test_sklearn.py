@@ -233,8 +233,9 @@ def test_verbose_prints_one_line_per_epoch(digits, capsys):
 
 
 def test_raw_unscaled_features_warn():
-    import deepgrad as dg
     from sklearn.datasets import load_breast_cancer
+
+    import deepgrad as dg
 
     X, y = load_breast_cancer(return_X_y=True)
     with pytest.warns(dg.UnscaledFeaturesWarning, match="StandardScaler"):

@@ -281,6 +281,7 @@ class Network:
             raise TypeError(f"standardize must be True or False, got {standardize!r}")
         pre = self.preprocessing
         if pre is None or standardize or classes is not None:
+            columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
             if standardize and not isinstance(X, np.memmap):
                 X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
             elif standardize:
@@ -291,7 +292,13 @@ class Network:
                 )
             n_out = self.layer_sizes[-1]
             pre = fit_preprocessing(
-                X, Y, self.spec.output, n_out, bool(standardize), classes=_sorted(classes)
+                X,
+                Y,
+                self.spec.output,
+                n_out,
+                bool(standardize),
+                classes=_sorted(classes),
+                feature_names=None if columns is None else [str(c) for c in columns],
             )
             pre = None if pre.is_identity else pre
         Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))

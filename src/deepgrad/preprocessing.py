@@ -153,7 +153,7 @@ def class_names(y, name: str = "y") -> np.ndarray:
 
     Text labels become a fixed-width unicode array (stored without pickle).
     """
-    y = np.asarray(to_numpy(y))
+    y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else to_numpy(y))
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -173,7 +173,7 @@ def class_names(y, name: str = "y") -> np.ndarray:
 
 def encode_labels(y, classes: np.ndarray) -> np.ndarray:
     """Labels -> int64 indices into ``classes``; unknown labels are an error naming them."""
-    y = np.asarray(to_numpy(y))
+    y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else to_numpy(y))
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dtype.kind == "O":
@@ -215,6 +215,8 @@ def is_text(y) -> bool:
     """True for text labels: a unicode array, or an object array/list of str only."""
     if isinstance(y, np.ndarray) and y.dtype.kind == "U":
         return True
+    if hasattr(y, "to_numpy") and hasattr(y, "dtype"):  # a pandas Series
+        y = y.to_numpy()
     if not isinstance(y, np.ndarray | list | tuple):
         return False
     try:

@@ -35,25 +35,32 @@ def add_network_arguments(p: argparse.ArgumentParser, hidden="128,64,32") -> Non
     p.add_argument("--seed", type=int, default=0, help="seed for init and shuffling")
 
 
-def add_training_arguments(p: argparse.ArgumentParser, batch_size=None, epochs=20, lr=0.1) -> None:
-    default = "min(64, training rows)" if batch_size is None else batch_size
+def add_training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+    """--batch-size, --epochs, --lr, --l2, --keep-prob, --quiet. ``defaults``: task ->
+    {"epochs", "lr", "l2"}; the flags default to None and the task fills them in."""
+
+    def told(key: str) -> str:
+        c, r = defaults["classification"][key], defaults["regression"][key]
+        return f"(default {c:g}" + ("" if c == r else f"; {r:g} for a regression") + ")"
+
     p.add_argument(
         "--batch-size",
         type=int,
-        default=batch_size,
-        help=f"mini-batch size; 0 = batch gradient descent (default {default})",
+        default=None,
+        help="mini-batch size; 0 = batch gradient descent (default min(64, training rows))",
     )
-    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument(
+        "--epochs", type=int, default=None, help=f"passes over the data {told('epochs')}"
+    )
     p.add_argument(
         "--lr",
         "--learning-rate",
         dest="lr",
         type=float,
-        default=lr,
-        help="learning rate alpha (default "
-        + ("0.1; 0.01 for a regression)" if lr is None else f"{lr:g})"),
+        default=None,
+        help=f"learning rate alpha {told('lr')}",
     )
-    p.add_argument("--l2", type=float, default=0.0, help="lambda of the L2 term")
+    p.add_argument("--l2", type=float, default=None, help=f"lambda of the L2 term {told('l2')}")
     p.add_argument("--keep-prob", type=float, default=1.0, help="dropout keep probability")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 

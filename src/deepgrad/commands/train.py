@@ -21,10 +21,18 @@ from ._common import (
     warn,
     write_json,
 )
-from ._sources import guess_output, load_data, n_outputs  # noqa: F401  (kept importable)
 
 NAME = "train"
 HELP = "train a network and write the model, its history and learning curves"
+
+# The flags' defaults by task. A regression's half-MSE on standardized targets overfits a
+# few hundred rows quickly at lr 0.1: a smaller step, more epochs and an L2 term over the
+# training-set size (measured on diabetes, 16 splits: held-out R2 0.42 -> 0.46 on average,
+# a linear fit 0.49).
+DEFAULTS = {
+    "classification": {"epochs": 20, "lr": 0.1, "l2": 0.0, "l2_normalization": "batch"},
+    "regression": {"epochs": 50, "lr": 0.01, "l2": 30.0, "l2_normalization": "dataset"},
+}
 
 
 def add_arguments(p) -> None:
@@ -49,8 +57,14 @@ def add_arguments(p) -> None:
         help="output layer/loss; auto: sigmoid for 2 classes, softmax for more, linear for "
         "a regression",
     )
-    add_training_arguments(p, lr=None)
-    p.add_argument("--l2-normalization", default="batch", choices=["batch", "dataset"])
+    add_training_arguments(p, DEFAULTS)
+    p.add_argument(
+        "--l2-normalization",
+        default=None,
+        choices=["batch", "dataset"],
+        help="divide the L2 term by the mini-batch's rows or the training set's (default "
+        "batch; dataset for a regression)",
+    )
     p.add_argument(
         "--standardize",
         action=argparse_bool(),
@@ -94,10 +108,12 @@ def check_flags(args) -> None:
     from .._checks import check_float, check_int
 
     check_float("--test-fraction", args.test_fraction, 0.0, 1.0, high_open=True)
-    check_int("--epochs", args.epochs, 1)
+    if args.epochs is not None:
+        check_int("--epochs", args.epochs, 1)
     if args.lr is not None:
         check_float("--lr", args.lr, 0.0, low_open=True)
-    check_float("--l2", args.l2, 0.0)
+    if args.l2 is not None:
+        check_float("--l2", args.l2, 0.0)
     check_float("--keep-prob", args.keep_prob, 0.0, 1.0, low_open=True)
     check_int("--seed", args.seed, 0)
     if args.checkpoint_every is not None:
@@ -203,8 +219,7 @@ def run(args) -> int:
     task, how = resolve_task(args, src.y, src.bundled)
     classes = check_targets_for(task, src.y, src.target_name)
     output, n_out = choose_output(args, src.y, classes)
-    if args.lr is None:
-        args.lr = 0.01 if task == "regression" else 0.1
+    _fill_defaults(args, task)
     Xtr, Xte, ytr, yte, split_text = split(src, src.y, task, args)
     batch_size = batch_size_for(args.batch_size, len(ytr))
     standardize = args.standardize and not src.mapped
@@ -229,6 +244,7 @@ def run(args) -> int:
         print(split_text)
         print(_scaling_text(args, src, task))
         print(net)
+        print(_settings_text(args, task, batch_size, len(ytr)))
     _resume_note(args, quiet)
     t0 = time.perf_counter()
     history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src)
@@ -247,6 +263,22 @@ def run(args) -> int:
     if not quiet:
         print(f"wrote {out / 'model.npz'}, {out / 'history.json'}, {out / 'learning_curves.png'}")
     return 0
+
+
+def _settings_text(args, task: str, batch_size, m: int) -> str:
+    b = m if batch_size is None else min(64, m) if batch_size == "auto" else batch_size
+    l2 = f", L2 lambda {args.l2:g} over the {args.l2_normalization}" if args.l2 else ""
+    return (
+        f"training: {args.epochs} epochs, batch size {b}, lr {args.lr:g}{l2} "
+        f"(unset flags take the {task} defaults, see --help)"
+    )
+
+
+def _fill_defaults(args, task: str) -> None:
+    """--epochs, --lr, --l2, --l2-normalization left out: the task's defaults."""
+    for key, value in DEFAULTS[task].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _rank() -> int:
