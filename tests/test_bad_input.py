@@ -847,6 +847,9 @@ CLI_CASES = {
         str(d / "X4.npy"),
     ],
     "predict: empty csv": lambda d: _predict_csv(d, "csv_model", "empty.csv"),
+    "predict: --target not a column": lambda d: (
+        _predict_csv(d, "csv_model", "ok.csv") + ["--target", "nope"]
+    ),
     "predict: --out with another suffix": lambda d: (
         _predict_csv(d, "csv_model", "ok.csv") + ["--out", str(d / "p.txt")]
     ),

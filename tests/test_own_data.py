@@ -270,3 +270,20 @@ def test_default_batch_size_fits_a_tiny_file(tmp_path, capsys):
     np.savez(tmp_path / "t.npz", X=X, y=(X[:, 0] > 0).astype(int))
     argv = ["train", "--data", str(tmp_path / "t.npz"), "--epochs", "2", "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+
+
+def test_tsv_table_and_x_only_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    df = pd.DataFrame(X, columns=["u", "v"])
+    df["kind"] = np.where(X[:, 0] > 0, "up", "down")
+    df.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    df[["u", "v"]].to_csv(tmp_path / "new.csv", index=False)
+    out = str(tmp_path / "o")
+    assert main(["train", "--data", str(tmp_path / "t.tsv"), "--target", "kind", "--out", out]) == 0
+    capsys.readouterr()
+    assert (
+        main(["predict", "--model", out + "/model.npz", "--data", str(tmp_path / "new.csv")]) == 0
+    )
+    text = capsys.readouterr().out
+    assert text.startswith("predictions: ") and ("up" in text or "down" in text)

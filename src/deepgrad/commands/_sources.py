@@ -23,8 +23,11 @@ class Source(NamedTuple):
     mapped: bool  # X is memory-mapped: never loaded whole
 
 
-def load_source(spec: str, target: str | None = None, need_y: bool = True) -> Source:
-    """Read --data; ``need_y=False`` allows X-only files (predict)."""
+def load_source(
+    spec: str, target: str | None = None, need_y: bool = True, require_target: bool = False
+) -> Source:
+    """Read --data; ``need_y=False`` allows X-only files (predict), where a table's target
+    column may be absent unless ``require_target``."""
     from .. import datasets, tables
 
     path = Path(spec)
@@ -38,7 +41,7 @@ def load_source(spec: str, target: str | None = None, need_y: bool = True) -> So
             raise ValueError(
                 f"--data {spec!r} is a table: name its target column with --target COLUMN"
             )
-        t = tables.read_table(path, target, require_target=need_y)
+        t = tables.read_table(path, target, require_target=need_y or require_target)
         what = _what(spec, t.X, "feature columns") + (
             f", target {t.target_name!r}" if t.target_name else ""
         )

@@ -41,7 +41,10 @@ def run(args) -> int:
     net = dg.load(args.model)
     pre = net.preprocessing
     target = args.target or (pre.target_name if pre is not None else None)
-    src = load_source(args.data, target if _is_table(args.data) else None, need_y=False)
+    table = _is_table(args.data)
+    src = load_source(
+        args.data, target if table else None, need_y=False, require_target=bool(args.target)
+    )
     X = _features(net, src)
     task = "regression" if net.spec.output == "linear" else "classification"
     y = None if src.y is None else _targets(net, src, task)
@@ -152,5 +155,6 @@ def _write(path: str, pred: np.ndarray) -> None:
 
 
 def _csv_cell(v) -> str:
-    s = _fmt(v) if not isinstance(v.item() if hasattr(v, "item") else v, float) else repr(float(v))
-    return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\n') else s
+    v = v.item() if hasattr(v, "item") else v
+    text = repr(v) if isinstance(v, float) else str(v)  # repr: every digit of a float
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

@@ -3,6 +3,7 @@ directory of memory-mapped .npy files; the model file keeps the preprocessing.""
 
 from __future__ import annotations
 
+import argparse
 import time
 import warnings
 from pathlib import Path
@@ -67,7 +68,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--standardize",
-        action=argparse_bool(),
+        action=argparse.BooleanOptionalAction,
         default=True,
         help="standardize the inputs (and a regression's targets) with the training rows' "
         "mean and std, saved with the model (default on; --no-standardize for raw inputs)",
@@ -97,12 +98,6 @@ def add_arguments(p) -> None:
     )
 
 
-def argparse_bool():
-    import argparse
-
-    return argparse.BooleanOptionalAction
-
-
 def check_flags(args) -> None:
     """Each flag checked under its own name before any work."""
     from .._checks import check_float, check_int
@@ -124,9 +119,8 @@ def resolve_task(args, y, bundled: bool = False) -> tuple[str, str]:
     """(task, how it was chosen) from --task, --output or the targets."""
     from ..preprocessing import infer_task
 
-    from_output = {"linear": "regression", "sigmoid": "classification"}
-    from_output["softmax"] = "classification"
-    implied = from_output.get(args.output)
+    implied = {"linear": "regression", "sigmoid": "classification", "softmax": "classification"}
+    implied = implied.get(args.output)
     if args.task and implied and args.task != implied:
         raise ValueError(f"--output {args.output} does a {implied}, not --task {args.task}")
     if args.task:
@@ -195,16 +189,11 @@ def split(src, y, task: str, args):
             f"--test-fraction {args.test_fraction:g} of {m} rows leaves "
             f"{len(ytr)} to train on and {len(yte)} held out; both need at least 1"
         )
-    return (
-        Xtr,
-        Xte,
-        ytr,
-        yte,
-        (
-            f"held-out split: {len(yte):,} of {m:,} rows ({args.test_fraction:.0%}, {how}); "
-            f"training on the other {len(ytr):,}"
-        ),
+    text = (
+        f"held-out split: {len(yte):,} of {m:,} rows ({args.test_fraction:.0%}, {how}); "
+        f"training on the other {len(ytr):,}"
     )
+    return Xtr, Xte, ytr, yte, text
 
 
 def run(args) -> int:
@@ -239,12 +228,9 @@ def run(args) -> int:
     net.preprocessing = None if pre.is_identity else pre
     quiet = args.quiet or (args.distributed and _rank() != 0)
     if not quiet:
-        print(f"data: {src.what}")
-        print(f"task: {task} ({how})" + _classes_text(classes))
-        print(split_text)
-        print(_scaling_text(args, src, task))
-        print(net)
-        print(_settings_text(args, task, batch_size, len(ytr)))
+        lines = [f"data: {src.what}", f"task: {task} ({how})" + _classes_text(classes)]
+        lines += [split_text, _scaling_text(args, src, task), repr(net)]
+        print("\n".join([*lines, _settings_text(args, task, batch_size, len(ytr))]))
     _resume_note(args, quiet)
     t0 = time.perf_counter()
     history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src)
