@@ -287,3 +287,26 @@ def test_tsv_table_and_x_only_csv(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert text.startswith("predictions: ") and ("up" in text or "down" in text)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("preprocessing.classes", np.array(["a", "b", "c"]), "classes must be 2 labels"),
+        ("preprocessing.classes", np.array(["b", "a"]), "distinct and sorted"),
+        ("preprocessing.inputs.scale", -np.ones(30), "scale must be > 0"),
+        ("preprocessing.inputs.mean", np.full(30, np.nan), "finite floats"),
+        ("preprocessing.extra", np.ones(2), "unknown arrays"),
+    ],
+)
+def test_a_tampered_preprocessing_record_is_refused(tmp_path, key, value, match):
+    X, y = _cancer()
+    net = dg.Network([30, 4, 1], seed=0)
+    net.fit(X, y, standardize=True, epochs=1, seed=0, progress=False)
+    dg.save(net, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[key] = value
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        dg.load(tmp_path / "bad.npz")
