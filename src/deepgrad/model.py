@@ -9,7 +9,15 @@ from . import network as nw
 from . import torch_backend as tb
 from ._backend import namespace, scalar, to_numpy
 from ._checks import as_2d_float, check_fits_dtype, check_int, check_targets, encode_targets
-from .preprocessing import Preprocessing, fit_preprocessing, task_of, warn_if_unscaled
+from .preprocessing import (
+    TASKS,
+    Preprocessing,
+    check_columns,
+    class_names,
+    fit_preprocessing,
+    task_of,
+    warn_if_unscaled,
+)
 
 __all__ = ["Network", "DTYPES"]
 
@@ -32,8 +40,6 @@ def _sorted(classes):
     """Class names as a sorted array of distinct labels (None stays None)."""
     if classes is None:
         return None
-    from .preprocessing import class_names
-
     names = class_names(classes, "classes")
     if len(names) != len(classes):
         raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
@@ -281,41 +287,44 @@ class Network:
             raise TypeError(f"standardize must be True or False, got {standardize!r}")
         pre = self.preprocessing
         if pre is None or standardize or classes is not None:
-            columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
-            if standardize and not isinstance(X, np.memmap):
-                X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
-            elif standardize:
-                raise ValueError(
-                    "standardize=True would load the memory-mapped X into memory; write "
-                    "standardized files (or a Standardizer's transform) and pass "
-                    "standardize=False"
-                )
-            n_out = self.layer_sizes[-1]
-            pre = fit_preprocessing(
-                X,
-                Y,
-                self.spec.output,
-                n_out,
-                bool(standardize),
-                classes=_sorted(classes),
-                feature_names=None if columns is None else [str(c) for c in columns],
-            )
-            pre = None if pre.is_identity else pre
+            X, pre = self._fit_record(X, Y, bool(standardize), classes)
         Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
         validation = kwargs.get("validation_data")
         if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
-            kwargs["validation_data"] = (pre.transform(validation[0]), pre.encode(validation[1]))
+            Xv = validation[0]
+            if pre.inputs is not None:  # checked before any arithmetic
+                Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
+            kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
         self.preprocessing = pre
         history = training.fit(self, Xm, Ym, **kwargs)
         if pre is None or pre.inputs is None:
             warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
         return history
 
+    def _fit_record(self, X, Y, standardize: bool, classes):
+        """(X checked when standardizing, the new record or None when it changes nothing)."""
+        columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
+        if standardize and isinstance(X, np.memmap):
+            raise ValueError(
+                "standardize=True would load the memory-mapped X into memory; write "
+                "standardized files (or a Standardizer's transform) and pass standardize=False"
+            )
+        if standardize:
+            X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        pre = fit_preprocessing(
+            X,
+            Y,
+            self.spec.output,
+            self.layer_sizes[-1],
+            standardize,
+            classes=_sorted(classes),
+            feature_names=None if columns is None else [str(c) for c in columns],
+        )
+        return X, None if pre.is_identity else pre
+
     def _check_task(self, task) -> None:
         if task is None:
             return
-        from .preprocessing import TASKS
-
         if task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
         if task != task_of(self.spec.output):
@@ -332,8 +341,6 @@ class Network:
             return X
         names = getattr(X, "columns", None)  # a pandas DataFrame: check its column names
         if names is not None and pre.feature_names is not None:
-            from .preprocessing import check_columns
-
             check_columns([str(c) for c in names], pre.feature_names)
         if pre.inputs is not None:
             X = self._X(X)  # shape and value checks before any arithmetic
