@@ -310,3 +310,10 @@ def test_a_tampered_preprocessing_record_is_refused(tmp_path, key, value, match)
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=match):
         dg.load(tmp_path / "bad.npz")
+
+
+def test_numeric_class_names_without_classes_get_a_hint():
+    X, y, _ = datasets.load_bundled("wine")
+    net = dg.Network([13, 4, 3], output="softmax", seed=0)
+    with pytest.raises(ValueError, match=r"pass classes=\[1, 2, 3\]"):
+        net.fit(X, y + 1, standardize=True, epochs=1)

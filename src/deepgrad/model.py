@@ -46,6 +46,21 @@ def _sorted(classes):
     return names
 
 
+def _classes_hint(Y, output: str, n_out: int) -> str | None:
+    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
+    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
+        return None
+    try:
+        values = np.unique(np.asarray(Y))
+    except (TypeError, ValueError):
+        return None
+    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
+    if values.dtype.kind not in "iuf" or len(values) != expected:
+        return None
+    shown = [v.item() for v in values]
+    return f"if {shown} are the class names, pass classes={shown} to fit"
+
+
 class Network:
     """A deep fully-connected network with hand-written forward and backward passes.
 
@@ -296,7 +311,13 @@ class Network:
                 Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
             kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
         self.preprocessing = pre
-        history = training.fit(self, Xm, Ym, **kwargs)
+        try:
+            history = training.fit(self, Xm, Ym, **kwargs)
+        except ValueError as exc:
+            hint = _classes_hint(Ym, self.spec.output, self.layer_sizes[-1])
+            if hint is None or not str(exc).startswith("Y must hold"):
+                raise
+            raise ValueError(f"{exc}; {hint}") from exc
         if pre is None or pre.inputs is None:
             warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
         return history
