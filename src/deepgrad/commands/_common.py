@@ -175,3 +175,22 @@ def score_warning(score, what: str) -> str | None:
         f"{what} R2 {score.r2:.4f} <= 0: no better than predicting the mean; standardize "
         f"(drop --no-standardize), lower --lr or train longer"
     )
+
+
+def predict_rows(net, X, chunk: int = 65_536) -> np.ndarray:
+    """net.predict over X, ``chunk`` rows at a time (a memory-mapped X is never loaded)."""
+    return np.concatenate(
+        [np.asarray(net.predict(X[a : a + chunk])) for a in range(0, len(X), chunk)]
+    )
+
+
+def evaluate(net, X, y, task, reference=None, pred=None):
+    """The score of net on (X, y) (``pred``: its predictions, when already made)."""
+    from ..metrics import classification_score, regression_score
+
+    pred = predict_rows(net, X) if pred is None else pred
+    y = np.asarray(y)
+    if task == "classification":
+        return classification_score(y, pred, reference=reference)
+    mean = None if reference is None else np.mean(np.asarray(reference, dtype=float), axis=0)
+    return regression_score(y, pred, reference_mean=mean)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import classification_lines, regression_lines, score_warning, warn
+from ._common import (
+    classification_lines,
+    evaluate,
+    predict_rows,
+    regression_lines,
+    score_warning,
+    warn,
+)
 
 NAME = "predict"
 HELP = "predict with a saved model (and score it when the data has labels or targets)"
@@ -48,14 +55,10 @@ def run(args) -> int:
     X = _features(net, src)
     task = "regression" if net.spec.output == "linear" else "classification"
     y = None if src.y is None else _targets(net, src, task)
-    from .train import evaluate
-
-    pred = np.concatenate(
-        [np.asarray(net.predict(X[a : a + 65_536])) for a in range(0, len(X), 65_536)]
-    )
+    pred = predict_rows(net, X)
     if y is not None:
         where = _where(src, args.data)
-        score = evaluate(net, X, y, task)
+        score = evaluate(net, X, y, task, pred=pred)
         lines = classification_lines if task == "classification" else regression_lines
         print("\n".join(lines(score, "")) + where)
         problem = score_warning(score, "the")

@@ -16,6 +16,7 @@ from ._common import (
     as_flag_error,
     batch_size_for,
     classification_lines,
+    evaluate,
     out_dir,
     regression_lines,
     score_warning,
@@ -408,17 +409,3 @@ def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> Non
     problem = score_warning(score, where.split(" (")[0].strip())
     if problem:
         warn("train", problem)
-
-
-def evaluate(net, X, y, task, reference=None, chunk: int = 65_536):
-    """The score of net on (X, y), predicting ``chunk`` rows at a time (memory maps too)."""
-    from ..metrics import classification_score, regression_score
-
-    pred = np.concatenate(
-        [np.asarray(net.predict(X[a : a + chunk])) for a in range(0, len(y), chunk)]
-    )
-    y = np.asarray(y)
-    if task == "classification":
-        return classification_score(y, pred, reference=reference)
-    mean = None if reference is None else np.mean(np.asarray(reference, dtype=float), axis=0)
-    return regression_score(y, pred, reference_mean=mean)
