@@ -86,12 +86,12 @@ def test_train_from_npz_file(tmp_path, rng):
     "argv,pattern",
     [
         (["train", "--data", "nope"], "neither a bundled dataset"),
-        (["train", "--data", "digits", "--batch-size", "-3"], "batch_size must be an int >= 1"),
-        (["train", "--data", "digits", "--lr", "0"], "learning_rate must be"),
-        (["train", "--data", "digits", "--activation", "swish"], "hidden_activation must be"),
-        (["train", "--data", "digits", "--init", "bogus"], "init must be one of"),
-        (["train", "--data", "digits", "--keep-prob", "2"], "keep_prob must be"),
-        (["train", "--data", "digits", "--epochs", "0"], "epochs must be"),
+        (["train", "--data", "digits", "--batch-size", "-3"], "--batch-size must be an int >= 0"),
+        (["train", "--data", "digits", "--lr", "0"], "--lr must be"),
+        (["train", "--data", "digits", "--activation", "swish"], "--activation must be"),
+        (["train", "--data", "digits", "--init", "bogus"], "--init must be one of"),
+        (["train", "--data", "digits", "--keep-prob", "2"], "--keep-prob must be"),
+        (["train", "--data", "digits", "--epochs", "0"], "--epochs must be"),
         (["predict", "--model", "missing.npz", "--data", "digits"], "does not exist"),
     ],
 )

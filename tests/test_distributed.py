@@ -131,7 +131,7 @@ def test_cli_distributed_matches_single_process(data_dir, tmp_path, capsys):
     np.save(d / "X.npy", np.load(data_dir / "X.npy").astype(np.float32))
     np.save(d / "y.npy", np.load(data_dir / "y2.npy"))
     args = ["train", "--data", str(d), "--hidden", "6,4", "--batch-size", "7", "--epochs", "2"]
-    args += ["--l2", "0.01", "--seed", "5"]
+    args += ["--l2", "0.01", "--seed", "5", "--test-fraction", "0"]  # all rows, as before
     assert main([*args, "--quiet", "--out", str(tmp_path / "single")]) == 0
     capsys.readouterr()
     out = tmp_path / "dist"

@@ -20,6 +20,8 @@ from deepgrad.sklearn import DeepClassifier, DeepRegressor
 
 
 # No expected failures: every check of scikit-learn's suite runs and must pass.
+# (Their data is unscaled on purpose; the warning that says so is tested below.)
+@pytest.mark.filterwarnings("ignore::deepgrad.UnscaledFeaturesWarning")
 @parametrize_with_checks([DeepClassifier(), DeepRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -228,3 +230,13 @@ def test_verbose_prints_one_line_per_epoch(digits, capsys):
     DeepClassifier((8,), epochs=3, n_iter_no_change=3, verbose=True, random_state=0).fit(Xtr, ytr)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("Epoch 1, loss = ")
+
+
+def test_raw_unscaled_features_warn():
+    from sklearn.datasets import load_breast_cancer
+
+    import deepgrad as dg
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.warns(dg.UnscaledFeaturesWarning, match="StandardScaler"):
+        DeepClassifier(hidden_layer_sizes=(8,), epochs=1).fit(X, y)

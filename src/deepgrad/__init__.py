@@ -12,6 +12,7 @@ from .flat import flatten
 from .gradcheck import GradcheckReport, gradcheck, gradcheck_network
 from .io import load, save
 from .model import Network
+from .preprocessing import Preprocessing, Standardizer, UnscaledFeaturesWarning
 from .training import DivergenceError, History, fit
 
 __version__ = "0.1.0"
@@ -30,6 +31,9 @@ __all__ = [
     "gradcheck",
     "gradcheck_network",
     "GradcheckReport",
+    "Standardizer",
+    "Preprocessing",
+    "UnscaledFeaturesWarning",
 ]
 
 # Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer (issue 4).

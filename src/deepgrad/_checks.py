@@ -52,12 +52,20 @@ def check_float(
     bad_low = value <= low if low_open else value < low
     bad_high = value >= high if high_open else value > high
     if not math.isfinite(value) or bad_low or bad_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(
-            f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}, got {value!r}"
-        )
+        allowed = _interval(low, high, low_open, high_open)
+        raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
     return value
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """'> 0', '>= 0', '<= 1' or 'in (0, 1]': an unbounded side is not written as inf."""
+    if math.isinf(high) and math.isinf(low):
+        return "(any finite value)"
+    if math.isinf(high):
+        return f"{'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def _is_array(x: Any) -> bool:

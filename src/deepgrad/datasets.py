@@ -7,16 +7,40 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BUNDLED", "load_bundled", "load_file", "load_npy", "train_test_split", "standardize"]
+__all__ = [
+    "BUNDLED",
+    "load_bundled",
+    "load_bundled_table",
+    "load_file",
+    "load_npy",
+    "train_test_split",
+    "tail_split",
+    "standardize",
+]
 
 BUNDLED = ("digits", "breast_cancer", "iris", "wine")
 
 
-def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(X scaled to [0, 1] per feature, y integer labels, suggested output) of a bundled set.
+def load_bundled(name: str, scale: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X, y integer labels, suggested output) of a bundled set, X as published.
 
     These come with scikit-learn (no download): digits is 1,797 8x8 images of 10 digits.
+    ``scale="minmax"`` maps each feature to [0, 1] over the whole set, for diagnostics that
+    use every row; a model scored on held-out rows must fit its scaling on the training
+    rows only (``Network.fit(..., standardize=True)``).
     """
+    X, y, _ = load_bundled_table(name)
+    if scale not in (None, "minmax"):
+        raise ValueError(f"scale must be None or 'minmax', got {scale!r}")
+    if scale == "minmax":
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        X = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
+    n_classes = int(y.max()) + 1
+    return X, y, "sigmoid" if n_classes == 2 else "softmax"
+
+
+def load_bundled_table(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(X float64 as published, y int64 labels, feature names) of a bundled set."""
     if name not in BUNDLED:
         raise ValueError(
             f"dataset must be one of {list(BUNDLED)} or a .npz/.npy path, got {name!r}"
@@ -27,15 +51,14 @@ def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray, str]:
         raise ImportError(
             "bundled datasets need scikit-learn: pip install 'deepgrad[sklearn]'"
         ) from exc
-    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    X = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
-    n_classes = int(y.max()) + 1
-    return X.astype(np.float64), y.astype(np.int64), "sigmoid" if n_classes == 2 else "softmax"
+    bunch = getattr(datasets, f"load_{name}")()
+    names = tuple(str(n) for n in bunch.feature_names)
+    return bunch.data.astype(np.float64), bunch.target.astype(np.int64), names
 
 
-def load_file(path) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) from a .npz holding arrays ``X`` and ``y`` (or ``Y``)."""
+def load_file(path, require_y: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(X, y) from a .npz holding arrays ``X`` and ``y`` (or ``Y``); y is None for an
+    X-only file when ``require_y`` is False."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
@@ -45,6 +68,8 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
             ykey = "y" if "y" in keys else "Y"
             if "X" in keys and ykey in keys:
                 return z["X"], z[ykey]
+            if "X" in keys and not require_y:
+                return z["X"], None
     except PermissionError:
         raise
     except (
@@ -73,11 +98,14 @@ def load_npy(path) -> np.ndarray:
         raise ValueError(f"data file {str(path)!r} is not a readable .npy file: {exc}") from exc
 
 
-def train_test_split(X, y, test_fraction: float, seed: int):
-    """Shuffled split, stratified by label when y holds class labels (<= 100 distinct)."""
+def train_test_split(X, y, test_fraction: float, seed: int, stratify: bool | None = None):
+    """Shuffled split; stratified by label when ``stratify`` (None: when y holds class
+    labels, <= 100 distinct). Returns X_train, X_test, y_train, y_test."""
     rng = np.random.default_rng(seed)
     labels = np.unique(y, axis=0) if np.ndim(y) == 1 else []
-    if np.ndim(y) != 1 or len(labels) > 100:
+    if stratify is None:
+        stratify = np.ndim(y) == 1 and len(labels) <= 100
+    if not stratify:
         order = rng.permutation(len(y))
         k = int(round(test_fraction * len(y)))
         test, train = np.sort(order[:k]), np.sort(order[k:])
@@ -90,6 +118,14 @@ def train_test_split(X, y, test_fraction: float, seed: int):
     test = np.sort(np.concatenate(test))
     train = np.setdiff1d(np.arange(len(y)), test)
     return X[train], X[test], y[train], y[test]
+
+
+def tail_split(X, y, test_fraction: float):
+    """The last ``test_fraction`` of the rows held out, as views (a memory-mapped X stays
+    on disk). Right for files written in random order (``make-data``'s are); a file
+    sorted by label or time must be shuffled first."""
+    k = len(y) - int(round(test_fraction * len(y)))
+    return X[:k], X[k:], y[:k], y[k:]
 
 
 def standardize(X_train, *others):

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import records
 from ._backend import to_numpy
 
 __all__ = ["save", "load", "atomic_write", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may hold a preprocessing record; files without one are written as 1
+READS_VERSIONS = (1, 2)
 
 
 def atomic_write(path, write) -> None:
@@ -83,7 +85,7 @@ def save(net, path) -> None:
         raise IsADirectoryError(f"cannot write the model to {str(path)!r}: it is a directory")
     meta = {
         "format": "deepgrad-network",
-        "version": FORMAT_VERSION,
+        "version": 1 if net.preprocessing is None else FORMAT_VERSION,
         "layer_sizes": list(net.spec.layer_sizes),
         "hidden_activation": net.spec.hidden_activation,
         "output": net.spec.output,
@@ -91,6 +93,10 @@ def save(net, path) -> None:
         "init": net.init if isinstance(net.init, str) else "custom",
     }
     arrays = {k: to_numpy(v) for k, v in net.params.items()}
+    if net.preprocessing is not None:
+        record, pre_arrays = records.to_file(net.preprocessing)
+        meta["preprocessing"] = record
+        arrays.update(pre_arrays)
     arrays["__meta__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -115,11 +121,12 @@ def load(path):
         ) from exc
     if not isinstance(meta, dict) or meta.get("format") != "deepgrad-network":
         raise ValueError(f"model file {str(path)!r} is not a deepgrad network")
-    if meta.get("version") != FORMAT_VERSION:
+    if meta.get("version") not in READS_VERSIONS:
         raise ValueError(
             f"model file {str(path)!r} has format version {meta.get('version')!r}; this "
-            f"deepgrad reads version {FORMAT_VERSION}"
+            f"deepgrad reads versions {', '.join(map(str, READS_VERSIONS))}"
         )
+    pre_arrays = {k: arrays.pop(k) for k in list(arrays) if k.startswith(records.PREFIX)}
     try:
         net = Network(
             meta["layer_sizes"],
@@ -144,4 +151,11 @@ def load(path):
                 + (" with NaN or inf" if arrays[k].dtype.kind == "f" else "")
             )
     net.params = {k: np.ascontiguousarray(arrays[k], dtype=meta["dtype"]) for k in expected}
+    if "preprocessing" in meta or pre_arrays:
+        try:
+            net.preprocessing = records.from_file(meta.get("preprocessing"), pre_arrays, net.spec)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(
+                f"model file {str(path)!r} has an invalid preprocessing record: {exc}"
+            ) from exc
     return net

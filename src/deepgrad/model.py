@@ -9,6 +9,15 @@ from . import network as nw
 from . import torch_backend as tb
 from ._backend import namespace, scalar, to_numpy
 from ._checks import as_2d_float, check_fits_dtype, check_int, check_targets, encode_targets
+from .preprocessing import (
+    TASKS,
+    Preprocessing,
+    check_columns,
+    class_names,
+    fit_preprocessing,
+    task_of,
+    warn_if_unscaled,
+)
 
 __all__ = ["Network", "DTYPES"]
 
@@ -25,6 +34,31 @@ def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
             f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
         )
     return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
+
+
+def _sorted(classes):
+    """Class names as a sorted array of distinct labels (None stays None)."""
+    if classes is None:
+        return None
+    names = class_names(classes, "classes")
+    if len(names) != len(classes):
+        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
+    return names
+
+
+def _classes_hint(Y, output: str, n_out: int) -> str | None:
+    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
+    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
+        return None
+    try:
+        values = np.unique(np.asarray(Y))
+    except (TypeError, ValueError):
+        return None
+    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
+    if values.dtype.kind not in "iuf" or len(values) != expected:
+        return None
+    shown = [v.item() for v in values]
+    return f"if {shown} are the class names, pass classes={shown} to fit"
 
 
 class Network:
@@ -94,6 +128,7 @@ class Network:
         self.dtype = dtype
         self.init = init
         self.params = nw.init_params(self.spec, init, rng, dtype)
+        self.preprocessing: Preprocessing | None = None
         if backend != "numpy":
             self.params = tb.move_params(self.params, backend, device, dtype)
 
@@ -138,6 +173,7 @@ class Network:
         """A network with the same architecture and a copy of the parameters."""
         new = object.__new__(Network)
         new.spec, new.dtype, new.init = self.spec, self.dtype, self.init
+        new.preprocessing = self.preprocessing  # immutable: shared
         xp = namespace(*self.params.values())
         new.params = {k: xp.asarray(v, copy=True) for k, v in self.params.items()}
         return new
@@ -237,29 +273,123 @@ class Network:
             device=device,
         )
 
-    def fit(self, X, Y, **kwargs):
-        """Train in place; see ``deepgrad.training.fit`` for the arguments. Returns History."""
-        from .training import fit
+    def fit(
+        self, X, Y, *, standardize: bool = False, task: str | None = None, classes=None, **kwargs
+    ):
+        """Train in place on the user's rows and labels; returns the History.
 
-        return fit(self, X, Y, **kwargs)
+        standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
+            standardized features; for a linear output also scale the targets to zero mean
+            and unit variance. Saved with the model and applied by ``predict``. Default
+            False: the network sees X as given (an ``UnscaledFeaturesWarning`` says when
+            that looks like a mistake).
+        task : "classification" or "regression", checked against the output layer (None:
+            the output layer's task).
+        classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
+            unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
+            names. Default: text labels are mapped to their sorted names automatically;
+            numeric labels must be the output's indices (0..K-1, or 0/1).
+
+        The class names are kept in ``preprocessing``: ``predict`` returns the user's labels.
+        A network that already has a preprocessing record keeps it (continued training)
+        unless ``standardize=True`` fits a new one. Everything else goes to
+        ``deepgrad.training.fit`` (batch_size, epochs, learning_rate, validation_data, ...).
+        """
+        from . import training
+
+        self._check_task(task)
+        if not isinstance(standardize, bool | np.bool_):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}")
+        pre = self.preprocessing
+        if pre is None or standardize or classes is not None:
+            X, pre = self._fit_record(X, Y, bool(standardize), classes)
+        Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
+        validation = kwargs.get("validation_data")
+        if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
+            Xv = validation[0]
+            if pre.inputs is not None:  # checked before any arithmetic
+                Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
+            kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
+        self.preprocessing = pre
+        try:
+            history = training.fit(self, Xm, Ym, **kwargs)
+        except ValueError as exc:
+            hint = _classes_hint(Ym, self.spec.output, self.layer_sizes[-1])
+            if hint is None or not str(exc).startswith("Y must hold"):
+                raise
+            raise ValueError(f"{exc}; {hint}") from exc
+        if pre is None or pre.inputs is None:
+            warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
+        return history
+
+    def _fit_record(self, X, Y, standardize: bool, classes):
+        """(X checked when standardizing, the new record or None when it changes nothing)."""
+        columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
+        if standardize and isinstance(X, np.memmap):
+            raise ValueError(
+                "standardize=True would load the memory-mapped X into memory; write "
+                "standardized files (or a Standardizer's transform) and pass standardize=False"
+            )
+        if standardize:
+            X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        pre = fit_preprocessing(
+            X,
+            Y,
+            self.spec.output,
+            self.layer_sizes[-1],
+            standardize,
+            classes=_sorted(classes),
+            feature_names=None if columns is None else [str(c) for c in columns],
+        )
+        return X, None if pre.is_identity else pre
+
+    def _check_task(self, task) -> None:
+        if task is None:
+            return
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
+        if task != task_of(self.spec.output):
+            raise ValueError(
+                f"task={task!r} does not fit this network's {self.spec.output} output "
+                f"(a {task_of(self.spec.output)}); build it with output="
+                + ("'linear'" if task == "regression" else "'softmax' or 'sigmoid'")
+            )
+
+    def _model_X(self, X):
+        """The user's rows as the network's inputs: standardized if the record says so."""
+        pre = self.preprocessing
+        if pre is None:
+            return X
+        names = getattr(X, "columns", None)  # a pandas DataFrame: check its column names
+        if names is not None and pre.feature_names is not None:
+            check_columns([str(c) for c in names], pre.feature_names)
+        if pre.inputs is not None:
+            X = self._X(X)  # shape and value checks before any arithmetic
+        return pre.transform(X)
 
     def predict_proba(self, X):
-        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax, values for linear."""
-        ZL, _ = self.forward(X)
-        return losses.get(self.spec.output).activation(ZL)
+        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax (column i is class
+        ``preprocessing.classes[i]`` when labels were mapped), values for linear (in the
+        user's units when the targets were scaled)."""
+        ZL, _ = self.forward(self._model_X(X))
+        A = losses.get(self.spec.output).activation(ZL)
+        pre = self.preprocessing
+        if pre is not None and pre.targets is not None:
+            return pre.decode(A)
+        return A
 
     def predict(self, X):
         """Class labels (m,) for softmax/single sigmoid, 0/1 (m, k) for k sigmoids,
-        values (m,) or (m, n^[L]) for linear."""
-        ZL, _ = self.forward(X)
+        values (m,) or (m, n^[L]) for linear; in the user's labels and units when the
+        network has a preprocessing record (see ``fit``)."""
+        ZL, _ = self.forward(self._model_X(X))
         xp = namespace(ZL)
         if self.spec.output == "softmax":
-            return xp.argmax(ZL, axis=1)
-        if self.spec.output == "sigmoid":
-            labels = xp.astype(ZL > 0, xp.int64)  # sigma(z) > 0.5 <=> z > 0
+            labels = xp.argmax(ZL, axis=1)
         else:
-            labels = ZL
-        return labels[:, 0] if labels.shape[1] == 1 else labels
+            labels = xp.astype(ZL > 0, xp.int64) if self.spec.output == "sigmoid" else ZL
+            labels = labels[:, 0] if labels.shape[1] == 1 else labels
+        return labels if self.preprocessing is None else self.preprocessing.decode(labels)
 
     def to_numpy(self) -> Network:
         """This network with its parameters as NumPy arrays (in place; returns self)."""

@@ -20,12 +20,26 @@ def _plt():
 
 
 def moving_average(values, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` points (shorter at the start)."""
+    """Trailing mean over ``window`` points (shorter at the start).
+
+    Each window sum is a suffix sum of one block of ``window`` points plus a prefix sum of
+    the next, never a difference of running totals: a difference cancels catastrophically
+    after a spike (1e17 - (1e17 - 2.3) = 0), a sum of the window's own points cannot.
+    """
     v = np.asarray(values, dtype=float)
-    c = np.cumsum(np.insert(v, 0, 0.0))
-    idx = np.arange(1, len(v) + 1)
-    lo = np.maximum(idx - window, 0)
-    return (c[idx] - c[lo]) / (idx - lo)
+    n, w = len(v), max(1, int(window))
+    if n == 0:
+        return v
+    blocks = np.zeros(-(-n // w) * w)
+    blocks[:n] = v
+    blocks = blocks.reshape(-1, w)
+    prefix = np.cumsum(blocks, axis=1).ravel()
+    suffix = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    end = np.arange(n)
+    start = np.maximum(end - w + 1, 0)
+    # A window starting at a block boundary is one prefix; otherwise it spans two blocks.
+    sums = np.where(start % w == 0, prefix[end], suffix[start] + prefix[end])
+    return sums / (end - start + 1)
 
 
 def learning_curves(history, fig=None, title: str | None = None):
@@ -64,16 +78,25 @@ def learning_curves(history, fig=None, title: str | None = None):
             label="validation loss (no L2 term)",
         )
     ax2.set(xlabel="epoch", ylabel="cost", yscale="log", title="per epoch")
+    ax2.xaxis.set_major_locator(_integer_ticks())
     ax2.legend()
     if has_acc:
         ax3 = axes[2]
         ax3.plot(ep[: len(history.val_accuracy)], history.val_accuracy, "g^-", ms=3)
         ax3.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+        ax3.xaxis.set_major_locator(_integer_ticks())
         ax3.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _integer_ticks():
+    """Epochs are whole numbers: no 1.2, 1.4 ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def save_figure(fig, path) -> None:

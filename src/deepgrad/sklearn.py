@@ -38,10 +38,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import activations, initializers, optimizers
 from ._checks import check_float, check_int
 from .model import DTYPES, Network
+from .preprocessing import warn_if_unscaled
 from .training import L2_NORMALIZATIONS
 from .training import fit as _train
 
 __all__ = ["DeepClassifier", "DeepRegressor"]
+
+SCALE_FIX = "put a scaler in front: make_pipeline(StandardScaler(), estimator)"
 
 
 def _carry(optimizer: optimizers.Optimizer, owner) -> optimizers.Optimizer:
@@ -271,6 +274,7 @@ class DeepClassifier(ClassifierMixin, _DeepBase):
         """Train a new network on X (m, n_features), y (m,); returns self."""
         self._validate_hyperparameters()
         X, y = validate_data(self, X, y, reset=True, dtype=("float64", "float32"))
+        warn_if_unscaled(X, SCALE_FIX)
         self.classes_ = self._check_labels(y)
         Y = self._encode(y)
         self._start(X.shape[1], self._n_out(), self._output)
@@ -403,6 +407,7 @@ class DeepRegressor(RegressorMixin, _DeepBase):
         X, y = validate_data(
             self, X, y, reset=True, multi_output=True, y_numeric=True, dtype=("float64", "float32")
         )
+        warn_if_unscaled(X, SCALE_FIX)
         self._output = "linear"
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         self._scale_targets(y)

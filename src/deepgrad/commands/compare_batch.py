@@ -27,7 +27,7 @@ def load(args):
     from .. import data
 
     if args.data:
-        from .train import load_data
+        from ._sources import load_data
 
         return load_data(args.data)
     X, y = data.synthetic(args.examples, args.features, seed=args.seed)
@@ -37,7 +37,7 @@ def load(args):
 def build_net(args, X, y, output):
     import deepgrad as dg
 
-    from .train import n_outputs
+    from ._sources import n_outputs
 
     layers = [X.shape[1], *args.hidden, n_outputs(y, output)]
     return dg.Network(

@@ -93,7 +93,7 @@ def run(args) -> int:
     from .. import plotting, probe_plots
     from .._checks import check_float, check_int
     from ..diagnostics import json_safe
-    from .train import guess_output, load_data, n_outputs
+    from ._sources import guess_output, load_data, n_outputs
 
     for flag, value in (
         ("--depth", args.depth),

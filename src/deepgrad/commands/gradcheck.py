@@ -93,7 +93,7 @@ def _settings(args, bug):
 def _examples(net, args, rng):
     """m examples from --data, or random inputs with labels that fit the output."""
     from .._checks import check_int
-    from .train import load_data
+    from ._sources import load_data
 
     m = check_int("--examples", args.examples, 1)
     if args.data:
@@ -185,5 +185,6 @@ def demo_check(
         f"gradient check of backprop on {len(idx)} {which} examples (float64 copy): "
         f"{report.summary()}"
     )
-    print("\n".join("  " + line for line in report.table().splitlines()[:5]))
+    rows = 1 + len(report.per_param)  # the header and every W and b, all layers
+    print("\n".join("  " + line for line in report.table().splitlines()[:rows]))
     return report.passed
