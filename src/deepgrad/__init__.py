@@ -36,7 +36,7 @@ __all__ = [
     "UnscaledFeaturesWarning",
 ]
 
-# Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer (issue 4).
+# Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer.
 from .diagnostics import ProbeRecorder, probe, probe_training  # noqa: E402
 from .lsuv import lsuv  # noqa: E402
 

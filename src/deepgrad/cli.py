@@ -17,7 +17,7 @@ __all__ = ["main", "COMMANDS"]
 
 # Module names under deepgrad.commands, in the order `deepgrad --help` lists them.
 COMMANDS = ("demo", "train", "predict", "gradcheck", "probe", "compare_init")
-COMMANDS += ("make_data", "compare_batch", "sweep_batch")  # issue 5: data at scale
+COMMANDS += ("make_data", "compare_batch", "sweep_batch")  # data at scale
 
 
 class _Parser(argparse.ArgumentParser):
