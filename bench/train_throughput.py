@@ -68,22 +68,11 @@ def deepgrad_epoch(X, y, b: int, seed: int) -> tuple[float, float]:
 
 
 def torch_epoch(torch, Xt, yt, b: int, seed: int) -> tuple[float, float]:
+    from train_engines import _torch_model, _torch_optimizer  # the same model and optimizer
+
     nn = torch.nn
-    torch.manual_seed(0)
-    mods = []
-    for i in range(len(LAYERS) - 1):
-        mods.append(nn.Linear(LAYERS[i], LAYERS[i + 1]))
-        if i < len(LAYERS) - 2:
-            mods.append(nn.ReLU())
-    model = nn.Sequential(*mods)
-    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    # The seed's L2 term lambda/(2m) sum ||W||^2 has gradient (lambda/m) W: weight decay
-    # lambda/m on the weights only, m = examples in the mini-batch.
-    opt = torch.optim.SGD(
-        [{"params": weights, "weight_decay": L2 / b}, {"params": biases, "weight_decay": 0.0}],
-        lr=LR,
-    )
+    model = _torch_model(torch, "gd")
+    opt = _torch_optimizer(torch, model, "gd", b)
     loss_fn = nn.BCEWithLogitsLoss()
     m = Xt.shape[0]
     g = torch.Generator().manual_seed(seed)
