@@ -106,7 +106,7 @@ def _torch_epoch(torch, model, opt, sched, Xt, yt, b, config, seed, path=None):
         if sched is not None:
             sched.step()
         if config == "gd+callback":
-            (lambda info: None)(float(loss))
+            (lambda info: None)(float(loss.detach()))
         if path is not None and (step + 1) % 100 == 0:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, path)
 
