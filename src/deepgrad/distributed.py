@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import network as nw
 from ._checks import check_int
 from .train.types import DivergenceError
 
@@ -68,7 +67,6 @@ __all__ = [
     "rank",
     "shard_bounds",
     "state_checksum",
-    "distributed_step",
     "agree",
     "check_replicas",
     "abort_on_error",
@@ -151,53 +149,6 @@ def state_checksum(params: dict, opt_state=None) -> int:
     for leaf in _leaves((params, opt_state)):
         crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
     return crc
-
-
-def _layout(params: dict) -> dict:
-    """name -> (start, stop, shape) of each parameter in the flat buffer."""
-    layout, start = {}, 0
-    for k, v in params.items():
-        layout[k] = (start, start + v.size, v.shape)
-        start += v.size
-    return layout
-
-
-def _pack_local(params, Xl, Yl, spec, masks, buf, layout) -> None:
-    """buf = [n_local * data-term gradients of the local rows | their loss sum]."""
-    n_local = Xl.shape[0]
-    if n_local == 0:  # a batch smaller than the number of ranks
-        buf[:] = 0
-        return
-    J, grads = nw.cost_and_gradients(params, Xl, Yl, spec, 0.0, None, masks)
-    for k, (lo, hi, shape) in layout.items():
-        np.multiply(grads[k], n_local, out=buf[lo:hi].reshape(shape))
-    buf[-1] = float(J) * n_local
-
-
-def distributed_step(comm, params, opt_state, Xl, Yl, n, spec, optimizer, l2, m_reg, masks):
-    """One synchronous step: (J, grads, new_params, new_state), the same on every rank.
-
-    Xl, Yl : this rank's (n_local, n^[0]) rows and (n_local, n^[L]) encoded targets of an
-        n-example global mini-batch. ``m_reg`` None means n (the seed's J^{t}).
-    One Allreduce of one flat buffer of n_params + 1 values carries all the gradients
-    and the loss sum.
-    """
-    from mpi4py import MPI
-
-    layout = _layout(params)
-    dtype = params["W1"].dtype
-    buf = np.empty(sum(v.size for v in params.values()) + 1, dtype=dtype)
-    _pack_local(params, Xl, Yl, spec, masks, buf, layout)
-    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-    buf /= n
-    reg = l2 / (n if m_reg is None else m_reg)
-    grads = {}
-    for k, (lo, hi, shape) in layout.items():
-        g = buf[lo:hi].reshape(shape)
-        grads[k] = g + reg * params[k] if (reg and k.startswith("W")) else g
-    J = float(buf[-1]) + float(nw.l2_penalty(params, spec.L, l2, n if m_reg is None else m_reg))
-    new_params, new_state = optimizer.update(grads, opt_state, params)
-    return J, grads, new_params, new_state
 
 
 def agree(comm, fn, *args, **kwargs):

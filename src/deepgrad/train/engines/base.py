@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..._backend import namespace, scalar
 from ..types import Plan, Step
 
 __all__ = ["Engine", "Record"]
@@ -67,8 +68,12 @@ def not_finite(J: float, grads_finite: Callable[[], bool]) -> str:
 
 
 def sum_is_finite(arrays) -> bool:
-    """All entries of these NumPy arrays finite, by one sum each: NaN and inf propagate
-    into a sum (one that overflows needs entries near the dtype's largest value: diverged
-    as well). About half the time of isfinite + all."""
+    """All entries of these arrays (any backend) finite, by one sum each: NaN and inf
+    propagate into a sum (one that overflows needs entries near the dtype's largest
+    value: diverged as well). About half the time of isfinite + all."""
+    arrays = list(arrays)
     with np.errstate(over="ignore", invalid="ignore"):
-        return math.isfinite(sum(float(a.sum()) for a in arrays))
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            return math.isfinite(sum(float(a.sum()) for a in arrays))
+        xp = namespace(*arrays)
+        return math.isfinite(sum(scalar(xp.sum(a)) for a in arrays))

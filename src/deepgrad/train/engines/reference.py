@@ -16,7 +16,7 @@ from ... import network as nw
 from ... import torch_backend as tb
 from ..._backend import namespace, scalar
 from ..types import Plan, Step
-from .base import Engine, not_finite
+from .base import Engine, not_finite, sum_is_finite
 
 __all__ = ["Reference", "gather"]
 
@@ -32,15 +32,6 @@ def gather(plan: Plan, rows, xp):
     if xp is not namespace(Xb):
         Xb, Yb = xp.asarray(Xb), xp.asarray(Yb)
     return Xb, Yb
-
-
-def _all_finite(arrays: dict) -> bool:
-    values = list(arrays.values())
-    with np.errstate(over="ignore", invalid="ignore"):
-        if all(isinstance(a, np.ndarray) for a in values):
-            return math.isfinite(sum(float(a.sum()) for a in values))
-        xp = namespace(*values)
-        return math.isfinite(sum(scalar(xp.sum(a)) for a in values))
 
 
 class Reference(Engine):
@@ -78,8 +69,8 @@ class Reference(Engine):
                 )
                 new, state = plan.optimizer.update(grads, self.opt_state, self.params)
             J = scalar(J)
-            if not (math.isfinite(J) and _all_finite(new)):
-                return not_finite(J, lambda g=grads: _all_finite(g))
+            if not (math.isfinite(J) and sum_is_finite(new.values())):
+                return not_finite(J, lambda g=grads: sum_is_finite(g.values()))
             self.params, self.opt_state, self.grads = new, state, grads
             record(J, n)
         return ""

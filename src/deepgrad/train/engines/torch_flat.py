@@ -21,7 +21,7 @@ from ... import torch_backend as tb
 from ...activations import get as get_activation
 from ...optimizers import flat_state, state_from_flat
 from ..types import Plan
-from .base import Engine, not_finite
+from .base import Engine, not_finite, sum_is_finite
 
 __all__ = ["TorchFlat"]
 
@@ -173,10 +173,10 @@ class TorchFlat(Engine):
         for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
             keep.copy_(now)  # to undo an update that overflows
         self.rule.step(self.theta, self.G, self.slots, self.rule.scalars(self.count), self.work)
-        if not math.isfinite(float(self.theta.sum())):
+        if not sum_is_finite([self.theta]):
             for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
                 now.copy_(keep)
-            return not_finite(J, lambda: math.isfinite(float(self.G.sum())))
+            return not_finite(J, lambda: sum_is_finite([self.G]))
         self.count += 1
         record(J, r)
         return ""
