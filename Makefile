@@ -38,6 +38,7 @@ demo: install
 	$(VENV)/bin/deepgrad demo --out out
 
 test: install-test
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
 lint: install-test

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from deepgrad import data
+from deepgrad.data import arrays as data
 from deepgrad.train import loop
 
 every = 256

@@ -7,7 +7,7 @@
    float32, 268 KB), a 1-value Allreduce (the latency), one local step at b/P rows, and
    one full ``distributed_step`` (local step + Allreduce + update), and compares the last
    with local step + Allreduce.
-2. In this process it times one deepgrad step (``training.train_step``, T1, float32) at
+2. In this process it times one deepgrad step (``train_step``, T1, float32) at
    the local batch sizes b/P the table needs.
 3. It predicts the step time on N machines, one rank each, with the ring-allreduce model
 
@@ -40,7 +40,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import deepgrad as dg  # noqa: E402
-from deepgrad import distributed, optimizers, training  # noqa: E402
+from deepgrad.optim import optimizers  # noqa: E402
+from deepgrad.train import distributed  # noqa: E402
+from deepgrad.train.engines.reference import train_step  # noqa: E402
 
 T1 = [100, 256, 128, 64, 1]
 M = 500_000
@@ -67,7 +69,7 @@ def step_time(n: int, repeats: int = 30) -> float:
     times = []
     for _ in range(repeats + 3):
         t0 = time.perf_counter()
-        training.train_step(params, state, X, Y, net.spec, opt, 0.01)
+        train_step(params, state, X, Y, net.spec, opt, 0.01)
         times.append(time.perf_counter() - t0)
     return float(np.min(times[3:]))
 
@@ -109,7 +111,7 @@ def worker(batch: int, repeats: int) -> None:
     local, dist = _timed(
         comm,
         [
-            lambda: training.train_step(net.params, state, X, Y, net.spec, opt, 0.01),
+            lambda: train_step(net.params, state, X, Y, net.spec, opt, 0.01),
             lambda: distributed.distributed_step(
                 comm, net.params, state, X, Y, batch, net.spec, opt, 0.01, None, None
             ),

@@ -497,7 +497,7 @@ def run_jax_rows(args, timeout: float) -> list[dict]:
 def _rel_errors(a: dict, b: dict) -> tuple[float, float]:
     """(||theta_a - theta_b|| / ||theta_a|| over the seed's concatenated theta,
     max over parameters of the same ratio)."""
-    from deepgrad._backend import to_numpy
+    from deepgrad.core.backend import to_numpy
 
     xs = {k: np.asarray(a[k], np.float64).ravel() for k in a}
     ys = {k: np.asarray(to_numpy(b[k]), np.float64).ravel() for k in a}
@@ -661,7 +661,7 @@ def run_all(args) -> dict:
 
 
 def save(args, report, t0) -> None:
-    from deepgrad.io import atomic_write
+    from deepgrad.io.files import atomic_write
 
     report["total_s"] = time.perf_counter() - t0
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 import deepgrad as dg
-from deepgrad import network as nw
+from deepgrad.core import network as nw
 
 LAYERS = [20, 50, 50, 50, 50, 1]
 L2, M, EPS = 0.01, 256, 1e-7
@@ -58,7 +58,7 @@ def timed(fn):
 def plain_loop(net, X, y, mode="elementwise"):
     """The plain loop (or its directional mode), with BLAS on one thread: faster for these
     small products (measured)."""
-    from deepgrad.gradcheck import _single_threaded_blas
+    from deepgrad.diagnostics.gradcheck import _single_threaded_blas
 
     Y = y[:, None]
     J, grads = nw.cost_and_gradients(net.params, X, Y, net.spec, L2)
@@ -188,7 +188,7 @@ def bug_rows():
 
 def planted_rows():
     """Every --plant-bug bug on a small net, float64 and float32: caught?"""
-    from deepgrad import bugs
+    from deepgrad.diagnostics import bugs
 
     rows = []
     for dtype in ("float64", "float32"):

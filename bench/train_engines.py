@@ -38,7 +38,7 @@ DECAY = (0.96, 100)  # alpha_t = alpha 0.96^(t / 100)
 
 def _deepgrad(X, y, config: str, b: int, seed: int) -> float:
     import deepgrad as dg
-    from deepgrad import optimizers as o
+    from deepgrad.optim import optimizers as o
 
     kw = dict(batch_size=b, epochs=1, l2=L2, seed=seed, progress=False)
     opt = {
@@ -133,7 +133,7 @@ def _torch(X, y, config: str, b: int, seed: int) -> float:
 
 def one(side: str, config: str, b: int, examples: int, seed: int) -> None:
     """A child process: one measurement, printed as JSON."""
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     X, y = data.synthetic(examples, LAYERS[0], seed=0)
     rate, engine = (_deepgrad if side == "deepgrad" else _torch)(X, y, config, b, seed)
@@ -151,7 +151,7 @@ def _child(side, config, b, examples, seed, threads) -> dict:
 def full_batch(repeats: int = 3) -> dict:
     """Full-batch GD, 300 examples, [20, 64, 32, 1]: shards engine vs reference, s/1000 it."""
     import deepgrad as dg
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     X, y = data.synthetic(300, 20, seed=0)
     times = {"numpy-shards": [], "reference": []}

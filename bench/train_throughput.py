@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 import deepgrad as dg
-from deepgrad import data
+from deepgrad.data import arrays as data
 
 LAYERS = [100, 256, 128, 64, 1]
 BATCH_SIZES = [64, 256, 1000, 4096]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import network as nw
+from deepgrad.core import network as nw
 
 xps = pytest.importorskip("array_api_strict")
 

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import deepgrad as dg
-from deepgrad import initializers
-from deepgrad.cli import main
+from deepgrad.cli.main import main
+from deepgrad.core import initializers
 from deepgrad.sklearn import DeepClassifier, DeepRegressor
 
 SRC = str(Path(dg.__file__).resolve().parents[1])

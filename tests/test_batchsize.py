@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import batchsize
-from deepgrad import network as nw
-from deepgrad._checks import encode_targets
+from deepgrad.core import network as nw
+from deepgrad.core.checks import encode_targets
+from deepgrad.diagnostics import batchsize
 
 
 def _problem(sizes=(5, 7, 4, 3), act="tanh", output="softmax", m=40, seed=0):
@@ -106,7 +106,7 @@ def test_noise_scale_bad_input():
 
 
 def test_moving_cost_averages_the_same_number_of_examples():
-    from deepgrad.training import History
+    from deepgrad.train.types import History
 
     h = History(batch_size=10, seed=0)
     # steps of 10, 10, 10, 5 examples (a partial last batch) with costs 4, 2, 1, 3
@@ -122,7 +122,7 @@ def test_moving_cost_averages_the_same_number_of_examples():
 
 
 def test_time_to_target_reached_and_not_reached():
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     X, y = data.synthetic(3000, 6, seed=0)
     net = dg.Network([6, 16, 1], seed=0)

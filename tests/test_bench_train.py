@@ -24,7 +24,7 @@ def _load():
 @pytest.mark.parametrize("config", _load().CONFIGS)
 def test_every_configuration_runs_in_both(config):
     bench = _load()
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     X, y = data.synthetic(2000, bench.LAYERS[0], seed=0)
     rate, engine = bench._deepgrad(X, y, config, 100, 0)

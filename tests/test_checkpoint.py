@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deepgrad as dg
-from deepgrad import optimizers
+from deepgrad.optim import optimizers
 from deepgrad.train import checkpoint as ck
 
 SRC = str(Path(dg.__file__).resolve().parents[1])

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from deepgrad.cli import main
+from deepgrad.cli.main import main
 
 
 def test_demo_reaches_accuracy_and_writes_curves(tmp_path, capsys):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import batchsize, data
-from deepgrad.cli import main
-from deepgrad.plotting import moving_average
+from deepgrad.cli.main import main
+from deepgrad.data import arrays as data
+from deepgrad.diagnostics import batchsize
+from deepgrad.plotting.curves import moving_average
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_minibatch_cost_is_noisy_but_its_moving_average_falls(runs, which):
 
 
 def test_compare_figure(runs):
-    from deepgrad import batchplots
+    from deepgrad.plotting import batch as batchplots
 
     fig = batchplots.compare_figure(runs, title="t")
     assert [ax.get_title() for ax in fig.axes] == [

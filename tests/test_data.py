@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import data
-from deepgrad.cli import main
+from deepgrad.cli.main import main
+from deepgrad.data import arrays as data
 from deepgrad.train import loop
 
 

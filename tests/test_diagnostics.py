@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import activations
-from deepgrad import diagnostics as dx
-from deepgrad import network as nw
-from deepgrad.commands.compare_init import standardize
+from deepgrad.cli.compare_init import standardize
+from deepgrad.core import activations
+from deepgrad.core import network as nw
+from deepgrad.diagnostics import probe as dx
 
 SEEDS = (0, 1, 2)
 
@@ -168,7 +168,7 @@ def test_deep_relu_net_trains_with_he_and_not_with_small_random():
 
 
 def _digits():
-    from deepgrad import datasets
+    from deepgrad.data import bundled as datasets
 
     return datasets.load_bundled("digits")
 
@@ -470,7 +470,8 @@ def test_probe_and_lsuv_give_the_same_numbers_on_other_namespaces(backend):
 
 
 def test_figures_draw_every_case(tmp_path):
-    from deepgrad import plotting, probe_plots
+    from deepgrad.plotting import curves as plotting
+    from deepgrad.plotting import probe as probe_plots
 
     X = inputs(50, 16, 0)
     reports = [probe_deep(i, 6, 16, 50) for i in ("he_normal", "zeros", "standard_normal")]

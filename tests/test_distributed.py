@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI equals single-process training (deepgrad.distributed).
+"""Data-parallel training over MPI equals single-process training (deepgrad.train.distributed).
 
 The MPI tests launch ``mpiexec -n P`` (P = 1, 2, 3 on however many cores there are:
 hydra allows oversubscription) running tests/mpi_scripts/*.py, and compare what rank 0
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import distributed
-from deepgrad.cli import main
+from deepgrad.cli.main import main
+from deepgrad.train import distributed
 
 HERE = Path(__file__).parent
 SCRIPTS = HERE / "mpi_scripts"
@@ -94,7 +94,7 @@ def test_cases_cover_the_awkward_batches():
     assert any(CASES[c]["opt"] != "gd" for c in CASES)
     # ... and memory-mapped data on which the block shuffle really runs (not a uniform
     # order: the distributed loop once used that, and only a case like this can tell)
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     blocks = [c for c in CASES.values() if c.get("memmap") and c.get("block_bytes")]
     assert blocks
@@ -164,7 +164,7 @@ def test_one_rank_failing_to_load_fails_all(tmp_path):
     # agree(): a file that only rank 0 cannot read ends every rank with an error, no hang.
     script = tmp_path / "load.py"
     script.write_text(
-        "from deepgrad import distributed\n"
+        "from deepgrad.train import distributed\n"
         "def load():\n"
         "    if distributed.rank() == 0:\n"
         "        raise OSError('X.npy: no such file on this machine')\n"
@@ -228,14 +228,16 @@ def test_state_checksum_sees_one_ulp_anywhere():
 def test_options_take_fit_defaults_and_reject_unknown_ones():
     import inspect
 
-    from deepgrad import training
-    from deepgrad.train.mpi import fit_options
+    from deepgrad.train.api import fit
+    from deepgrad.train.options import FitOptions
 
-    o = fit_options({"epochs": 3})
-    assert o["epochs"] == 3 and "distributed" not in o
-    assert o["batch_size"] == inspect.signature(training.fit).parameters["batch_size"].default
+    o = FitOptions(epochs=3)
+    assert o.epochs == 3 and not hasattr(o, "distributed")
+    params = inspect.signature(fit).parameters
+    for name in FitOptions.__dataclass_fields__:  # fit's defaults are the options' defaults
+        assert params[name].default == getattr(FitOptions(), name), name
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
-        fit_options({"bogus": 1})
+        FitOptions(bogus=1)
 
 
 # ---- checkpoints: rank 0 reads and writes, a restart of all ranks resumes -------------
@@ -243,7 +245,7 @@ def test_options_take_fit_defaults_and_reject_unknown_ones():
 
 @pytest.mark.slow
 def test_restart_of_all_ranks_resumes_from_the_checkpoint(tmp_path):
-    # fit(checkpoint=PATH) from deepgrad.checkpoint, with rank 0 as the only reader/writer.
+    # fit(checkpoint=PATH) from deepgrad.train.checkpoint, with rank 0 as the only reader/writer.
     script = str(SCRIPTS / "ckpt.py")
     ref, crashed = tmp_path / "ref.npz", tmp_path / "crashed.npz"
     p = _mpiexec(2, [sys.executable, script, str(tmp_path / "ref.ckpt.npz"), str(ref), "2"])

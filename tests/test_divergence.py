@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import optimizers
+from deepgrad.optim import optimizers
 from deepgrad.sklearn import DeepClassifier, DeepRegressor
 
 SRC = str(Path(dg.__file__).resolve().parents[1])

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import data, dropout, optimizers
+from deepgrad.core import dropout
+from deepgrad.data import arrays as data
+from deepgrad.optim import optimizers
 from deepgrad.train import engines
 from deepgrad.train.engines import shards
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import bugs, losses
-from deepgrad import network as nw
-from deepgrad.gradcheck import Entry, _loss_sums, verdict
+from deepgrad.core import dropout, losses
+from deepgrad.core import network as nw
+from deepgrad.diagnostics import bugs
+from deepgrad.diagnostics.gradcheck import Entry, _loss_sums, verdict
 
 ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 OUTPUTS = ["sigmoid", "softmax", "linear"]
@@ -219,7 +220,7 @@ def test_fast_path_equals_the_plain_loop(act, out, kp, eps):
     # linearization of them.
     net, X, y = problem(act, out, sizes=(4, 6, 5, 5))
     masks = (
-        dg.dropout.draw_masks(np.random.default_rng(1), len(X), [6, 5, 5], kp, None, "float64")
+        dropout.draw_masks(np.random.default_rng(1), len(X), [6, 5, 5], kp, None, "float64")
         if kp < 1
         else None
     )
@@ -338,7 +339,7 @@ def test_dropout_with_masks_redrawn_per_evaluation_fails():
     net, X, y = problem("tanh", "softmax", sizes=(4, 8, 8), m=16)
     Xa, Ya = encoded(net, X, y)
     rng = np.random.default_rng(0)
-    draw = lambda: dg.dropout.draw_masks(rng, 16, [8, 8], 0.7, None, "float64")  # noqa: E731
+    draw = lambda: dropout.draw_masks(rng, 16, [8, 8], 0.7, None, "float64")  # noqa: E731
     _, grads = nw.cost_and_gradients(net.params, Xa, Ya, net.spec, 0.0, None, draw())
     report = dg.gradcheck(
         lambda p: nw.cost(p, Xa, Ya, net.spec, 0.0, None, draw()), net.params, grads, sample=30
@@ -390,7 +391,7 @@ def test_at_least_eight_kinds_of_bugs():
 def test_backward_with_default_steps_is_networks_backward():
     net, X, y = problem("relu", "softmax", sizes=(4, 6, 5))
     Xa, Ya = encoded(net, X, y)
-    masks = dg.dropout.draw_masks(np.random.default_rng(0), len(X), [6, 5], 0.8, None, "float64")
+    masks = dropout.draw_masks(np.random.default_rng(0), len(X), [6, 5], 0.8, None, "float64")
     _, cache = nw.forward(net.params, Xa, net.spec, masks)
     a = nw.backward(net.params, cache, Ya, net.spec, 0.3)
     b = bugs.backward_with(net.params, cache, Ya, net.spec, 0.3)
@@ -473,8 +474,8 @@ def test_plot_draws_on_a_given_axis_and_returns_the_figure(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deepgrad.gradcheck_plot import report_errors
-    from deepgrad.plotting import save_figure
+    from deepgrad.plotting.curves import save_figure
+    from deepgrad.plotting.gradcheck import report_errors
 
     net, X, y = problem()
     report = dg.gradcheck_network(net, X, y, backward=bugs.get("db-missing").backward)

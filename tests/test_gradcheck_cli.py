@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepgrad import cli
+from deepgrad.cli import main as cli
 
 
 def run(capsys, *argv):
@@ -140,7 +140,7 @@ def test_unknown_bug_is_a_usage_error(capsys):
 
 def test_demo_check_prints_a_line_and_the_table(capsys):
     import deepgrad as dg
-    from deepgrad.commands.gradcheck import demo_check
+    from deepgrad.cli.gradcheck import demo_check
 
     net = dg.Network([4, 6, 3], "relu", "softmax", seed=0)
     X = np.random.default_rng(0).normal(size=(50, 4))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import activations, bugs, diffprop
-from deepgrad import network as nw
-from deepgrad.gradcheck import DEFAULTS, EPS_RANGE, FAIL_UNITS
-from deepgrad.gradcheck import bands as gradcheck_bands
+from deepgrad.core import activations, dropout
+from deepgrad.core import network as nw
+from deepgrad.diagnostics import bugs, diffprop
+from deepgrad.diagnostics.gradcheck import DEFAULTS, EPS_RANGE, FAIL_UNITS
+from deepgrad.diagnostics.gradcheck import bands as gradcheck_bands
 
 SEEDS = (0, 1, 2)
 ACTS = ["tanh", "sigmoid", "relu", "leaky_relu", "linear"]
@@ -270,7 +271,7 @@ def test_relu_kink_crossings_are_counted_and_excluded(dtype):
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 def test_dropout_with_frozen_masks_equals_the_plain_formula(seed, act):
     net, X, y = problem(act, "softmax", sizes=(5, 8, 8), m=16, seed=seed)
-    masks = dg.dropout.draw_masks(np.random.default_rng(seed), 16, [8, 8], 0.7, None, "float64")
+    masks = dropout.draw_masks(np.random.default_rng(seed), 16, [8, 8], 0.7, None, "float64")
     exact = dg.gradcheck_network(net, X, y, l2=0.1, masks=masks, eps=1e-3)
     plain = dg.gradcheck_network(net, X, y, l2=0.1, masks=masks, eps=1e-3, method="plain")
     for k in net.params:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepgrad import initializers as ini
+from deepgrad.core import initializers as ini
 
 SHAPE = (400, 600)  # (fan_out, fan_in): fan_avg = 500
 FAN_IN, FAN_OUT = 600, 400

@@ -6,8 +6,8 @@ import pytest
 
 import deepgrad as dg
 from conftest import central_differences, rel_error
-from deepgrad import losses
-from deepgrad import network as nw
+from deepgrad.core import losses
+from deepgrad.core import network as nw
 
 HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 OUTPUTS = ["sigmoid", "softmax", "linear"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import optimizers as opt
+from deepgrad.optim import optimizers as opt
 
 THETA = {"w": np.array([1.0, -2.0])}
 G = {"w": np.array([0.5, -0.25])}

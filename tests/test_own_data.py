@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import datasets
-from deepgrad.cli import main
-from deepgrad.commands._common import int_list
-from deepgrad.plotting import moving_average
-from deepgrad.preprocessing import Standardizer, infer_task
+from deepgrad.cli.common import int_list
+from deepgrad.cli.main import main
+from deepgrad.data import bundled as datasets
+from deepgrad.data.preprocessing import Standardizer, infer_task
+from deepgrad.plotting.curves import moving_average
 
 pd = pytest.importorskip("pandas")
 
@@ -124,7 +124,7 @@ def test_learning_rate_message_does_not_contradict_itself():
 
 
 def test_epoch_axis_has_integer_ticks():
-    from deepgrad import plotting
+    from deepgrad.plotting import curves as plotting
 
     h = dg.History(batch_size=1, seed=0, iteration_cost=[3, 2, 1], epoch_cost=[3, 1])
     fig = plotting.learning_curves(h)
@@ -222,7 +222,7 @@ def test_unstandardized_cli_training_warns(tmp_path, capsys):
 
 
 def test_directory_data_gets_a_held_out_split(tmp_path, capsys):
-    from deepgrad import data
+    from deepgrad.data import arrays as data
 
     data.make_dataset(tmp_path / "set", 2000, 10, seed=0)
     argv = ["train", "--data", str(tmp_path / "set"), "--epochs", "3", "--hidden", "16"]

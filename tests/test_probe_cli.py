@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from deepgrad.cli import main
+from deepgrad.cli.main import main
 
 
 def test_probe_command_prints_tables_and_writes_plot_and_json(tmp_path, capsys):

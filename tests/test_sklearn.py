@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from deepgrad import optimizers
+from deepgrad.optim import optimizers
 from deepgrad.sklearn import DeepClassifier, DeepRegressor
 
 

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import deepgrad as dg  # noqa: E402
-from deepgrad import torch_backend as tb  # noqa: E402
+from deepgrad.core.backend import to_numpy  # noqa: E402
 
 T1_SMALL = [12, 16, 8, 4, 1]  # T1's shape, scaled down
 
@@ -37,7 +37,7 @@ def _max_rel(a: dict, b: dict) -> float:
     """max over parameters of ||a - b|| / ||a|| (b may hold tensors)."""
     out = 0.0
     for k in a:
-        x, y = np.asarray(a[k], dtype=np.float64), tb.to_numpy_any(b[k])
+        x, y = np.asarray(a[k], dtype=np.float64), np.asarray(to_numpy(b[k]), dtype=np.float64)
         out = max(out, float(np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)))
     return out
 
@@ -226,18 +226,11 @@ def test_mixing_numpy_arrays_and_tensors_is_a_clear_error():
         b.predict(torch.empty((5, 12), device="meta"))
 
 
-def test_fast_path_arguments_are_checked():
-    X, Y = _data(m=64)
-    a, b = _nets([12, 3, 1])
-    with pytest.raises(
-        ValueError, match=r"fast_path must be one of \[None, True, False, 'eager'\]"
-    ):
-        b.fit(X, Y, epochs=1, fast_path="graphs")
-    # dropout and schedules run on every engine now: fast_path asks for nothing they lack
-    b.fit(X, Y, epochs=1, fast_path=True, keep_prob=0.5, progress=False)
-    b.fit(X, Y, epochs=1, fast_path=True, learning_rate=lambda t: 0.1, progress=False)
-    with pytest.raises(ValueError, match="fast_path needs backend='torch'"):
-        a.fit(X, Y, epochs=1, fast_path=True)
+def test_fast_path_is_gone():
+    X, Y = _data(m=20)
+    b = dg.Network([12, 4, 1], backend="torch", seed=0)
+    with pytest.raises(TypeError, match="fast_path"):
+        b.fit(X, Y, epochs=1, fast_path=True)
 
 
 def test_missing_torch_says_how_to_install(monkeypatch):

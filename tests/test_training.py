@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad import data, datasets
+from deepgrad.data import arrays as data
+from deepgrad.data import bundled as datasets
 
 
 def _blobs(rng, m=300):

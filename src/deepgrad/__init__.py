@@ -7,37 +7,49 @@
 ['W1', 'W2']
 """
 
-from . import initializers, optimizers
-from .flat import flatten
-from .gradcheck import GradcheckReport, gradcheck, gradcheck_network
-from .io import load, save
-from .model import Network
-from .preprocessing import Preprocessing, Standardizer, UnscaledFeaturesWarning
-from .training import DivergenceError, History, fit
+from importlib import import_module
+
+from deepgrad.core import initializers
+from deepgrad.core.flat import flatten
+from deepgrad.model.net import Network
+from deepgrad.optim import optimizers
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Network",
-    "fit",
-    "History",
-    "DivergenceError",
-    "flatten",
-    "save",
-    "load",
-    "initializers",
-    "optimizers",
-    "__version__",
-    "gradcheck",
-    "gradcheck_network",
-    "GradcheckReport",
-    "Standardizer",
-    "Preprocessing",
-    "UnscaledFeaturesWarning",
-]
+# Loaded when first used, so that `import deepgrad` stays light: the training loop and its
+# engines, the gradient checker, the probes and the files load with the first call.
+_LAZY = {
+    "fit": "deepgrad.train.api",
+    "History": "deepgrad.train.types",
+    "StepInfo": "deepgrad.train.types",
+    "DivergenceError": "deepgrad.train.types",
+    "save": "deepgrad.model.file",
+    "load": "deepgrad.model.file",
+    "gradcheck": "deepgrad.diagnostics.gradcheck",
+    "gradcheck_network": "deepgrad.diagnostics.gradcheck",
+    "GradcheckReport": "deepgrad.diagnostics.gradcheck",
+    "Standardizer": "deepgrad.data.preprocessing",
+    "Preprocessing": "deepgrad.data.preprocessing",
+    "UnscaledFeaturesWarning": "deepgrad.data.preprocessing",
+    "probe": "deepgrad.diagnostics.probe",
+    "probe_training": "deepgrad.diagnostics.probe",
+    "ProbeRecorder": "deepgrad.diagnostics.probe",
+    "ProbeReport": "deepgrad.diagnostics.probe",
+    "LayerStats": "deepgrad.diagnostics.probe",
+    "TrainingProbe": "deepgrad.diagnostics.probe",
+    "lsuv": "deepgrad.diagnostics.lsuv",
+}
 
-# Per-layer probe of vanishing/exploding signals and the data-driven LSUV initializer.
-from .diagnostics import ProbeRecorder, probe, probe_training  # noqa: E402
-from .lsuv import lsuv  # noqa: E402
+__all__ = ["Network", "flatten", "initializers", "optimizers", "__version__", *_LAZY]
 
-__all__ += ["probe", "probe_training", "ProbeRecorder", "lsuv"]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'deepgrad' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,7 +3,7 @@
 They follow scikit-learn's estimator API (``fit``, ``predict``, ``predict_proba``, ``score``,
 ``partial_fit``, ``get_params``/``set_params``, ``clone``) and pass its own estimator
 checks (``sklearn.utils.estimator_checks``), so they work in ``Pipeline``, ``GridSearchCV``
-and ``cross_val_score``. Training is deepgrad's: ``deepgrad.training.fit`` one epoch at a
+and ``cross_val_score``. Training is deepgrad's: ``deepgrad.fit`` one epoch at a
 time, with the optimizer state carried from epoch to epoch (and across ``partial_fit``
 calls), the shuffle of epoch e a pure function of (random_state, e).
 
@@ -35,12 +35,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import activations, initializers, optimizers
-from ._checks import check_float, check_int
-from .model import DTYPES, Network
-from .preprocessing import warn_if_unscaled
-from .training import L2_NORMALIZATIONS
-from .training import fit as _train
+from deepgrad.core import activations, initializers
+from deepgrad.core.checks import check_float, check_int
+from deepgrad.data.preprocessing import warn_if_unscaled
+from deepgrad.model.net import DTYPES, Network
+from deepgrad.optim import optimizers
+from deepgrad.train.api import fit as _train
+from deepgrad.train.arguments import L2_NORMALIZATIONS
 
 __all__ = ["DeepClassifier", "DeepRegressor"]
 

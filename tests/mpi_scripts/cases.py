@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 import deepgrad as dg
-import deepgrad.data
-from deepgrad import optimizers
+from deepgrad.data import arrays
+from deepgrad.optim import optimizers
 
 # m = 50 rows: batch 16 gives 16, 16, 16, 2 (2 < P = 3: one rank has an empty shard);
 # batch 7 gives seven batches of 7 and one of 1.
@@ -103,12 +103,12 @@ def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
     n_out = 1 if c["output"] == "sigmoid" else 3
     net = dg.Network([X.shape[1], 7, 4, n_out], "tanh", c["output"], seed=3, dtype=c["dtype"])
     opt = momentum(hook=hook) if c["opt"] == "momentum" else c["opt"]
-    block_bytes = dg.data.BLOCK_BYTES
-    dg.data.BLOCK_BYTES = c.get("block_bytes", block_bytes)
+    block_bytes = arrays.BLOCK_BYTES
+    arrays.BLOCK_BYTES = c.get("block_bytes", block_bytes)
     try:
         hist = _fit(net, c, X, y, opt, distributed)
     finally:
-        dg.data.BLOCK_BYTES = block_bytes
+        arrays.BLOCK_BYTES = block_bytes
     params = {k: np.asarray(v) for k, v in net.params.items()}
     return Result(params, list(hist.iteration_cost), list(hist.val_cost))
 

@@ -13,7 +13,8 @@ import numpy as np
 from cases import make_data, momentum
 
 import deepgrad as dg
-from deepgrad import distributed
+from deepgrad.train import distributed
+from deepgrad.train.mpi import fit_distributed
 
 
 def main(path, out, epochs, die_at=None):
@@ -24,7 +25,7 @@ def main(path, out, epochs, die_at=None):
             os._exit(5)
 
     net = dg.Network([5, 7, 4, 3], "tanh", "softmax", seed=3, dtype="float64")
-    hist = distributed.fit_distributed(
+    hist = fit_distributed(
         net, X, y3, batch_size=7, epochs=epochs, learning_rate=0.3, l2=0.1, keep_prob=0.8,
         optimizer=momentum(), seed=11, callbacks=[die], progress=False,
         checkpoint=path, checkpoint_every=2,

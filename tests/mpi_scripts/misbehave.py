@@ -15,7 +15,7 @@ import sys
 from cases import make_data, run_case
 
 import deepgrad as dg
-from deepgrad import distributed
+from deepgrad.train import distributed
 
 
 def main(mode):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from cases import CASES, run_case
 
-from deepgrad import distributed
+from deepgrad.train import distributed
 
 
 def main(data_dir, out, names):

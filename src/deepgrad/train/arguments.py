@@ -6,8 +6,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import optimizers
-from .._checks import as_2d_float, check_fits_dtype, check_float, check_int, check_targets
+from deepgrad.core.checks import (
+    as_2d_float,
+    check_fits_dtype,
+    check_float,
+    check_int,
+    check_targets,
+)
+from deepgrad.optim import optimizers
 
 __all__ = ["FitArguments", "check_fit_arguments", "resolve_batch_size", "L2_NORMALIZATIONS"]
 

@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._backend import namespace, to_numpy
-from .._checks import check_int
-from ..io import DAMAGED_NPZ_ERRORS, atomic_write, read_npz
+from deepgrad.core.backend import namespace, to_numpy
+from deepgrad.core.checks import check_int
+from deepgrad.io.files import DAMAGED_NPZ_ERRORS, atomic_write, read_npz
 
 __all__ = [
     "CheckpointError",

@@ -1,11 +1,12 @@
 """The training loop: one loop for every engine.
 
-``fit`` validates its arguments, builds the ``Plan`` (the fixed inputs of every step),
-picks an engine (``engines.choose``) and sets it up once. The loop owns, for every
-engine alike: the epochs and the epoch order (``data.batch_indices``, with the block
-shuffle for memory-mapped data), the history, the progress bar, divergence (one wording,
-the last finite parameters kept), validation, checkpoints and resume, and callbacks. An
-engine only runs the steps it is given (``engines.base.Engine``).
+``run_fit`` (called by ``train.api.fit`` and ``train.mpi``) validates the options,
+builds the ``Plan`` (the fixed inputs of every step), picks an engine
+(``engines.choose``) and sets it up once. The loop owns, for every engine alike: the
+epochs and the epoch order (``data.batch_indices``, with the block shuffle for memory-
+mapped data), the history, the progress bar, divergence (one wording, the last finite
+parameters kept), validation, checkpoints and resume, and callbacks. An engine only runs
+the steps it is given (``engines.base.Engine``).
 
 Data-parallel training over MPI runs this same loop on every rank with a ``Group`` of
 ranks (``train.mpi``); single-process training uses ``SOLO``.
@@ -19,18 +20,18 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .. import data as _data
-from .. import network as nw
-from .. import optimizers
-from .. import torch_backend as tb
-from .._backend import namespace, scalar
-from .._checks import check_int, encode_targets
-from .._progress import progress_bar
-from . import engines
-from .arguments import FitArguments, check_fit_arguments
-from .types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
+from deepgrad.core import network as nw
+from deepgrad.core.backend import namespace, scalar
+from deepgrad.core.checks import check_int, encode_targets
+from deepgrad.data import arrays as _data
+from deepgrad.devices import torch_backend as tb
+from deepgrad.train import engines
+from deepgrad.train.arguments import FitArguments, check_fit_arguments
+from deepgrad.train.options import FitOptions
+from deepgrad.train.progress import progress_bar
+from deepgrad.train.types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
 
-__all__ = ["fit", "Solo", "SOLO", "run_fit", "epoch_steps", "evaluate"]
+__all__ = ["Solo", "SOLO", "run_fit", "epoch_steps", "evaluate"]
 
 
 class Solo:
@@ -58,97 +59,24 @@ class Solo:
 SOLO = Solo()
 
 
-def fit(
-    net,
-    X,
-    Y,
-    *,
-    batch_size: int | str | None = "auto",
-    epochs: int = 10,
-    learning_rate: float = 0.1,
-    l2: float = 0.0,
-    l2_normalization: str = "batch",
-    optimizer: str | optimizers.Optimizer = "gd",
-    keep_prob: float = 1.0,
-    seed: int | None = None,
-    shuffle: bool = True,
-    validation_data: tuple | None = None,
-    callbacks=(),
-    on_divergence: str = "raise",
-    progress: bool | None = None,
-    checkpoint=None,
-    checkpoint_every: int | None = None,
-    distributed: bool = False,
-    fast_path: bool | str | None = None,
-    engine: str | None = None,
-) -> History:
-    """Train ``net`` in place with (mini-)batch gradient descent and return its History.
-
-    Parameters
-    ----------
-    X : (m, n^[0]) array or memory-mapped .npy array.
-    Y : (m,) labels or (m, n^[L]) targets.
-    batch_size : None (or m) for batch gradient descent, 1 for stochastic, anything else
-        mini-batch; the last partial batch is kept and averaged over its own size.
-        "auto" (default): min(64, m).
-    l2 : lambda of the seed's L2 term lambda/(2 m_reg) sum ||W||_F^2.
-    l2_normalization : "batch" (m_reg = examples in the mini-batch, the seed's J^{t}) or
-        "dataset" (m_reg = m, the whole training set: the penalty's strength then does not
-        depend on the batch size, and summing J^{t}'s gradients over an epoch matches the
-        full-batch gradient of the full-batch cost).
-    optimizer : "gd", "momentum", "rmsprop", "adam" or an ``optimizers.Optimizer`` (then
-        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule.
-    keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1]; the masks
-        are a pure function of (seed, epoch, step) (``dropout.step_masks``).
-    seed : shuffling and dropout masks are pure functions of it.
-    on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
-    checkpoint : a file path. Training state is saved there every ``checkpoint_every``
-        iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
-        written by the same configuration, training resumes from it (see checkpoint.py).
-        With ``seed=None`` the checkpoint's seed is used.
-    distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.train.mpi); same
-        result as single-process up to the order of summation.
-    engine : None (default) picks the fastest engine that runs this configuration
-        exactly; a name (``deepgrad.train.engines.names()``) asks for one, and a
-        ValueError says what it lacks. Every engine gives the reference engine's numbers
-        up to rounding; callbacks and checkpoints never change them.
-    fast_path : kept for compatibility: only meaningful with the torch backend, where
-        every value now runs the same loop (True, "eager", False and None alike).
-    """
-    options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y")}
-    if options.pop("distributed"):
-        from .mpi import fit_distributed
-
-        if options.pop("fast_path") not in (None, False):
-            raise ValueError("fast_path is for the torch backend; distributed=True uses NumPy")
-        return fit_distributed(net, X, Y, **options)
-    return run_fit(net, X, Y, options, SOLO)
-
-
-def _check_backend(net, X, Y, o: dict) -> None:
+def _check_backend(net, X, Y, o: FitOptions) -> None:
     tb.check_inputs(net.params, X=X, Y=Y)  # no mixed NumPy/torch inputs
-    val = o["validation_data"]
+    val = o.validation_data
     if val is not None and isinstance(val, tuple | list):
         tb.check_inputs(
             net.params, **dict(zip(("validation X", "validation Y"), val, strict=False))
         )
-    if o.get("fast_path") not in (None, False) and tb.backend_of(net.params["W1"]) != "torch":
-        raise ValueError(f"fast_path needs backend='torch', got fast_path={o['fast_path']!r}")
-    if o.get("fast_path") not in (None, False, True, "eager"):
-        raise ValueError(
-            f"fast_path must be one of [None, True, False, 'eager'], got {o['fast_path']!r}"
-        )
 
 
-def check_arguments(net, X, Y, o: dict) -> FitArguments:
+def check_arguments(net, X, Y, o: FitOptions) -> FitArguments:
     return check_fit_arguments(
-        net, X, Y, o["batch_size"], o["epochs"], o["learning_rate"], o["l2"],
-        o["l2_normalization"], o["optimizer"], o["keep_prob"], o["validation_data"],
-        o["on_divergence"], o["shuffle"], o["callbacks"], o["progress"],
+        net, X, Y, o.batch_size, o.epochs, o.learning_rate, o.l2,
+        o.l2_normalization, o.optimizer, o.keep_prob, o.validation_data,
+        o.on_divergence, o.shuffle, o.callbacks, o.progress,
     )  # fmt: skip
 
 
-def make_plan(net, args: FitArguments, o: dict, seed: int) -> Plan:
+def make_plan(net, args: FitArguments, o: FitOptions, seed: int) -> Plan:
     """The Plan of a fit: targets encoded once, torch data placed on the device once."""
     spec, X = net.spec, args.X
     W1 = net.params["W1"]
@@ -160,40 +88,40 @@ def make_plan(net, args: FitArguments, o: dict, seed: int) -> Plan:
     else:
         Y = encode_targets(np.asarray(args.Y), spec.output, spec.layer_sizes[-1], np, net.dtype)
         Y = np.ascontiguousarray(Y)
-    m_reg = args.X.shape[0] if o["l2_normalization"] == "dataset" else None
+    m_reg = args.X.shape[0] if o.l2_normalization == "dataset" else None
     return Plan(
         X, Y, spec, args.optimizer, args.batch_size, args.l2, m_reg, args.keep_prob,
-        seed, bool(o["shuffle"]), net.dtype, isinstance(args.X, np.memmap),
+        seed, bool(o.shuffle), net.dtype, isinstance(args.X, np.memmap),
     )  # fmt: skip
 
 
-def checkpoint_config(net, args: FitArguments, plan: Plan, o: dict) -> dict:
+def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dict:
     """The settings a checkpoint must share with this fit to be resumed by it."""
-    from .checkpoint import training_config
+    from deepgrad.train.checkpoint import training_config
 
-    learning_rate = o["learning_rate"]
+    learning_rate = o.learning_rate
     if not args.by_name:  # an Optimizer object: learning_rate is not used
         learning_rate = None
     elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
         learning_rate = getattr(learning_rate, "__qualname__", "schedule")
     return training_config(
         net, args.X, args.Y, batch_size=plan.batch_size, l2=plan.l2,
-        l2_normalization=o["l2_normalization"], optimizer=plan.optimizer.name,
+        l2_normalization=o.l2_normalization, optimizer=plan.optimizer.name,
         learning_rate=learning_rate, keep_prob=plan.keep_prob, seed=plan.seed,
         shuffle=plan.shuffle,
     )  # fmt: skip
 
 
-def _open_checkpoint(o: dict, root: bool):
-    if o["checkpoint"] is None or not root:
+def _open_checkpoint(o: FitOptions, root: bool):
+    if o.checkpoint is None or not root:
         return None
-    from .checkpoint import Checkpointer
+    from deepgrad.train.checkpoint import Checkpointer
 
-    return Checkpointer(o["checkpoint"], o["checkpoint_every"])
+    return Checkpointer(o.checkpoint, o.checkpoint_every)
 
 
-def _seed(o: dict, ckpt, group) -> int:
-    seed = o["seed"]
+def _seed(o: FitOptions, ckpt, group) -> int:
+    seed = o.seed
     if seed is None and ckpt is not None:
         seed = ckpt.saved_seed
     if seed is None and group.root:
@@ -206,7 +134,7 @@ def _resume(net, args, plan, o, ckpt, group):
     (read by the root alone, then broadcast), else the start of training."""
     params, state = net.params, plan.optimizer.init(net.params)
     history = History(batch_size=plan.batch_size, seed=plan.seed)
-    if o["checkpoint"] is None:
+    if o.checkpoint is None:
         return 0, 0, params, state, history
 
     def read():
@@ -220,7 +148,7 @@ def _resume(net, args, plan, o, ckpt, group):
     return got if group.root else shared  # the root keeps the objects its checkpointer saves
 
 
-def run_fit(net, X, Y, o: dict, group) -> History:
+def run_fit(net, X, Y, o: FitOptions, group) -> History:
     """``fit`` on ``group`` (SOLO, or the ranks of an MPI job), options already gathered."""
     group.agree(_check_backend, net, X, Y, o)
     args = group.agree(check_arguments, net, X, Y, o)
@@ -229,7 +157,7 @@ def run_fit(net, X, Y, o: dict, group) -> History:
     start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
     net.params = params
     with group.guard():
-        eng = group.engine(plan, params, state, o["engine"])
+        eng = group.engine(plan, params, state, o.engine)
         history.engine = eng.name
         try:
             return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
@@ -305,15 +233,15 @@ def _epoch_so_far(history: History, done: int) -> tuple[float, int]:
 def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     start_epoch, start = at
     bar = progress_bar(args.epochs * _data.n_batches(plan.m, plan.batch_size),
-                       o["progress"] if group.root else False)  # fmt: skip
+                       o.progress if group.root else False)  # fmt: skip
     bar.update(history.iterations)
-    callbacks = o["callbacks"] if group.root else ()
+    callbacks = o.callbacks if group.root else ()
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
     try:
         for epoch in range(start_epoch, args.epochs):
             done = start if epoch == start_epoch else 0
             if not _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0):
-                if o["on_divergence"] == "raise":
+                if o.on_divergence == "raise":
                     raise DivergenceError(history.stopped)
                 break
             params, state = eng.state()

@@ -7,25 +7,26 @@ the reference step: each rank computes the loss and gradient sums of its rows of
 global mini-batch (``distributed.shard_bounds``), one ``Allreduce`` of one flat buffer
 sums them, and every rank applies the same optimizer update (any optimizer). Dropout
 masks are the single-process ones, each rank drawing its own rows
-(``dropout.step_masks``). See ``deepgrad.distributed`` for launching, consistency
+(``dropout.step_masks``). See ``deepgrad.train.distributed`` for launching, consistency
 checks and failure handling.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
 
-from .. import distributed as mpi
-from .. import network as nw
-from .._backend import is_numpy
-from .engines.base import Engine, not_finite, sum_is_finite
-from .engines.reference import gather
-from .types import Plan
+from deepgrad.core import network as nw
+from deepgrad.core.backend import is_numpy
+from deepgrad.train import distributed as mpi
+from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
+from deepgrad.train.engines.reference import gather
+from deepgrad.train.loop import run_fit
+from deepgrad.train.options import FitOptions
+from deepgrad.train.types import Plan
 
-__all__ = ["fit_distributed", "fit_options", "Ranks", "AllReduce"]
+__all__ = ["fit_distributed", "Ranks", "AllReduce"]
 
 
 class AllReduce(Engine):
@@ -123,32 +124,18 @@ class Ranks:
         return AllReduce(plan, params, opt_state, self.comm)
 
 
-def fit_options(given: dict) -> dict:
-    """fit's keyword defaults updated with ``given`` (an unknown name is a TypeError)."""
-    from .loop import fit
-
-    params = inspect.signature(fit).parameters
-    options = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    for name in ("distributed", "fast_path"):
-        options.pop(name)
-    for name in given:
-        if name not in options:
-            raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
-    options.update(given)
-    return options
-
-
-def fit_distributed(net, X, Y, *, comm=None, **options):
+def fit_distributed(net, X, Y, options: FitOptions | None = None, *, comm=None, **kwargs):
     """Train ``net`` in place on all ranks of ``comm`` (default COMM_WORLD).
 
-    ``options`` and their defaults are ``fit``'s (which calls this for
-    ``distributed=True``), with the same result up to the order of summation; every rank
+    ``options`` (a ``FitOptions``, or its fields as keywords) are ``fit``'s (which calls
+    this for ``distributed=True``), with the same result up to the order of summation; every rank
     must call it with the same arguments and data (each reads only its rows). Returns the
     History on every rank. Rank 0 alone shows progress, runs ``callbacks``, evaluates
     ``validation_data`` and reads and writes the checkpoint; what it read is broadcast.
     """
-    from .loop import run_fit
-
     comm = mpi.world() if comm is None else comm
-    o = mpi.agree(comm, fit_options, options)
-    return run_fit(net, X, Y, o, Ranks(comm))
+    if options is None:
+        options = mpi.agree(comm, FitOptions, **kwargs)
+    elif kwargs:
+        raise TypeError("give the options either as a FitOptions or as keywords, not both")
+    return run_fit(net, X, Y, options, Ranks(comm))

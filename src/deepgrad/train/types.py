@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import dropout
-from .. import network as nw
-from ..optimizers import Optimizer
+from deepgrad.core import dropout
+from deepgrad.core import network as nw
+from deepgrad.optim.optimizers import Optimizer
 
 __all__ = ["History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
 

@@ -8,10 +8,10 @@ silently changed to fit an engine.
 
 from __future__ import annotations
 
-from .base import Engine
-from .reference import Reference
-from .shards import Shards
-from .torch_flat import TorchFlat
+from deepgrad.train.engines.base import Engine
+from deepgrad.train.engines.reference import Reference
+from deepgrad.train.engines.shards import Shards
+from deepgrad.train.engines.torch_flat import TorchFlat
 
 __all__ = ["Engine", "ENGINES", "choose", "names"]
 

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..._backend import namespace, scalar
-from ..types import Plan, Step
+from deepgrad.core.backend import namespace, scalar
+from deepgrad.train.types import Plan, Step
 
 __all__ = ["Engine", "Record"]
 

@@ -12,13 +12,13 @@ import math
 
 import numpy as np
 
-from ... import network as nw
-from ... import torch_backend as tb
-from ..._backend import namespace, scalar
-from ..types import Plan, Step
-from .base import Engine, not_finite, sum_is_finite
+from deepgrad.core import network as nw
+from deepgrad.core.backend import namespace, scalar
+from deepgrad.devices import torch_backend as tb
+from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
+from deepgrad.train.types import Plan, Step
 
-__all__ = ["Reference", "gather"]
+__all__ = ["Reference", "gather", "train_step"]
 
 
 def gather(plan: Plan, rows, xp):
@@ -80,3 +80,11 @@ class Reference(Engine):
 
     def gradients(self):
         return self.grads
+
+
+def train_step(params, opt_state, Xb, Yb, spec, optimizer, l2=0.0, m_reg=None, masks=None):
+    """One step of (mini-)batch gradient descent, the reference way: one forward, cost,
+    backward and optimizer update on one mini-batch. Returns (J, grads, params, opt_state)."""
+    J, grads = nw.cost_and_gradients(params, Xb, Yb, spec, l2, m_reg, masks)
+    new_params, opt_state = optimizer.update(grads, opt_state, params)
+    return J, grads, new_params, opt_state

@@ -29,12 +29,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ... import losses
-from ...activations import get as get_activation
-from ...optimizers import flat_state, state_from_flat
-from ..types import Plan
-from .base import Engine, not_finite, sum_is_finite
-from .threads import blas_single_thread
+from deepgrad.core import losses
+from deepgrad.core.activations import get as get_activation
+from deepgrad.optim.optimizers import flat_state, state_from_flat
+from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
+from deepgrad.train.engines.threads import blas_single_thread
+from deepgrad.train.types import Plan
 
 __all__ = ["Shards", "Layout", "n_shards"]
 

@@ -16,12 +16,12 @@ import math
 
 import numpy as np
 
-from ... import losses
-from ... import torch_backend as tb
-from ...activations import get as get_activation
-from ...optimizers import flat_state, state_from_flat
-from ..types import Plan
-from .base import Engine, not_finite, sum_is_finite
+from deepgrad.core import losses
+from deepgrad.core.activations import get as get_activation
+from deepgrad.devices import torch_backend as tb
+from deepgrad.optim.optimizers import flat_state, state_from_flat
+from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
+from deepgrad.train.types import Plan
 
 __all__ = ["TorchFlat"]
 

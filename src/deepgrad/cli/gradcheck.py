@@ -1,0 +1,190 @@
+"""deepgrad gradcheck: the seed's gradient check on a saved model or a fresh network."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepgrad.cli.common import int_list
+
+NAME = "gradcheck"
+HELP = "check backprop against central differences; exit 0 if it passes, 1 if not"
+
+
+def add_arguments(p) -> None:
+    from deepgrad.diagnostics import bugs
+
+    p.add_argument("--model", help="a model.npz written by deepgrad train (else a fresh network)")
+    p.add_argument(
+        "--layers",
+        type=int_list,
+        default=int_list("10,16,16,3"),
+        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)",
+    )
+    p.add_argument(
+        "--activation",
+        default=None,
+        help="hidden activation of a fresh network (default tanh, or what the bug needs)",
+    )
+    p.add_argument("--init", default="auto", help="initializer of a fresh network")
+    p.add_argument("--output", default="softmax", choices=["sigmoid", "softmax", "linear"])
+    p.add_argument(
+        "--data",
+        help="take the examples from this dataset (bundled name or .npz); "
+        "default: random inputs and labels",
+    )
+    p.add_argument("--examples", type=int, default=32, help="batch size m of the check")
+    p.add_argument("--l2", type=float, default=None, help="lambda of the L2 term (default 0)")
+    p.add_argument(
+        "--keep-prob",
+        type=float,
+        default=None,
+        help="dropout keep probability; masks are frozen for the check (default 1)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["exact", "plain"],
+        default="exact",
+        help="exact: central differences without cancellation (default); plain: the seed's "
+        "formula, two costs subtracted",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default=None,
+        help="precision of the check (default: the model's dtype; float64 for a fresh network)",
+    )
+    p.add_argument(
+        "--eps", type=float, default=None, help="step (default: per method and dtype, e.g. 1e-9)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="bar of the relative error (default: per method and dtype, e.g. 1e-12)",
+    )
+    p.add_argument("--sample", type=int, default=None, help="check this many elements, stratified")
+    p.add_argument(
+        "--plant-bug",
+        choices=bugs.names(),
+        default=None,
+        metavar="NAME",
+        help="check a backward with this typical bug instead of deepgrad's: "
+        + ", ".join(bugs.names()),
+    )
+    p.add_argument("--plot", help="write per-parameter errors against the bands to this PNG")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _settings(args, bug):
+    """(activation, l2, keep_prob), filled in from what a planted bug needs."""
+    needs = bug.needs if bug else ""
+    activation = args.activation or (needs if needs in ("relu", "tanh", "sigmoid") else "tanh")
+    if needs in ("relu", "tanh", "sigmoid") and activation != needs:
+        raise ValueError(f"--plant-bug {bug.name} needs a {needs} network, got {activation!r}")
+    l2 = args.l2 if args.l2 is not None else (0.1 if needs == "l2" else 0.0)
+    keep = args.keep_prob if args.keep_prob is not None else (0.8 if needs == "dropout" else 1.0)
+    if needs == "l2" and l2 == 0:
+        raise ValueError(f"--plant-bug {bug.name} needs --l2 > 0 to show, got {l2}")
+    if needs == "dropout" and keep == 1:
+        raise ValueError(f"--plant-bug {bug.name} needs --keep-prob < 1 to show, got {keep}")
+    return activation, l2, keep
+
+
+def _examples(net, args, rng):
+    """m examples from --data, or random inputs with labels that fit the output."""
+    from deepgrad.cli.sources import load_data
+    from deepgrad.core.checks import check_int
+
+    m = check_int("--examples", args.examples, 1)
+    if args.data:
+        X, y, _ = load_data(args.data)
+        idx = rng.permutation(len(X))[:m]
+        return np.asarray(X[idx], dtype=np.float64), np.asarray(y[idx])
+    n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
+    X = rng.normal(size=(m, n_in))
+    if net.spec.output == "softmax":
+        return X, rng.integers(0, n_out, m)
+    if net.spec.output == "sigmoid":
+        y = (rng.random((m, n_out)) < 0.5).astype(np.float64)
+        return X, y[:, 0] if n_out == 1 else y
+    return X, rng.normal(size=(m, n_out))
+
+
+def run(args) -> int:
+    import deepgrad as dg
+    from deepgrad.diagnostics import bugs
+    from deepgrad.plotting import curves as plotting
+
+    bug = bugs.get(args.plant_bug) if args.plant_bug else None
+    if args.model:
+        net = dg.load(args.model)
+        if (
+            bug
+            and bug.needs in ("relu", "tanh", "sigmoid")
+            and net.spec.hidden_activation != bug.needs
+        ):
+            raise ValueError(
+                f"--plant-bug {bug.name} needs a {bug.needs} network; the model "
+                f"is {net.spec.hidden_activation}"
+            )
+        args.activation = net.spec.hidden_activation
+    _, l2, keep = _settings(args, bug)
+    if not args.model:
+        activation = _settings(args, bug)[0]
+        net = dg.Network(
+            args.layers,
+            activation,
+            args.output,
+            init=args.init,
+            seed=args.seed,
+            dtype=args.dtype or "float64",
+        )
+    X, y = _examples(net, args, np.random.default_rng(args.seed))
+    print(
+        f"{net!r}; checking on {len(X)} examples, l2 {l2:g}, keep_prob {keep:g}"
+        + (f"; planted bug: {bug.name} ({bug.description})" if bug else "")
+    )
+    report = dg.gradcheck_network(
+        net,
+        X,
+        y,
+        l2=l2,
+        eps=args.eps,
+        threshold=args.threshold,
+        keep_prob=keep,
+        seed=args.seed,
+        sample=args.sample,
+        backward=bug.backward if bug else None,
+        method=args.method,
+        dtype=args.dtype,
+    )
+    print(report)
+    if args.plot:
+        from deepgrad.plotting.gradcheck import report_errors
+
+        plotting.save_figure(report_errors(report), args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if report.passed else 1
+
+
+def demo_check(
+    net, X, y, l2: float, l2_denominator: int | None, seed: int, examples=32, which="held-out"
+) -> bool:
+    """The demo's check: the trained net's backprop on ``examples`` examples of X.
+
+    Runs on a float64 copy (``gradcheck_network`` makes one), with the L2 term as trained;
+    prints a one-line result and the first lines of the table. Returns ``report.passed``.
+    """
+    import deepgrad as dg
+
+    idx = np.random.default_rng(seed).choice(len(X), size=min(examples, len(X)), replace=False)
+    report = dg.gradcheck_network(
+        net, X[idx], y[idx], l2=l2, l2_denominator=l2_denominator, seed=seed, dtype="float64"
+    )
+    print(
+        f"gradient check of backprop on {len(idx)} {which} examples (float64 copy): "
+        f"{report.summary()}"
+    )
+    rows = 1 + len(report.per_param)  # the header and every W and b, all layers
+    print("\n".join("  " + line for line in report.table().splitlines()[:rows]))
+    return report.passed

@@ -1,0 +1,162 @@
+"""deepgrad predict: apply a saved model (with its preprocessing) to data; score it when
+the data has targets; write or show the predictions in the user's own labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepgrad.cli.common import (
+    classification_lines,
+    evaluate,
+    predict_rows,
+    regression_lines,
+    score_warning,
+    warn,
+)
+
+NAME = "predict"
+HELP = "predict with a saved model (and score it when the data has labels or targets)"
+PREVIEW = 10
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="a model.npz written by deepgrad train")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="bundled dataset, a CSV/TSV table with the training columns (and the target "
+        "column to score), a .npz with X (and y), or a .npy with X",
+    )
+    p.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="the target column of a CSV/TSV table (default: the model's, when present)",
+    )
+    p.add_argument(
+        "--out",
+        help="write the predictions here: .csv (one column, 'prediction') or .npy; "
+        "without it the first few are shown",
+    )
+
+
+def run(args) -> int:
+    import deepgrad as dg
+    from deepgrad.cli.sources import load_source
+
+    _check_out(args.out)
+    net = dg.load(args.model)
+    pre = net.preprocessing
+    target = args.target or (pre.target_name if pre is not None else None)
+    table = _is_table(args.data)
+    src = load_source(
+        args.data, target if table else None, need_y=False, require_target=bool(args.target)
+    )
+    X = _features(net, src)
+    task = "regression" if net.spec.output == "linear" else "classification"
+    y = None if src.y is None else _targets(net, src, task)
+    pred = predict_rows(net, X)
+    if y is not None:
+        where = _where(src, args.data)
+        score = evaluate(net, X, y, task, pred=pred)
+        lines = classification_lines if task == "classification" else regression_lines
+        print("\n".join(lines(score, "")) + where)
+        problem = score_warning(score, "the")
+        if problem:
+            warn("predict", problem)
+    if args.out:
+        _write(args.out, pred)
+        print(f"wrote {len(pred)} predictions to {args.out}")
+    else:
+        shown = ", ".join(_fmt(v) for v in pred[:PREVIEW])
+        more = f" (first {PREVIEW} of {len(pred)}; --out FILE.csv keeps them all)"
+        print(f"predictions: {shown}" + (more if len(pred) > PREVIEW else ""))
+    return 0
+
+
+def _is_table(spec: str) -> bool:
+    from deepgrad.data.tables import is_table
+
+    return is_table(spec)
+
+
+def _check_out(out) -> None:
+    if out is None:
+        return
+    from pathlib import Path
+
+    if Path(out).suffix not in (".csv", ".npy"):
+        raise ValueError(f"--out must end in .csv or .npy, got {out!r}")
+    parent = Path(out).parent
+    if str(parent) and not parent.is_dir():
+        raise OSError(f"cannot write {out!r}: directory {str(parent)!r} does not exist")
+
+
+def _features(net, src):
+    """X, checked against what the model was trained on (names when both are known)."""
+    pre = net.preprocessing
+    n_in = net.layer_sizes[0]
+    names = pre.feature_names if pre is not None else None
+    if src.feature_names is not None and names is not None and not src.bundled:
+        from deepgrad.data.preprocessing import check_columns
+
+        check_columns(src.feature_names, names, source=f"--data {src.what.split(':')[0]!r}")
+    if np.ndim(src.X) != 2 or np.shape(src.X)[1] != n_in:
+        raise ValueError(
+            f"--data has {np.shape(src.X)[-1] if np.ndim(src.X) else 0} feature columns but "
+            f"the model was trained on {n_in}"
+            + (f" ({', '.join(map(repr, names[:4]))}, ...)" if names else "")
+        )
+    return src.X
+
+
+def _targets(net, src, task):
+    y = np.asarray(src.y)
+    pre = net.preprocessing
+    if task == "regression" and y.dtype.kind not in "biuf":
+        raise ValueError(
+            "the model does regression but the data's targets are text labels "
+            f"(e.g. {y.reshape(-1)[0].item()!r}): a model for another task?"
+        )
+    if task == "classification":
+        classes = pre.classes if pre is not None and pre.classes is not None else None
+        if classes is not None:
+            from deepgrad.data.preprocessing import encode_labels
+
+            try:
+                encode_labels(y, classes)
+            except ValueError as exc:
+                raise ValueError(f"{exc}: a model for another task?") from exc
+    return y
+
+
+def _where(src, spec) -> str:
+    if src.bundled:
+        return (
+            f"\n(scored on all {len(src.y)} rows of the bundled {spec} set, the rows the "
+            f"model was trained on included: not a held-out score)"
+        )
+    return ""
+
+
+def _fmt(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _write(path: str, pred: np.ndarray) -> None:
+    from deepgrad.io.files import atomic_write
+
+    if path.endswith(".npy"):
+        atomic_write(path, lambda f: np.save(f, pred, allow_pickle=False))
+        return
+    cols = 1 if pred.ndim == 1 else pred.shape[1]
+    header = "prediction" if cols == 1 else ",".join(f"prediction_{i}" for i in range(cols))
+    rows = pred.reshape(len(pred), -1)
+    text = header + "\n" + "".join(",".join(_csv_cell(v) for v in r) + "\n" for r in rows)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _csv_cell(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    text = repr(v) if isinstance(v, float) else str(v)  # repr: every digit of a float
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

@@ -1,0 +1,107 @@
+"""Where the commands' --data comes from: a bundled set, a CSV/TSV table, a .npz, a .npy
+or a directory of memory-mapped .npy files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Source", "load_source", "load_data", "guess_output", "n_outputs"]
+
+
+class Source(NamedTuple):
+    """X (m, n) and y (m,)/(m, k) or None, with what is known about them."""
+
+    X: object
+    y: object
+    feature_names: tuple[str, ...] | None
+    target_name: str | None
+    what: str  # e.g. "cancer.csv (569 rows, 30 feature columns, target 'diagnosis')"
+    bundled: bool
+    mapped: bool  # X is memory-mapped: never loaded whole
+
+
+def load_source(
+    spec: str, target: str | None = None, need_y: bool = True, require_target: bool = False
+) -> Source:
+    """Read --data; ``need_y=False`` allows X-only files (predict), where a table's target
+    column may be absent unless ``require_target``."""
+    from deepgrad.data import bundled as datasets
+    from deepgrad.data import tables
+
+    path = Path(spec)
+    if spec in datasets.BUNDLED:
+        X, y, names = datasets.load_bundled_table(spec)
+        return Source(X, y, names, None, _what(f"the bundled {spec} set", X), True, False)
+    if target is not None and not tables.is_table(path):
+        raise ValueError(f"--target is for CSV/TSV tables; --data {spec!r} is not one")
+    if tables.is_table(path):
+        if target is None and need_y:
+            raise ValueError(
+                f"--data {spec!r} is a table: name its target column with --target COLUMN"
+            )
+        t = tables.read_table(path, target, require_target=need_y or require_target)
+        what = _what(spec, t.X, "feature columns") + (
+            f", target {t.target_name!r}" if t.target_name else ""
+        )
+        return Source(t.X, t.y, t.feature_names, t.target_name, what, False, False)
+    if path.is_dir():
+        from deepgrad.data.arrays import open_dataset
+
+        X, y = open_dataset(path)  # memory-mapped, shape/dtype checked
+        return Source(X, y, None, None, _what(f"{spec} (memory-mapped)", X), False, True)
+    if path.suffix == ".npy":
+        X = datasets.load_npy(path)
+        if need_y:
+            raise ValueError(f"--data {spec!r} is one .npy (X only); training needs y too")
+        return Source(X, None, None, None, _what(spec, X), False, False)
+    if path.suffix == ".npz" or path.is_file():
+        X, y = datasets.load_file(path, require_y=need_y)
+        if y is not None and len(X) != len(y):
+            raise ValueError(
+                f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match"
+            )
+        return Source(X, y, None, None, _what(spec, X), False, False)
+    raise FileNotFoundError(
+        f"--data {spec!r} is neither a bundled dataset {list(datasets.BUNDLED)} nor a file"
+    )
+
+
+def _what(name: str, X, features: str = "features") -> str:
+    shape = np.shape(X)
+    if len(shape) != 2:
+        return name
+    return f"{name}: {shape[0]:,} rows, {shape[1]} {features}"
+
+
+# -- for the diagnostic commands (gradcheck, compare-init, compare-batch) ----------------
+def load_data(spec: str):
+    """(X, y, suggested output); bundled sets min-max scaled over all rows (these commands
+    report no held-out score)."""
+    from deepgrad.data import bundled as datasets
+
+    if spec in datasets.BUNDLED:
+        return datasets.load_bundled(spec, scale="minmax")
+    src = load_source(spec)
+    return src.X, src.y, guess_output(src.y)
+
+
+def guess_output(y) -> str:
+    y = np.asarray(y[:100000])
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"the data's y must hold numbers (labels or targets), got dtype {y.dtype}")
+    if y.size == 0:
+        raise ValueError("the data's y is empty: at least 1 example needed")
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "linear"
+    if y.dtype.kind in "biu" or np.all(y == np.round(y)):
+        return "sigmoid" if len(np.unique(y)) <= 2 else "softmax"
+    return "linear"
+
+
+def n_outputs(y, output: str) -> int:
+    if output == "softmax":
+        return int(np.max(y)) + 1
+    return 1 if np.ndim(y) == 1 else int(np.shape(y)[1])

@@ -1,1 +1,0 @@
-"""One module per ``deepgrad`` command (see deepgrad/cli.py)."""

@@ -1,0 +1,1 @@
+"""Files: atomic writes and safe .npz reading (``files``). Imports nothing of deepgrad."""

@@ -1,0 +1,404 @@
+"""``Network``: a thin façade over the reference math (``core.network``) and the training
+loop (``train.api.fit``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepgrad.core import activations, dropout, initializers, losses
+from deepgrad.core import network as nw
+from deepgrad.core.backend import namespace, scalar, to_numpy
+from deepgrad.core.checks import (
+    as_2d_float,
+    check_fits_dtype,
+    check_int,
+    check_targets,
+    encode_targets,
+)
+from deepgrad.data.preprocessing import (
+    TASKS,
+    Preprocessing,
+    check_columns,
+    class_names,
+    fit_preprocessing,
+    task_of,
+    warn_if_unscaled,
+)
+from deepgrad.devices import torch_backend as tb
+
+__all__ = ["Network", "DTYPES"]
+
+DTYPES = ("float32", "float64")
+
+
+def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
+    if isinstance(layer_sizes, str | bytes) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(
+            f"layer_sizes must be a list of ints like [64, 128, 10], got {layer_sizes!r}"
+        )
+    if len(layer_sizes) < 2:
+        raise ValueError(
+            f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
+        )
+    return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
+
+
+def _sorted(classes):
+    """Class names as a sorted array of distinct labels (None stays None)."""
+    if classes is None:
+        return None
+    names = class_names(classes, "classes")
+    if len(names) != len(classes):
+        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
+    return names
+
+
+def _classes_hint(Y, output: str, n_out: int) -> str | None:
+    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
+    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
+        return None
+    try:
+        values = np.unique(np.asarray(Y))
+    except (TypeError, ValueError):
+        return None
+    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
+    if values.dtype.kind not in "iuf" or len(values) != expected:
+        return None
+    shown = [v.item() for v in values]
+    return f"if {shown} are the class names, pass classes={shown} to fit"
+
+
+class Network:
+    """A deep fully-connected network with hand-written forward and backward passes.
+
+    Parameters
+    ----------
+    layer_sizes : [n^[0], n^[1], ..., n^[L]]: inputs, hidden layer widths, outputs.
+    hidden_activation : "relu", "leaky_relu", "tanh", "sigmoid" or "linear".
+    output : "sigmoid" (binary cross-entropy), "softmax" (categorical cross-entropy) or
+        "linear" (half mean squared error).
+    init : an initializer name (``deepgrad.initializers.names()``) or a callable
+        ``(shape, rng, dtype) -> array``. "auto": He for ReLU, Xavier for tanh/sigmoid.
+    seed : seeds the initializer (``rng`` may be passed instead).
+    dtype : "float32" (default) or "float64".
+    backend : "numpy" (default) or "torch": parameters as torch tensors, trained by the
+        same hand-written forward/backward/update code (no autograd). Needs PyTorch.
+    device : for backend="torch": "cpu", "cuda", "cuda:<index>" (None: "cuda" when a GPU
+        is visible, else "cpu"). The initial parameters are drawn in NumPy and then moved,
+        so a seed gives the same network on every backend. See also ``to``.
+
+    Attributes
+    ----------
+    params : {"W1": (n^[1], n^[0]), "b1": (n^[1],), ..., "WL", "bL"}
+
+    Example
+    -------
+    >>> import deepgrad as dg, numpy as np
+    >>> net = dg.Network([4, 8, 3], output="softmax", seed=0)
+    >>> net.params["W1"].shape, net.params["b1"].shape
+    ((8, 4), (8,))
+    >>> net.predict(np.zeros((2, 4))).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        layer_sizes,
+        hidden_activation: str = "relu",
+        output: str = "sigmoid",
+        init="auto",
+        seed: int | None = None,
+        dtype: str = "float32",
+        rng: np.random.Generator | None = None,
+        backend: str = "numpy",
+        device=None,
+    ):
+        backend, device = tb.resolve(backend, device)
+        sizes = _check_layer_sizes(layer_sizes)
+        activations.get(hidden_activation)
+        losses.get(output)
+        if output == "softmax" and sizes[-1] < 2:
+            raise ValueError(
+                f"a softmax output needs >= 2 units, got layer_sizes[-1] = {sizes[-1]}"
+            )
+        if not callable(init):
+            initializers.get(init, activation=hidden_activation)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if rng is None:
+            if seed is not None:
+                check_int("seed", seed, 0)
+            rng = np.random.default_rng(seed)
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        self.spec = nw.Spec(sizes, hidden_activation, output)
+        self.dtype = dtype
+        self.init = init
+        self.params = nw.init_params(self.spec, init, rng, dtype)
+        self.preprocessing: Preprocessing | None = None
+        if backend != "numpy":
+            self.params = tb.move_params(self.params, backend, device, dtype)
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return self.spec.layer_sizes
+
+    @property
+    def backend(self) -> str:
+        """ "numpy" or "torch": what the parameters are."""
+        return tb.backend_of(self.params["W1"])
+
+    @property
+    def device(self):
+        """The parameters' torch.device for the torch backend, "cpu" for NumPy."""
+        return tb.device_of(self.params["W1"]) or "cpu"
+
+    def to(self, backend: str, device=None) -> Network:
+        """Move the parameters to ``backend`` ("numpy" or "torch") and ``device`` (in place;
+        returns self). ``net.to("torch", "cuda")``; ``net.to("numpy")`` brings them back."""
+        backend, device = tb.resolve(backend, device)
+        self.params = tb.move_params(self.params, backend, device, self.dtype)
+        return self
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of the concatenated parameter vector theta."""
+        return sum(int(np.prod(s)) for s in self.spec.shapes().values())
+
+    def __repr__(self) -> str:
+        init = self.init if isinstance(self.init, str) else "custom"
+        return (
+            f"Network({list(self.layer_sizes)}, hidden_activation={self.spec.hidden_activation!r}, "
+            f"output={self.spec.output!r}, init={init!r}, dtype={self.dtype!r}, "
+            f"params={self.n_params}"
+            + ("" if self.backend == "numpy" else f", backend='torch', device='{self.device}'")
+            + ")"
+        )
+
+    def copy(self) -> Network:
+        """A network with the same architecture and a copy of the parameters."""
+        new = object.__new__(Network)
+        new.spec, new.dtype, new.init = self.spec, self.dtype, self.init
+        new.preprocessing = self.preprocessing  # immutable: shared
+        xp = namespace(*self.params.values())
+        new.params = {k: xp.asarray(v, copy=True) for k, v in self.params.items()}
+        return new
+
+    # -- inputs ------------------------------------------------------------------------
+    def _X(self, X):
+        tb.check_inputs(self.params, X=X)
+        X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        if self.backend == "torch":  # host arrays are copied to the parameters' device
+            return tb.as_device_array(X, self.params["W1"])
+        xp = namespace(self.params["W1"])
+        if isinstance(X, np.ndarray) and xp is not namespace(X):
+            return xp.asarray(np.asarray(X, dtype=self.dtype))
+        if isinstance(X, np.ndarray):
+            return np.asarray(X, dtype=self.dtype)
+        return xp.astype(X, getattr(xp, self.dtype))
+
+    def _XY(self, X, Y):
+        tb.check_inputs(self.params, X=X, Y=Y)
+        Xa = self._X(X)
+        Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
+        check_fits_dtype("Y", Y, self.dtype)
+        xp = namespace(Xa)
+        return Xa, encode_targets(
+            Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype, device=tb.device_of(Xa)
+        )
+
+    def _m_reg(self, l2, l2_denominator):
+        from deepgrad.core.checks import check_float
+
+        l2 = check_float("l2", l2, 0.0)
+        if l2_denominator is not None:
+            l2_denominator = check_int("l2_denominator", l2_denominator, 1)
+        return l2, l2_denominator
+
+    # -- the math ------------------------------------------------------------------------
+    def _masks(self, masks, m: int):
+        """None, or one (m, n^[l]) mask per hidden layer (as ``draw_masks`` gives)."""
+        if masks is None:
+            return None
+        hidden = self.spec.hidden_sizes
+        if not isinstance(masks, list | tuple) or len(masks) != len(hidden):
+            raise TypeError(
+                f"masks must be a list of {len(hidden)} arrays (one per hidden layer, from "
+                f"draw_masks), got {type(masks).__name__}"
+                + (f" of length {len(masks)}" if isinstance(masks, list | tuple) else "")
+            )
+        for l, (mask, n) in enumerate(zip(masks, hidden, strict=True), start=1):
+            if tuple(getattr(mask, "shape", ())) != (m, n):
+                raise ValueError(
+                    f"masks[{l - 1}] must have shape ({m}, {n}) (the batch's rows x hidden layer "
+                    f"{l}'s units), got {getattr(mask, 'shape', type(mask).__name__)}"
+                )
+        return masks
+
+    def forward(self, X, masks=None):
+        """(Z^[L], cache) for X (m, n^[0]); see ``network.forward``."""
+        Xa = self._X(X)
+        return nw.forward(self.params, Xa, self.spec, self._masks(masks, Xa.shape[0]))
+
+    def cost(self, X, Y, l2: float = 0.0, masks=None, l2_denominator: int | None = None) -> float:
+        """The seed's J = (1/m) sum L + lambda/(2 m) sum ||W||_F^2 on (X, Y), as a float.
+
+        ``masks``: frozen dropout masks (``draw_masks``); ``l2_denominator``: divide the L2
+        term by this instead of m (e.g. the training-set size).
+        """
+        l2, m_reg = self._m_reg(l2, l2_denominator)
+        Xa, Ya = self._XY(X, Y)
+        masks = self._masks(masks, Xa.shape[0])
+        return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
+
+    def cost_and_gradients(self, X, Y, l2: float = 0.0, masks=None, l2_denominator=None):
+        """(J, grads): grads has the keys and shapes of ``params``."""
+        l2, m_reg = self._m_reg(l2, l2_denominator)
+        Xa, Ya = self._XY(X, Y)
+        masks = self._masks(masks, Xa.shape[0])
+        J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
+        return scalar(J), grads
+
+    def draw_masks(self, m: int, keep_prob: float, rng: np.random.Generator) -> list:
+        """Inverted-dropout masks for a batch of m examples (one per hidden layer)."""
+        from deepgrad.core.checks import check_float
+
+        keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        xp = namespace(self.params["W1"])
+        xp = None if xp is namespace(np.empty(0)) else xp
+        device = tb.device_of(self.params["W1"])
+        return dropout.draw_masks(
+            rng,
+            check_int("m", m, 1),
+            self.spec.hidden_sizes,
+            keep_prob,
+            xp,
+            self.dtype,
+            device=device,
+        )
+
+    def fit(
+        self, X, Y, *, standardize: bool = False, task: str | None = None, classes=None, **kwargs
+    ):
+        """Train in place on the user's rows and labels; returns the History.
+
+        standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
+            standardized features; for a linear output also scale the targets to zero mean
+            and unit variance. Saved with the model and applied by ``predict``. Default
+            False: the network sees X as given (an ``UnscaledFeaturesWarning`` says when
+            that looks like a mistake).
+        task : "classification" or "regression", checked against the output layer (None:
+            the output layer's task).
+        classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
+            unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
+            names. Default: text labels are mapped to their sorted names automatically;
+            numeric labels must be the output's indices (0..K-1, or 0/1).
+
+        The class names are kept in ``preprocessing``: ``predict`` returns the user's labels.
+        A network that already has a preprocessing record keeps it (continued training)
+        unless ``standardize=True`` fits a new one. Everything else goes to
+        ``deepgrad.fit`` (batch_size, epochs, learning_rate, validation_data, ...).
+        """
+        from deepgrad.train.api import fit
+
+        self._check_task(task)
+        if not isinstance(standardize, bool | np.bool_):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}")
+        pre = self.preprocessing
+        if pre is None or standardize or classes is not None:
+            X, pre = self._fit_record(X, Y, bool(standardize), classes)
+        Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
+        validation = kwargs.get("validation_data")
+        if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
+            Xv = validation[0]
+            if pre.inputs is not None:  # checked before any arithmetic
+                Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
+            kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
+        self.preprocessing = pre
+        try:
+            history = fit(self, Xm, Ym, **kwargs)
+        except ValueError as exc:
+            hint = _classes_hint(Ym, self.spec.output, self.layer_sizes[-1])
+            if hint is None or not str(exc).startswith("Y must hold"):
+                raise
+            raise ValueError(f"{exc}; {hint}") from exc
+        if pre is None or pre.inputs is None:
+            warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
+        return history
+
+    def _fit_record(self, X, Y, standardize: bool, classes):
+        """(X checked when standardizing, the new record or None when it changes nothing)."""
+        columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
+        if standardize and isinstance(X, np.memmap):
+            raise ValueError(
+                "standardize=True would load the memory-mapped X into memory; write "
+                "standardized files (or a Standardizer's transform) and pass standardize=False"
+            )
+        if standardize:
+            X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        pre = fit_preprocessing(
+            X,
+            Y,
+            self.spec.output,
+            self.layer_sizes[-1],
+            standardize,
+            classes=_sorted(classes),
+            feature_names=None if columns is None else [str(c) for c in columns],
+        )
+        return X, None if pre.is_identity else pre
+
+    def _check_task(self, task) -> None:
+        if task is None:
+            return
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
+        if task != task_of(self.spec.output):
+            raise ValueError(
+                f"task={task!r} does not fit this network's {self.spec.output} output "
+                f"(a {task_of(self.spec.output)}); build it with output="
+                + ("'linear'" if task == "regression" else "'softmax' or 'sigmoid'")
+            )
+
+    def _model_X(self, X):
+        """The user's rows as the network's inputs: standardized if the record says so."""
+        pre = self.preprocessing
+        if pre is None:
+            return X
+        names = getattr(X, "columns", None)  # a pandas DataFrame: check its column names
+        if names is not None and pre.feature_names is not None:
+            check_columns([str(c) for c in names], pre.feature_names)
+        if pre.inputs is not None:
+            X = self._X(X)  # shape and value checks before any arithmetic
+        return pre.transform(X)
+
+    def predict_proba(self, X):
+        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax (column i is class
+        ``preprocessing.classes[i]`` when labels were mapped), values for linear (in the
+        user's units when the targets were scaled)."""
+        ZL, _ = self.forward(self._model_X(X))
+        A = losses.get(self.spec.output).activation(ZL)
+        pre = self.preprocessing
+        if pre is not None and pre.targets is not None:
+            return pre.decode(A)
+        return A
+
+    def predict(self, X):
+        """Class labels (m,) for softmax/single sigmoid, 0/1 (m, k) for k sigmoids,
+        values (m,) or (m, n^[L]) for linear; in the user's labels and units when the
+        network has a preprocessing record (see ``fit``)."""
+        ZL, _ = self.forward(self._model_X(X))
+        xp = namespace(ZL)
+        if self.spec.output == "softmax":
+            labels = xp.argmax(ZL, axis=1)
+        else:
+            labels = xp.astype(ZL > 0, xp.int64) if self.spec.output == "sigmoid" else ZL
+            labels = labels[:, 0] if labels.shape[1] == 1 else labels
+        return labels if self.preprocessing is None else self.preprocessing.decode(labels)
+
+    def to_numpy(self) -> Network:
+        """This network with its parameters as NumPy arrays (in place; returns self)."""
+        self.params = {k: np.asarray(to_numpy(v), dtype=self.dtype) for k, v in self.params.items()}
+        return self
