@@ -106,9 +106,16 @@ def test_the_fastest_capable_engine_is_chosen_and_named(dataset):
     X, y = _data(dataset, False)
     _, h = _fit(X, y, None, optimizer="adam", learning_rate=0.01, keep_prob=0.8)
     assert h.engine == "numpy-shards"
-    custom = optimizers.chain("mine", 0.1, optimizers.scale_by_momentum(0.5))
+    one = optimizers.chain("mine", 0.1, optimizers.scale_by_momentum(0.5))
+    p1, h = _fit(X, y, None, optimizer=one)
+    assert h.engine == "numpy-shards"  # one built-in transformation: its flat form runs
+    p2, _ = _fit(X, y, None, optimizer=optimizers.momentum(0.1, 0.5))
+    assert all(np.array_equal(p1[k], p2[k]) for k in p1)
+    custom = optimizers.chain(
+        "mine", 0.1, optimizers.scale_by_rms(0.9), optimizers.scale_by_momentum(0.5)
+    )
     _, h = _fit(X, y, None, optimizer=custom)
-    assert h.engine == "reference"  # a custom chain has no flat form
+    assert h.engine == "reference"  # a chain of two has no flat form
     with pytest.raises(ValueError, match="engine 'numpy-shards' cannot run this fit: it runs"):
         _fit(X, y, "numpy-shards", optimizer=custom)
     with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'torch'"):

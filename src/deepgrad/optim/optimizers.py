@@ -45,6 +45,8 @@ from deepgrad.core.checks import check_float, check_int
 __all__ = [
     "Optimizer",
     "Transform",
+    "Direction",
+    "from_direction",
     "GDState",
     "ChainState",
     "MomentumState",
@@ -81,9 +83,9 @@ class FlatRule(NamedTuple):
     captured kernel instead of baking them in. ``step(theta, g, slots, scalars, work)``
     updates theta and the state vectors ``slots`` in place, using the two scratch vectors
     ``work``: no allocation per step (a fresh 0.3 MB temporary costs page faults, which
-    made Adam's update ~1.4 ms instead of ~0.2 ms). The arithmetic is the dict update's,
-    operation for operation, so both give the same numbers; it uses in-place operators
-    only (and ``sqrt_``), so it runs on NumPy arrays and torch tensors alike.
+    made Adam's update ~1.4 ms instead of ~0.2 ms). It runs the transformation's
+    ``Direction``, the same code the dict update runs on each array, so both give the
+    same numbers; in-place operators only (and ``sqrt_``): NumPy, torch and any array API.
     """
 
     slots: int  # state vectors kept beside theta (0 for gd, 2 for adam)
@@ -92,11 +94,13 @@ class FlatRule(NamedTuple):
 
 
 def sqrt_(x) -> None:
-    """x := sqrt(x) in place, NumPy array or torch tensor."""
+    """x := sqrt(x) in place: a NumPy array, a torch tensor or any array API array."""
     if isinstance(x, np.ndarray):
         np.sqrt(x, out=x)
-    else:
+    elif hasattr(x, "sqrt_"):
         x.sqrt_()
+    else:
+        x[...] = namespace(x).sqrt(x)
 
 
 def _scaled(work, g, factor):
@@ -115,12 +119,63 @@ class Optimizer(NamedTuple):
     flat: FlatRule | None = None  # the same rule on a flat vector (built-in optimizers)
 
 
+class Direction(NamedTuple):
+    """A transformation's arithmetic, written once, in place on one vector.
+
+    ``direction(g, slots, scalars, work)`` updates the state vectors ``slots`` (numbered
+    as in the state's dict fields) and returns the update direction, written into one of
+    the two scratch vectors ``work``; ``scalars(count)`` gives what changes per step (Adam's
+    bias corrections). The engines run it on the whole flat theta (``FlatRule``); the dict
+    form (``Transform.update``) runs it on each parameter array: one definition, the
+    same numbers operation for operation.
+    """
+
+    slots: int
+    scalars: Callable[[int], tuple]
+    direction: Callable[[Any, tuple, tuple, tuple], Any]
+
+
 class Transform(NamedTuple):
     """A gradient transformation: ``init(params) -> state``,
-    ``update(updates, state) -> (new_updates, new_state)``."""
+    ``update(updates, state) -> (new_updates, new_state)``; ``flat`` is its in-place
+    arithmetic when it has one (every built-in transformation)."""
 
     init: Callable[[dict], Any]
     update: Callable[[dict, Any], tuple[dict, Any]]
+    flat: Direction | None = None
+
+
+def _copy(a):
+    return a.copy() if isinstance(a, np.ndarray) else namespace(a).asarray(a, copy=True)
+
+
+def _empty_like(a):
+    return np.empty_like(a) if isinstance(a, np.ndarray) else namespace(a).empty_like(a)
+
+
+def from_direction(state_type: type, flat: Direction) -> Transform:
+    """The dict-of-arrays Transform of an in-place ``Direction``: each parameter array
+    is one vector. ``state_type`` holds ``count`` (if it has that field) and then one
+    dict per slot."""
+    counted = "count" in state_type._fields
+
+    def init(params: dict):
+        slots = [_zeros_like(params) for _ in range(flat.slots)]
+        return state_type(0, *slots) if counted else state_type(*slots)
+
+    def update(g: dict, state):
+        count = state.count if counted else 0
+        scalars = flat.scalars(count)
+        dicts = [v for v in state if isinstance(v, dict)]
+        out, new = {}, [{} for _ in dicts]
+        for k, gk in g.items():
+            vectors = tuple(_copy(d[k]) for d in dicts)
+            out[k] = flat.direction(gk, vectors, scalars, (_empty_like(gk), _empty_like(gk)))
+            for d, v in zip(new, vectors, strict=True):
+                d[k] = v
+        return out, (state_type(count + 1, *new) if counted else state_type(*new))
+
+    return Transform(init, update, flat)
 
 
 class GDState(NamedTuple):
@@ -205,92 +260,12 @@ def _zeros_like(params: dict) -> dict:
     return {k: namespace(v).zeros_like(v) for k, v in params.items()}
 
 
-def _ema(avg: dict, new: dict, beta: float) -> dict:
-    return {k: beta * avg[k] + (1.0 - beta) * new[k] for k in avg}
+def _no_scalars(count: int) -> tuple:
+    return ()
 
 
 def scale_by_momentum(beta: float = 0.9) -> Transform:
     """v := beta v + (1 - beta) g; the update becomes v (an exponential moving average)."""
-    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
-
-    def update(g: dict, state: MomentumState):
-        v = _ema(state.velocity, g, beta)
-        return v, MomentumState(v)
-
-    return Transform(lambda p: MomentumState(_zeros_like(p)), update)
-
-
-def scale_by_rms(beta: float = 0.9, eps: float = 1e-8) -> Transform:
-    """s := beta s + (1 - beta) g^2; the update becomes g / (sqrt(s) + eps)."""
-    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
-    eps = check_float("eps", eps, 0.0, low_open=True)
-
-    def update(g: dict, state: RMSState):
-        s = _ema(state.square_avg, {k: v * v for k, v in g.items()}, beta)
-        return {k: g[k] / (namespace(s[k]).sqrt(s[k]) + eps) for k in g}, RMSState(s)
-
-    return Transform(lambda p: RMSState(_zeros_like(p)), update)
-
-
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
-    """Adam's direction m_hat / (sqrt(v_hat) + eps), with bias-corrected moments."""
-    b1 = check_float("b1", b1, 0.0, 1.0, high_open=True)
-    b2 = check_float("b2", b2, 0.0, 1.0, high_open=True)
-    eps = check_float("eps", eps, 0.0, low_open=True)
-
-    def init(params: dict) -> AdamState:
-        return AdamState(0, _zeros_like(params), _zeros_like(params))
-
-    def update(g: dict, state: AdamState):
-        t = state.count + 1
-        mu = _ema(state.mu, g, b1)
-        nu = _ema(state.nu, {k: v * v for k, v in g.items()}, b2)
-        # Both moments start at 0, so early averages are shrunk by (1 - b^t): undo that.
-        c1, c2 = 1.0 - b1**t, 1.0 - b2**t
-        out = {k: (mu[k] / c1) / (namespace(nu[k]).sqrt(nu[k] / c2) + eps) for k in g}
-        return out, AdamState(t, mu, nu)
-
-    return Transform(init, update)
-
-
-def chain(
-    name: str, learning_rate: float | Schedule, *transforms: Transform, flat=None
-) -> Optimizer:
-    """An optimizer: apply ``transforms`` in order to g, then theta := theta - alpha_t u.
-
-    ``flat``: optionally ``(slots, scalars, step)`` of the same rule on one flat vector,
-    where ``scalars(count)`` omits alpha_t (prepended here); see ``FlatRule``.
-    """
-    schedule = _as_schedule(learning_rate)
-
-    def init(params: dict) -> ChainState:
-        return ChainState(0, tuple(tr.init(params) for tr in transforms))
-
-    def update(grads: dict, state: ChainState, params: dict):
-        u, inner = grads, []
-        for tr, s in zip(transforms, state.inner, strict=True):
-            u, s = tr.update(u, s)
-            inner.append(s)
-        lr = schedule(state.count)
-        new = {k: params[k] - lr * u[k] for k in params}
-        return new, ChainState(state.count + 1, tuple(inner))
-
-    rule = None
-    if flat is not None:
-        slots, extra, direction = flat
-
-        def flat_step(theta, g, state, scalars, work):
-            u = direction(g, state, scalars[1:], work)
-            u *= scalars[0]
-            theta -= u
-
-        rule = FlatRule(slots, lambda count: (schedule(count), *extra(count)), flat_step)
-    return Optimizer(name, init, update, rule)
-
-
-def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimizer:
-    """Gradient descent with momentum (the course's EMA form, so alpha keeps its scale)."""
-    tr = scale_by_momentum(beta)
     beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
 
     def direction(g, state, scalars, work):
@@ -300,13 +275,13 @@ def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimi
         work[0][...] = v
         return work[0]
 
-    return chain("momentum", learning_rate, tr, flat=(1, lambda count: (), direction))
+    return from_direction(MomentumState, Direction(1, _no_scalars, direction))
 
 
-def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: float = 1e-8):
-    """RMSprop: each parameter's step is divided by the RMS of its recent gradients."""
-    tr = scale_by_rms(beta, eps)
-    beta, eps = check_float("beta", beta, 0.0, 1.0, high_open=True), float(eps)
+def scale_by_rms(beta: float = 0.9, eps: float = 1e-8) -> Transform:
+    """s := beta s + (1 - beta) g^2; the update becomes g / (sqrt(s) + eps)."""
+    beta = check_float("beta", beta, 0.0, 1.0, high_open=True)
+    eps = check_float("eps", eps, 0.0, low_open=True)
 
     def direction(g, state, scalars, work):
         sq = state[0]  # s := beta s + (1 - beta) g^2
@@ -323,17 +298,17 @@ def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: flo
         u /= den
         return u
 
-    return chain("rmsprop", learning_rate, tr, flat=(1, lambda count: (), direction))
+    return from_direction(RMSState, Direction(1, _no_scalars, direction))
 
 
-def adam(
-    learning_rate: float | Schedule = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
-) -> Optimizer:
-    """Adam (Kingma & Ba 2015) with bias-corrected moments."""
-    tr = scale_by_adam(b1, b2, eps)
-    b1, b2, eps = float(b1), float(b2), float(eps)
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
+    """Adam's direction m_hat / (sqrt(v_hat) + eps), with bias-corrected moments."""
+    b1 = check_float("b1", b1, 0.0, 1.0, high_open=True)
+    b2 = check_float("b2", b2, 0.0, 1.0, high_open=True)
+    eps = check_float("eps", eps, 0.0, low_open=True)
 
     def corrections(count):  # count updates done: this step is t = count + 1
+        # Both moments start at 0, so early averages are shrunk by (1 - b^t): undo that.
         return 1.0 - b1 ** (count + 1), 1.0 - b2 ** (count + 1)
 
     def direction(g, state, scalars, work):
@@ -356,7 +331,60 @@ def adam(
         u /= den
         return u
 
-    return chain("adam", learning_rate, tr, flat=(2, corrections, direction))
+    return from_direction(AdamState, Direction(2, corrections, direction))
+
+
+def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) -> Optimizer:
+    """An optimizer: apply ``transforms`` in order to g, then theta := theta - alpha_t u.
+
+    A chain of one built-in transformation also has the flat form (``Optimizer.flat``)
+    that the fast engines run, from the same ``Direction``; longer chains run on the
+    reference engine.
+    """
+    schedule = _as_schedule(learning_rate)
+
+    def init(params: dict) -> ChainState:
+        return ChainState(0, tuple(tr.init(params) for tr in transforms))
+
+    def update(grads: dict, state: ChainState, params: dict):
+        u, inner = grads, []
+        for tr, s in zip(transforms, state.inner, strict=True):
+            u, s = tr.update(u, s)
+            inner.append(s)
+        lr = schedule(state.count)
+        new = {k: params[k] - lr * u[k] for k in params}
+        return new, ChainState(state.count + 1, tuple(inner))
+
+    rule = None
+    if len(transforms) == 1 and transforms[0].flat is not None:
+        flat = transforms[0].flat
+
+        def flat_step(theta, g, state, scalars, work):
+            u = flat.direction(g, state, scalars[1:], work)
+            u *= scalars[0]
+            theta -= u
+
+        rule = FlatRule(
+            flat.slots, lambda count: (schedule(count), *flat.scalars(count)), flat_step
+        )
+    return Optimizer(name, init, update, rule)
+
+
+def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimizer:
+    """Gradient descent with momentum (the course's EMA form, so alpha keeps its scale)."""
+    return chain("momentum", learning_rate, scale_by_momentum(beta))
+
+
+def rmsprop(learning_rate: float | Schedule = 0.001, beta: float = 0.9, eps: float = 1e-8):
+    """RMSprop: each parameter's step is divided by the RMS of its recent gradients."""
+    return chain("rmsprop", learning_rate, scale_by_rms(beta, eps))
+
+
+def adam(
+    learning_rate: float | Schedule = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> Optimizer:
+    """Adam (Kingma & Ba 2015) with bias-corrected moments."""
+    return chain("adam", learning_rate, scale_by_adam(b1, b2, eps))
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
