@@ -10,69 +10,63 @@ NAME = "gradcheck"
 HELP = "check backprop against central differences; exit 0 if it passes, 1 if not"
 
 
+# The command's arguments, in the order `deepgrad gradcheck --help` lists them.
+ARGUMENTS = (
+    ("--model", dict(help="a model.npz written by deepgrad train (else a fresh network)")),
+    ("--layers", dict(
+        type=int_list, default=int_list("10,16,16,3"),
+        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)",
+    )),
+    ("--activation", dict(
+        default=None,
+        help="hidden activation of a fresh network (default tanh, or what the bug needs)",
+    )),
+    ("--init", dict(default="auto", help="initializer of a fresh network")),
+    ("--output", dict(default="softmax", choices=["sigmoid", "softmax", "linear"])),
+    ("--data", dict(
+        help="take the examples from this dataset (bundled name or .npz); "
+        "default: random inputs and labels",
+    )),
+    ("--examples", dict(type=int, default=32, help="batch size m of the check")),
+    ("--l2", dict(type=float, default=None, help="lambda of the L2 term (default 0)")),
+    ("--keep-prob", dict(
+        type=float, default=None,
+        help="dropout keep probability; masks are frozen for the check (default 1)",
+    )),
+    ("--method", dict(
+        choices=["exact", "plain"], default="exact",
+        help="exact: central differences without cancellation (default); plain: the seed's "
+        "formula, two costs subtracted",
+    )),
+    ("--dtype", dict(
+        choices=["float64", "float32"], default=None,
+        help="precision of the check (default: the model's dtype; float64 for a fresh network)",
+    )),
+    ("--eps", dict(
+        type=float, default=None, help="step (default: per method and dtype, e.g. 1e-9)"
+    )),
+    ("--threshold", dict(
+        type=float, default=None,
+        help="bar of the relative error (default: per method and dtype, e.g. 1e-12)",
+    )),
+    ("--sample", dict(type=int, default=None, help="check this many elements, stratified")),
+    ("--plant-bug", None),  # its choices are the bug catalogue's, read when the parser is built
+    ("--plot", dict(help="write per-parameter errors against the bands to this PNG")),
+    ("--seed", dict(type=int, default=0)),
+)  # fmt: skip
+
+
 def add_arguments(p) -> None:
     from deepgrad.diagnostics import bugs
 
-    p.add_argument("--model", help="a model.npz written by deepgrad train (else a fresh network)")
-    p.add_argument(
-        "--layers",
-        type=int_list,
-        default=int_list("10,16,16,3"),
-        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)",
-    )
-    p.add_argument(
-        "--activation",
-        default=None,
-        help="hidden activation of a fresh network (default tanh, or what the bug needs)",
-    )
-    p.add_argument("--init", default="auto", help="initializer of a fresh network")
-    p.add_argument("--output", default="softmax", choices=["sigmoid", "softmax", "linear"])
-    p.add_argument(
-        "--data",
-        help="take the examples from this dataset (bundled name or .npz); "
-        "default: random inputs and labels",
-    )
-    p.add_argument("--examples", type=int, default=32, help="batch size m of the check")
-    p.add_argument("--l2", type=float, default=None, help="lambda of the L2 term (default 0)")
-    p.add_argument(
-        "--keep-prob",
-        type=float,
-        default=None,
-        help="dropout keep probability; masks are frozen for the check (default 1)",
-    )
-    p.add_argument(
-        "--method",
-        choices=["exact", "plain"],
-        default="exact",
-        help="exact: central differences without cancellation (default); plain: the seed's "
-        "formula, two costs subtracted",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=["float64", "float32"],
-        default=None,
-        help="precision of the check (default: the model's dtype; float64 for a fresh network)",
-    )
-    p.add_argument(
-        "--eps", type=float, default=None, help="step (default: per method and dtype, e.g. 1e-9)"
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="bar of the relative error (default: per method and dtype, e.g. 1e-12)",
-    )
-    p.add_argument("--sample", type=int, default=None, help="check this many elements, stratified")
-    p.add_argument(
-        "--plant-bug",
-        choices=bugs.names(),
-        default=None,
-        metavar="NAME",
-        help="check a backward with this typical bug instead of deepgrad's: "
-        + ", ".join(bugs.names()),
-    )
-    p.add_argument("--plot", help="write per-parameter errors against the bands to this PNG")
-    p.add_argument("--seed", type=int, default=0)
+    for flag, kwargs in ARGUMENTS:
+        if flag == "--plant-bug":
+            kwargs = dict(
+                choices=bugs.names(), default=None, metavar="NAME",
+                help="check a backward with this typical bug instead of deepgrad's: "
+                + ", ".join(bugs.names()),
+            )  # fmt: skip
+        p.add_argument(flag, **kwargs)
 
 
 def _settings(args, bug):

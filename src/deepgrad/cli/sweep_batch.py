@@ -125,6 +125,14 @@ def run(args) -> int:
             window=args.window,
             seed=args.seed,
         )
+    _write(args, net, m, noise, rec, ttt)
+    if not args.quiet:
+        _report(args, noise, rec, ttt)
+    return 0
+
+
+def _write(args, net, m: int, noise, rec, ttt) -> None:
+    """sweep_batch.json (and the figure with --plot) in --out."""
     out = out_dir(args.out)
     write_json(
         out / "sweep_batch.json",
@@ -150,19 +158,21 @@ def run(args) -> int:
             batchplots.sweep_figure(rec, title=f"{net!r}, m = {m:,}", time_to_target=ttt),
             out / "sweep_batch.png",
         )
-    if not args.quiet:
+
+
+def _report(args, noise, rec, ttt) -> None:
+    """The noise scale, the table of sizes and the recommendation, on stdout."""
+    print(
+        f"gradient noise scale B_simple = {noise.b_simple:.1f} "
+        f"(tr(Sigma) {noise.trace:.4g}, |G|^2 {noise.grad_sq:.4g}, "
+        f"{noise.examples} examples)"
+    )
+    print(f"{'batch':>6} {'ms/step':>9} {'s/epoch':>9} {'1+Bs/B':>8} {'rel. time':>10}")
+    for r in rec.rows:
         print(
-            f"gradient noise scale B_simple = {noise.b_simple:.1f} "
-            f"(tr(Sigma) {noise.trace:.4g}, |G|^2 {noise.grad_sq:.4g}, "
-            f"{noise.examples} examples)"
+            f"{r['batch_size']:>6} {r['step_s'] * 1e3:>9.3f} {r['epoch_s']:>9.2f} "
+            f"{r['steps_factor']:>8.2f} {r['relative_time']:>10.2f}"
         )
-        print(f"{'batch':>6} {'ms/step':>9} {'s/epoch':>9} {'1+Bs/B':>8} {'rel. time':>10}")
-        for r in rec.rows:
-            print(
-                f"{r['batch_size']:>6} {r['step_s'] * 1e3:>9.3f} {r['epoch_s']:>9.2f} "
-                f"{r['steps_factor']:>8.2f} {r['relative_time']:>10.2f}"
-            )
-        print(f"recommended batch size: {rec.batch_size}. Why: {rec.reason}")
-        if ttt is not None:
-            _print_time_to_target(ttt, args)
-    return 0
+    print(f"recommended batch size: {rec.batch_size}. Why: {rec.reason}")
+    if ttt is not None:
+        _print_time_to_target(ttt, args)

@@ -46,6 +46,29 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
     nonzero = [e[e > _FLOOR] for e in errs]  # exact zeros are drawn at the bottom
     smallest = min([report.bar, *(float(e.min()) for e in nonzero if len(e))])
     lo = max(_FLOOR, 10.0 ** np.floor(np.log10(min(smallest, floor or 1.0)) - 1))
+    _draw_bands(ax, report, lo, floor)
+    _draw_errors(ax, report, names, errs, lo)
+    ax.axhline(report.bar, color="k", ls="--", lw=1, label=f"bar {report.bar:.1e}")
+    ax.set(
+        yscale="log",
+        ylim=(lo, 10.0),
+        xticks=range(len(names)),
+        xticklabels=names,
+        ylabel="relative error |num - backprop| / (|num| + |backprop|)",
+    )
+    status = "passed" if report.passed else "FAILED"
+    ax.set_title(
+        title
+        or f"gradient check {status} ({report.method}, {report.dtype}): "
+        f"relative error {report.relative_error:.1e}"
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_bands(ax, report: GradcheckReport, lo: float, floor) -> None:
+    """The verdict bands of the report's method and dtype, and the noise floor."""
     edges = [lo] + [max(b, lo) for b, _ in report.bands[:-1]] + [1e1]
     for (a, b), color, (_, label) in zip(
         zip(edges, edges[1:], strict=False), _BAND_COLORS, report.bands, strict=True
@@ -62,6 +85,10 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
             zorder=1,
             label=f"noise floor ({floor:.1e})",
         )
+
+
+def _draw_errors(ax, report: GradcheckReport, names, errs, lo: float) -> None:
+    """Each element's error (jittered dots) and each array's error (a bar)."""
     rng = np.random.default_rng(0)
     for x, (name, err) in enumerate(zip(names, errs, strict=True)):
         ax.scatter(
@@ -82,20 +109,3 @@ def report_errors(report: GradcheckReport, ax=None, title: str | None = None):
             zorder=3,
             label="whole array" if x == 0 else None,
         )
-    ax.axhline(report.bar, color="k", ls="--", lw=1, label=f"bar {report.bar:.1e}")
-    ax.set(
-        yscale="log",
-        ylim=(lo, 10.0),
-        xticks=range(len(names)),
-        xticklabels=names,
-        ylabel="relative error |num - backprop| / (|num| + |backprop|)",
-    )
-    status = "passed" if report.passed else "FAILED"
-    ax.set_title(
-        title
-        or f"gradient check {status} ({report.method}, {report.dtype}): "
-        f"relative error {report.relative_error:.1e}"
-    )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.tight_layout()
-    return fig
