@@ -104,7 +104,7 @@ def sqrt_(x) -> None:
 
 
 def _scaled(work, g, factor):
-    """work := factor * g (the dict form's ``factor * g``), in place."""
+    """work := g * factor, in place (no temporary)."""
     work[...] = g
     work *= factor
     return work

@@ -1,4 +1,4 @@
-"""Every check ``fit`` makes of its arguments, before anything runs."""
+"""Every check ``fit`` makes of its options (a ``FitOptions``), before anything runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from deepgrad.core.checks import (
     check_targets,
 )
 from deepgrad.optim import optimizers
+from deepgrad.train.options import FitOptions
 
 __all__ = ["FitArguments", "check_fit_arguments", "resolve_batch_size", "L2_NORMALIZATIONS"]
 
@@ -48,24 +49,8 @@ class FitArguments(NamedTuple):
     validation: tuple | None  # (Xv, Yv) checked, or None
 
 
-def check_fit_arguments(
-    net,
-    X,
-    Y,
-    batch_size,
-    epochs,
-    learning_rate,
-    l2,
-    l2_normalization,
-    optimizer,
-    keep_prob,
-    validation_data,
-    on_divergence,
-    shuffle,
-    callbacks,
-    progress,
-) -> FitArguments:
-    """Every check ``fit`` makes of its arguments, shared with distributed training."""
+def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
+    """Every check ``fit`` makes of its arguments (``o``), once per fit, on every rank."""
     spec = net.spec
     if isinstance(X, np.memmap):  # checked batch by batch while training
         X = as_2d_float("X", X, spec.layer_sizes[0], check_finite=False)
@@ -73,30 +58,27 @@ def check_fit_arguments(
         X = as_2d_float("X", X, spec.layer_sizes[0], dtype=net.dtype)
     Y = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], X.shape[0])
     check_fits_dtype("Y", Y, net.dtype)
-    check_options(validation_data, shuffle, callbacks, progress)
-    b = resolve_batch_size(batch_size, X.shape[0])
-    epochs = check_int("epochs", epochs, 1)
-    l2 = check_float("l2", l2, 0.0)
-    keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
-    if l2_normalization not in L2_NORMALIZATIONS:
+    check_options(o.validation_data, o.shuffle, o.callbacks, o.progress)
+    b = resolve_batch_size(o.batch_size, X.shape[0])
+    epochs = check_int("epochs", o.epochs, 1)
+    l2 = check_float("l2", o.l2, 0.0)
+    keep_prob = check_float("keep_prob", o.keep_prob, 0.0, 1.0, low_open=True)
+    if o.l2_normalization not in L2_NORMALIZATIONS:
         raise ValueError(
-            f"l2_normalization must be one of {list(L2_NORMALIZATIONS)}, got {l2_normalization!r}"
+            f"l2_normalization must be one of {list(L2_NORMALIZATIONS)}, got {o.l2_normalization!r}"
         )
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    by_name = isinstance(optimizer, str)
+    if o.on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {o.on_divergence!r}")
+    optimizer, by_name = o.optimizer, isinstance(o.optimizer, str)
     if by_name:
-        optimizer = optimizers.get(optimizer, learning_rate)
+        optimizer = optimizers.get(optimizer, o.learning_rate)
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
     val = None
-    if validation_data is not None:
-        Xv = as_2d_float(
-            "validation_data[0]", validation_data[0], spec.layer_sizes[0], dtype=net.dtype
-        )
-        Yv = check_targets(
-            "validation_data[1]", validation_data[1], spec.output, spec.layer_sizes[-1], Xv.shape[0]
-        )
+    if o.validation_data is not None:
+        Xv, Yv = o.validation_data
+        Xv = as_2d_float("validation_data[0]", Xv, spec.layer_sizes[0], dtype=net.dtype)
+        Yv = check_targets("validation_data[1]", Yv, spec.output, spec.layer_sizes[-1], len(Xv))
         check_fits_dtype("validation_data[1]", Yv, net.dtype)
         val = (Xv, Yv)
     return FitArguments(X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val)

@@ -27,6 +27,7 @@ from deepgrad.data import arrays as _data
 from deepgrad.devices import torch_backend as tb
 from deepgrad.train import engines
 from deepgrad.train.arguments import FitArguments, check_fit_arguments
+from deepgrad.train.checkpoint import Checkpointer, training_config
 from deepgrad.train.options import FitOptions
 from deepgrad.train.progress import progress_bar
 from deepgrad.train.types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
@@ -68,14 +69,6 @@ def _check_backend(net, X, Y, o: FitOptions) -> None:
         )
 
 
-def check_arguments(net, X, Y, o: FitOptions) -> FitArguments:
-    return check_fit_arguments(
-        net, X, Y, o.batch_size, o.epochs, o.learning_rate, o.l2,
-        o.l2_normalization, o.optimizer, o.keep_prob, o.validation_data,
-        o.on_divergence, o.shuffle, o.callbacks, o.progress,
-    )  # fmt: skip
-
-
 def make_plan(net, args: FitArguments, o: FitOptions, seed: int) -> Plan:
     """The Plan of a fit: targets encoded once, torch data placed on the device once."""
     spec, X = net.spec, args.X
@@ -90,15 +83,14 @@ def make_plan(net, args: FitArguments, o: FitOptions, seed: int) -> Plan:
         Y = np.ascontiguousarray(Y)
     m_reg = args.X.shape[0] if o.l2_normalization == "dataset" else None
     return Plan(
-        X, Y, spec, args.optimizer, args.batch_size, args.l2, m_reg, args.keep_prob,
-        seed, bool(o.shuffle), net.dtype, isinstance(args.X, np.memmap),
+        X, Y, spec, args.optimizer, args.batch_size, l2=args.l2, m_reg=m_reg,
+        keep_prob=args.keep_prob, seed=seed, shuffle=bool(o.shuffle), dtype=net.dtype,
+        check_batches=isinstance(args.X, np.memmap),
     )  # fmt: skip
 
 
 def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dict:
     """The settings a checkpoint must share with this fit to be resumed by it."""
-    from deepgrad.train.checkpoint import training_config
-
     learning_rate = o.learning_rate
     if not args.by_name:  # an Optimizer object: learning_rate is not used
         learning_rate = None
@@ -115,8 +107,6 @@ def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dic
 def _open_checkpoint(o: FitOptions, root: bool):
     if o.checkpoint is None or not root:
         return None
-    from deepgrad.train.checkpoint import Checkpointer
-
     return Checkpointer(o.checkpoint, o.checkpoint_every)
 
 
@@ -151,7 +141,7 @@ def _resume(net, args, plan, o, ckpt, group):
 def run_fit(net, X, Y, o: FitOptions, group) -> History:
     """``fit`` on ``group`` (SOLO, or the ranks of an MPI job), options already gathered."""
     group.agree(_check_backend, net, X, Y, o)
-    args = group.agree(check_arguments, net, X, Y, o)
+    args = group.agree(check_fit_arguments, net, X, Y, o)
     ckpt = group.agree(_open_checkpoint, o, group.root)
     plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
     start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
