@@ -298,3 +298,68 @@ def test_two_concurrent_fits_run_and_restore_the_blas_threads(dataset):
     for k in results[0]:
         np.testing.assert_array_equal(results[0][k], results[1][k])
     assert [i["num_threads"] for i in threadpool_info()] == before
+
+
+# -- the one step and the one layout ------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_layout_packs_every_layer_as_one_w_b_block(backend):
+    from deepgrad.core.layout import Layout
+
+    net = dg.Network([3, 4, 2], seed=0, dtype="float64")
+    params = net.params
+    lay = Layout(net.layer_sizes)
+    assert lay.shapes == [(4, 4), (2, 5)] and lay.size == 26 == net.n_params
+    flat = lay.pack(params)
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        flat = torch.from_numpy(flat)
+    blocks = lay.views(flat)
+    # block l is [W | b], row-major: the bias is each row's last entry
+    np.testing.assert_array_equal(tb_numpy(blocks[0][:, :-1]), params["W1"])
+    np.testing.assert_array_equal(tb_numpy(flat[16:26]).reshape(2, 5)[:, 4], params["b2"])
+    blocks[1][0, 0] = 7.0  # views, not copies
+    assert float(flat[16]) == 7.0
+    back = lay.unpack(flat)
+    assert float(back["W2"][0, 0]) == 7.0
+    flat[16] = 8.0  # unpack copies: what the caller got does not change
+    assert float(back["W2"][0, 0]) == 7.0
+    assert all(tb_numpy(v).flags.c_contiguous for v in back.values())
+    if backend == "torch":
+        assert all(v.is_contiguous() for v in back.values())
+    mask = lay.weight_mask(flat * 0 + 5)
+    assert float(mask.sum()) == 4 * 3 + 2 * 4  # weights only
+    w = sum(float((v**2).sum()) for k, v in lay.unpack(flat).items() if k.startswith("W"))
+    assert lay.weights_sq(flat) == pytest.approx(w, rel=1e-15)
+
+
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch"])
+def test_the_fast_engines_run_the_one_step(dataset, monkeypatch, engine):
+    """Both fast engines call engines.step's forward and backward, once per shard and step."""
+    from deepgrad.train.engines import step
+
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        real = getattr(step, name)
+
+        def counted(*args, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(step, name, counted)
+    X, y = _data(dataset, False)
+    _, h = _fit(X, y, engine, epochs=1)
+    assert h.engine == engine
+    per_step = 2 if engine == "numpy-shards" else 1  # row shards (see _small_shards)
+    assert calls == {"forward": 5 * per_step, "backward": 5 * per_step}
+
+
+def test_torch_and_shards_engines_agree_on_the_cpu(dataset):
+    """The same step on NumPy and on torch tensors: equal to the rounding of the products."""
+    X, y = _data(dataset, False)
+    for opt in ("adam", "momentum"):
+        a, ha = _fit(X, y, "numpy-shards", optimizer=opt, learning_rate=0.01, keep_prob=0.8)
+        b, hb = _fit(X, y, "torch", optimizer=opt, learning_rate=0.01, keep_prob=0.8)
+        _assert_close(a, b)
+        np.testing.assert_allclose(ha.iteration_cost, hb.iteration_cost, rtol=1e-12)

@@ -46,7 +46,7 @@ def test_golden(group, name, tmp_path):
         pytest.skip(str(exc))
     arrays, values = _saved(group)
     assert name in values, f"{group}/{name} is not in the golden files: run make_golden.py"
-    diff = gc.differences(result, arrays.get(name, {}), values[name])
+    diff = gc.differences(result, arrays.get(name, {}), values[name], group, name)
     assert not diff, f"{group}/{name} differs from the golden files:\n" + "\n".join(diff)
 
 

@@ -52,7 +52,9 @@ def main(argv=None) -> int:
                     print(f"{group}/{name}: left out ({exc})")
                     continue
             if saved is not None:
-                diff = gc.differences(results[name], saved[0].get(name, {}), saved[1].get(name, {}))
+                diff = gc.differences(
+                    results[name], saved[0].get(name, {}), saved[1].get(name, {}), group, name
+                )
                 failed += bool(diff)
                 for line in diff:
                     print(f"{group}/{name}: {line}")

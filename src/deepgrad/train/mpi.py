@@ -2,13 +2,15 @@
 
 Every rank runs ``loop.run_fit`` with a ``Ranks`` group, so epochs, the epoch order (the
 block shuffle of memory-mapped data included), history, divergence, validation,
-checkpoints and callbacks are the single-process ones. The engine, ``AllReduce``, wraps
-the reference step: each rank computes the loss and gradient sums of its rows of the
-global mini-batch (``distributed.shard_bounds``), one ``Allreduce`` of one flat buffer
-sums them, and every rank applies the same optimizer update (any optimizer). Dropout
-masks are the single-process ones, each rank drawing its own rows
-(``dropout.step_masks``). See ``deepgrad.train.distributed`` for launching, consistency
-checks and failure handling.
+checkpoints and callbacks are the single-process ones. The engine, ``AllReduce``, runs
+the fast engines' one step (``engines.step``, as numpy-shards does): each rank computes
+its rows of the global mini-batch (``distributed.shard_bounds``) as one shard, whose
+gradient is already its share of the batch mean; one ``Allreduce`` of one flat buffer
+[gradient | loss] sums them, and every rank applies the same update: the flat rule of a
+built-in optimizer, or any other optimizer's own ``update`` on dicts. With one rank the
+numbers are numpy-shards' wherever that runs the batch as one shard. Dropout masks are the
+single-process ones, each rank drawing its own rows (``dropout.step_masks``). See
+``deepgrad.train.distributed`` for launching, consistency checks and failure handling.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ import math
 
 import numpy as np
 
-from deepgrad.core import network as nw
-from deepgrad.core.backend import is_numpy
+from deepgrad.core.layout import Layout
 from deepgrad.train import distributed as mpi
 from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
-from deepgrad.train.engines.reference import gather
+from deepgrad.train.engines.step import (
+    Buffers,
+    FlatState,
+    Kernels,
+    NumpyOps,
+    full_gradient,
+    shard_step,
+)
 from deepgrad.train.loop import run_fit
 from deepgrad.train.options import FitOptions
 from deepgrad.train.types import Plan
@@ -31,69 +39,71 @@ __all__ = ["fit_distributed", "Ranks", "AllReduce"]
 
 class AllReduce(Engine):
     name = "mpi"
-    summary = "every rank its rows of each batch, one Allreduce of all gradients per step"
+    summary = "every rank the one step on its rows of each batch, one Allreduce per step"
 
     @classmethod
     def why_not(cls, plan, params, opt_state):
-        if not all(is_numpy(p) for p in params.values()):
+        if not all(type(p) is np.ndarray for p in params.values()):
             return "distributed=True needs NumPy parameters (MPI sends host memory)"
+        if not isinstance(plan.X, np.ndarray) or not isinstance(plan.Y, np.ndarray):
+            return "distributed=True needs NumPy (or memory-mapped) data"
         return None
 
     def __init__(self, plan: Plan, params: dict, opt_state, comm):
+        from mpi4py import MPI  # started by the launcher before any rank gets here
+
         super().__init__(plan, params, opt_state)
+        self.in_place, self.sum = MPI.IN_PLACE, MPI.SUM
         self.comm, self.size, self.rank = comm, comm.Get_size(), comm.Get_rank()
-        self.params, self.opt_state, self.grads = params, opt_state, None
-        self.keys = list(params)
-        ends = np.cumsum([params[k].size for k in self.keys]).tolist()
-        self.spans = list(zip([0, *ends[:-1]], ends, strict=True))
-        self.buf = np.empty(ends[-1] + 1, dtype=params["W1"].dtype)
+        self.ops = ops = NumpyOps(params["W1"].dtype)
+        self.layout = layout = Layout(plan.spec.layer_sizes)
+        self.kernels = Kernels.of(plan, ops)
+        rows = -(-plan.batch_size // self.size)  # the largest share of a batch
+        self.buffers = Buffers(self.kernels, layout, rows)
+        self.buf = np.empty(layout.size + 1, ops.dtype)  # [gradient sum | loss sum]
+        self.custom = plan.optimizer.flat is None  # any optimizer: its own dict update
+        self.params, self.opt_state = params, opt_state
+        self.flat = FlatState(plan, ops, layout, params, opt_state)
 
-    def _local(self, step) -> None:
-        """buf = [sums over this rank's rows of the data-term gradients | their loss sum]."""
-        n = len(step.rows)
-        lo, hi = mpi.shard_bounds(n, self.size, self.rank)
-        if hi == lo:  # a batch smaller than the number of ranks
-            self.buf[:] = 0
-            return
-        Xl, Yl = gather(self.plan, step.rows[lo:hi], np)
-        masks = self.plan.masks(step, (lo, hi))
-        J, grads = nw.cost_and_gradients(self.params, Xl, Yl, self.plan.spec, 0.0, None, masks)
-        for k, (a, b) in zip(self.keys, self.spans, strict=True):
-            np.multiply(grads[k], hi - lo, out=self.buf[a:b].reshape(grads[k].shape))
-        self.buf[-1] = float(J) * (hi - lo)
-
-    def _step(self, step):
-        from mpi4py import MPI
-
-        plan, n = self.plan, len(step.rows)
-        self._local(step)
-        self.comm.Allreduce(MPI.IN_PLACE, self.buf, op=MPI.SUM)
-        self.buf /= n
-        reg, grads = plan.reg(n), {}
-        for k, (a, b) in zip(self.keys, self.spans, strict=True):
-            g = self.buf[a:b].reshape(self.params[k].shape)
-            grads[k] = g + reg * self.params[k] if (reg and k.startswith("W")) else g.copy()
-        m_reg = n if plan.m_reg is None else plan.m_reg
-        J = float(self.buf[-1]) + float(nw.l2_penalty(self.params, plan.spec.L, plan.l2, m_reg))
-        new, state = plan.optimizer.update(grads, self.opt_state, self.params)
-        return J, grads, new, state
+    def _gradient(self, step):
+        """flat.G and the mean loss of the global batch: this rank's rows, one Allreduce."""
+        flat, sh, n = self.flat, self.buffers, len(step.rows)
+        job = flat.job(step, [mpi.shard_bounds(n, self.size, self.rank)])
+        shard_step(self.kernels, job, sh, 0, flat.views)
+        self.buf[:-1] = sh.grad[0]
+        self.buf[-1] = sh.loss[0]
+        self.comm.Allreduce(self.in_place, self.buf, op=self.sum)
+        full_gradient(self.ops, [self.buf[:-1]], job, flat.theta, flat.G, flat.work[0])
+        return job, flat.cost(float(self.buf[-1]), n)
 
     def run(self, steps, record):
         for step in steps:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                J, grads, new, state = self._step(step)
-            # global values: every rank decides the same
-            if not (math.isfinite(J) and sum_is_finite(new.values())):
-                return not_finite(J, lambda g=grads: sum_is_finite(g.values()))
-            self.params, self.opt_state, self.grads = new, state, grads
-            record(J, len(step.rows))
+                job, J = self._gradient(step)
+                # global values: every rank decides the same
+                update = self._custom_update if self.custom else self.flat.apply
+                bad = update(J, job, record)
+            if bad:
+                return bad
+        return ""
+
+    def _custom_update(self, J: float, job, record) -> str:
+        """An optimizer without a flat rule: its ``update`` on dicts of arrays."""
+        flat = self.flat
+        grads = flat.layout.unpack(flat.G)
+        new, state = self.plan.optimizer.update(grads, self.opt_state, self.params)
+        if not (math.isfinite(J) and sum_is_finite(new.values())):
+            return not_finite(J, lambda: sum_is_finite(grads.values()))
+        self.params, self.opt_state = new, state
+        flat.layout.pack_into(flat.theta, new)
+        record(J, len(job.step.rows))
         return ""
 
     def state(self):
-        return self.params, self.opt_state
+        return (self.params, self.opt_state) if self.custom else self.flat.state()
 
     def gradients(self):
-        return self.grads
+        return self.flat.gradients()
 
 
 class Ranks:

@@ -1,62 +1,92 @@
-"""The torch engine: the reference's math on torch tensors, any device, set up once.
+"""The torch engine: the one step (``engines.step``) on torch tensors, any device.
 
-One flat parameter vector on the device (each layer's W row-major, then b), gradients
-written into one flat vector by ``out=`` products, the optimizer's flat rule
-(``Optimizer.flat``) applied to the whole vector, and buffers allocated once per fit:
-no dict of tensors and no autograd per step. The rows of a mini-batch are gathered on
-the device when the data set is there (``torch_backend.place_training_data``), else from
-host memory (a memory map too) and copied. Dropout masks are ``dropout.step_masks``
-(drawn on the host, the same as every engine's). Gives the reference engine's numbers up
-to the rounding of ``addmm`` (tests: 1e-12 relative in float64 on the CPU).
+``TorchOps`` is the step's table of array operations for torch; the engine runs each
+mini-batch as one shard. One flat parameter vector on the device (``core.layout``: each
+layer's [W | b]), gradients written into one flat vector by ``out=`` products, the
+optimizer's flat rule (``Optimizer.flat``) applied to the whole vector, and buffers
+allocated once per fit: no dict of tensors and no autograd per step. The rows of a
+mini-batch are gathered on the device when the data set is there
+(``torch_backend.place_training_data``), else from host memory (a memory map too) and
+copied. Dropout masks are ``dropout.step_masks`` (drawn on the host, the same as every
+engine's). Gives the reference engine's numbers up to the rounding of the matrix
+products (tests: 1e-12 relative in float64 on the CPU) and, on the CPU in float64, the
+numpy-shards engine's to the same rounding.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from deepgrad.core import losses
-from deepgrad.core.activations import get as get_activation
+from deepgrad.core.layout import Layout
 from deepgrad.devices import torch_backend as tb
-from deepgrad.optim.optimizers import flat_state, state_from_flat
-from deepgrad.train.engines.base import Engine, not_finite, sum_is_finite
+from deepgrad.train.engines.base import Engine
+from deepgrad.train.engines.step import Buffers, FlatState, Kernels, full_gradient, shard_step
 from deepgrad.train.types import Plan
 
-__all__ = ["TorchFlat"]
+__all__ = ["TorchFlat", "TorchOps"]
 
 
-class _Layout:
-    """W^[l] (row-major) then b^[l], layer after layer, in one flat tensor."""
+class TorchOps:
+    """The step's array operations (``engines.step.NumpyOps``) for torch, on any device."""
 
-    def __init__(self, sizes):
-        self.shapes, ends, at = [], [], 0
-        for l in range(1, len(sizes)):
-            n_out, n_in = sizes[l], sizes[l - 1]
-            self.shapes.append((n_out, n_in))
-            ends.append((at, at + n_out * n_in, at + n_out * n_in + n_out))
-            at += n_out * (n_in + 1)
-        self.ends, self.size = ends, at
+    def __init__(self, torch, dtype, device, on_device: bool):
+        self.torch, self.dtype, self.device, self.on_device = torch, dtype, device, on_device
 
-    def views(self, flat) -> list:
-        return [
-            (flat[a:w].view(s), flat[w:e])
-            for (a, w, e), s in zip(self.ends, self.shapes, strict=True)
-        ]
+    def empty(self, *shape):
+        return self.torch.empty(shape, dtype=self.dtype, device=self.device)
 
-    def pack(self, params: dict, like):
-        torch = tb.import_torch()
-        flat = torch.empty(self.size, dtype=like.dtype, device=like.device)
-        for l, (W, b) in enumerate(self.views(flat), start=1):
-            W.copy_(params[f"W{l}"])
-            b.copy_(params[f"b{l}"])
-        return flat
+    def ones(self, *shape):
+        return self.torch.ones(shape, dtype=self.dtype, device=self.device)
 
-    def unpack(self, flat) -> dict:
-        out = {}
-        for l, (W, b) in enumerate(self.views(flat), start=1):
-            out[f"W{l}"], out[f"b{l}"] = W.clone(), b.clone()
-        return out
+    def zeros(self, *shape):
+        return self.torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    def relu_scratch(self, rows: int, n: int):
+        return None
+
+    def raw_buffer(self, plan: Plan, rows: int):
+        return None
+
+    def matmul(self, a, b, out):
+        return self.torch.matmul(a, b, out=out)
+
+    def mul(self, a, b, out):
+        return self.torch.mul(a, b, out=out)
+
+    def add(self, a, b, out):
+        return self.torch.add(a, b, out=out)
+
+    @staticmethod
+    def copyto(dst, src):
+        dst.copy_(src)
+
+    @staticmethod
+    def relu_(x, scratch):
+        return x.clamp_min_(0)
+
+    @staticmethod
+    def relu_grad_(dA, A, scratch):
+        return dA.mul_(A > 0)
+
+    def masks(self, masks):
+        if masks is None:
+            return None
+        return [self.torch.from_numpy(mk).to(self.device) for mk in masks]
+
+    def gather(self, plan: Plan, idx, sh):
+        """Rows ``idx`` of X into A[0] (on the device, or from host memory and copied)."""
+        torch, r, n = self.torch, len(idx), plan.X.shape[1]
+        at = torch.from_numpy(idx).to(self.device)
+        Xb = sh.A[0][:r, :n]
+        if self.on_device:
+            Xb.copy_(torch.index_select(plan.X, 0, at))
+        else:
+            host = np.take(plan.X, idx, axis=0)
+            if plan.check_batches and not np.isfinite(host).all():
+                bad = idx[~np.isfinite(host).all(1)][:5]
+                raise ValueError(f"X contains NaN or inf in rows {bad}")
+            Xb.copy_(torch.from_numpy(np.ascontiguousarray(host)))
+        return torch.index_select(plan.Y, 0, at, out=sh.Y[:r])
 
 
 class TorchFlat(Engine):
@@ -73,126 +103,28 @@ class TorchFlat(Engine):
 
     def __init__(self, plan: Plan, params: dict, opt_state):
         super().__init__(plan, params, opt_state)
-        self.torch = torch = tb.import_torch()
         W1 = params["W1"]
-        self.device, self.dtype = W1.device, W1.dtype
-        sizes = plan.spec.layer_sizes
-        self.layout = lay = _Layout(sizes)
-        self.rule, self.template = plan.optimizer.flat, opt_state
-        pack = lambda d: lay.pack(d, W1)  # noqa: E731
-        self.count, slots = flat_state(opt_state, pack)
-        self.theta, self.slots = pack(params), tuple(slots)
-        self.G = torch.zeros_like(self.theta)
-        self.work = (torch.empty_like(self.theta), torch.empty_like(self.theta))
-        self.backup = [torch.empty_like(v) for v in (self.theta, *self.slots)]
-        self.wmask = torch.zeros_like(self.theta)
-        for W, _ in lay.views(self.wmask):
-            W.fill_(1)
-        b = plan.batch_size
-        new = lambda *shape: torch.empty(shape, dtype=self.dtype, device=self.device)  # noqa: E731
-        self.Z = [new(b, n) for n in sizes[1:]]
-        self.A = [new(b, n) for n in sizes[1:-1]]
-        self.Xb, self.Yb = new(b, sizes[0]), new(b, sizes[-1])
-        self.on_device = tb.backend_of(plan.X) == "torch"
-        self.act = get_activation(plan.spec.hidden_activation)
-        self.out = losses.get(plan.spec.output)
-        self.relu = plan.spec.hidden_activation == "relu"
-        self.regmasks: dict = {}
-
-    def _gather(self, rows):
-        r, plan, torch = len(rows), self.plan, self.torch
-        idx = torch.from_numpy(rows).to(self.device)
-        Xb, Yb = self.Xb[:r], self.Yb[:r]
-        if self.on_device:
-            torch.index_select(plan.X, 0, idx, out=Xb)
-        else:
-            host = np.take(plan.X, rows, axis=0)
-            if plan.check_batches and not np.isfinite(host).all():
-                bad = rows[~np.isfinite(host).all(1)][:5]
-                raise ValueError(f"X contains NaN or inf in rows {bad}")
-            Xb.copy_(torch.from_numpy(np.ascontiguousarray(host)))
-        torch.index_select(plan.Y, 0, idx, out=Yb)
-        return Xb, Yb
-
-    def _masks(self, step):
-        masks = self.plan.masks(step)
-        if masks is None:
-            return None
-        return [self.torch.from_numpy(mk).to(self.device) for mk in masks]
-
-    def _forward(self, Xb, P, masks, r):
-        torch, A = self.torch, Xb
-        L = len(P)
-        for l, (W, b) in enumerate(P):
-            Z = torch.addmm(b, A, W.T, out=self.Z[l][:r])
-            if l == L - 1:
-                return Z
-            if self.relu:
-                A = torch.clamp_min(Z, 0, out=self.A[l][:r])
-            else:
-                A = self.A[l][:r]
-                A.copy_(self.act.forward(Z))
-            if masks is not None:
-                A.mul_(masks[l])
-        return Z
-
-    def _backward(self, Xb, Yb, ZL, P, masks, r):
-        torch, g = self.torch, self.layout.views(self.G)
-        dZ = (self.out.activation(ZL) - Yb) / r  # canonical link
-        for l in range(len(P) - 1, -1, -1):
-            A = Xb if l == 0 else self.A[l - 1][:r]
-            torch.mm(dZ.T, A, out=g[l][0])
-            torch.sum(dZ, 0, out=g[l][1])
-            if l == 0:
-                break
-            dA = dZ @ P[l][0]
-            if masks is not None:
-                dA.mul_(masks[l - 1])
-            if self.relu:
-                dZ = dA.mul_(A > 0)
-            else:
-                dZ = self.act.backward(dA, self.Z[l - 1][:r], self.act.forward(self.Z[l - 1][:r]))
-
-    def _step(self, step, record) -> str:
-        torch, plan = self.torch, self.plan
-        r = len(step.rows)
-        Xb, Yb = self._gather(step.rows)
-        masks = self._masks(step)
-        P = self.layout.views(self.theta)
-        ZL = self._forward(Xb, P, masks, r)
-        loss = float(self.out.loss_sum(ZL, Yb))
-        self._backward(Xb, Yb, ZL, P, masks, r)
-        reg = plan.reg(r)
-        J = loss / r
-        if reg:
-            W = torch.mul(self.wmask, self.theta, out=self.work[0])
-            J += reg / 2.0 * float(torch.dot(W, self.theta))
-            self.G.add_(W.mul_(reg))
-        if not math.isfinite(J):
-            return not_finite(J, lambda: True)
-        for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
-            keep.copy_(now)  # to undo an update that overflows
-        self.rule.step(self.theta, self.G, self.slots, self.rule.scalars(self.count), self.work)
-        if not sum_is_finite([self.theta]):
-            for keep, now in zip(self.backup, (self.theta, *self.slots), strict=True):
-                now.copy_(keep)
-            return not_finite(J, lambda: sum_is_finite([self.G]))
-        self.count += 1
-        record(J, r)
-        return ""
+        on_device = tb.backend_of(plan.X) == "torch"
+        self.ops = TorchOps(tb.import_torch(), W1.dtype, W1.device, on_device)
+        self.layout = layout = Layout(plan.spec.layer_sizes)
+        self.flat = FlatState(plan, self.ops, layout, params, opt_state)
+        self.kernels = Kernels.of(plan, self.ops)
+        self.buffers = Buffers(self.kernels, layout, plan.batch_size)
 
     def run(self, steps, record):
+        flat, sh, k = self.flat, self.buffers, self.kernels
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for step in steps:
-                bad = self._step(step, record)
+                job = flat.job(step, [(0, len(step.rows))])
+                shard_step(k, job, sh, 0, flat.views)
+                full_gradient(self.ops, sh.grad[:1], job, flat.theta, flat.G, flat.work[0])
+                bad = flat.apply(flat.cost(sh.loss[0], len(step.rows)), job, record)
                 if bad:
                     return bad
         return ""
 
     def state(self):
-        params = self.layout.unpack(self.theta)
-        unpack = self.layout.unpack
-        return params, state_from_flat(self.template, self.count, self.slots, unpack)
+        return self.flat.state()
 
     def gradients(self):
-        return self.layout.unpack(self.G)
+        return self.flat.gradients()
