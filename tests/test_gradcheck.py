@@ -13,7 +13,8 @@ import deepgrad as dg
 from deepgrad.core import dropout, losses
 from deepgrad.core import network as nw
 from deepgrad.diagnostics import bugs
-from deepgrad.diagnostics.gradcheck import Entry, _loss_sums, verdict
+from deepgrad.diagnostics.gradcheck import Entry, verdict
+from deepgrad.diagnostics.gradcheck.report import _loss_sums
 
 ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 OUTPUTS = ["sigmoid", "softmax", "linear"]
