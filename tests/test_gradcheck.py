@@ -14,7 +14,7 @@ from deepgrad.core import dropout, losses
 from deepgrad.core import network as nw
 from deepgrad.diagnostics import bugs
 from deepgrad.diagnostics.gradcheck import Entry, verdict
-from deepgrad.diagnostics.gradcheck.report import _loss_sums
+from deepgrad.diagnostics.gradcheck.plain import _loss_sums
 
 ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 OUTPUTS = ["sigmoid", "softmax", "linear"]
