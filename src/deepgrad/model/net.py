@@ -3,6 +3,9 @@ loop (``train.api.fit``)."""
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
 from deepgrad.core import activations, dropout, initializers, losses
@@ -11,6 +14,7 @@ from deepgrad.core.backend import namespace, scalar, to_numpy
 from deepgrad.core.checks import (
     as_2d_float,
     check_fits_dtype,
+    check_float,
     check_int,
     check_targets,
     encode_targets,
@@ -26,9 +30,50 @@ from deepgrad.data.preprocessing import (
 )
 from deepgrad.devices import torch_backend as tb
 
-__all__ = ["Network", "DTYPES"]
+__all__ = ["Network", "DTYPES", "resolve_l2_normalization"]
 
 DTYPES = ("float32", "float64")
+_L2_ALLOWED = '"batch" (m_reg = the rows of X) or a positive int (an explicit m_reg)'
+
+
+def resolve_l2_normalization(l2_normalization="batch", l2_denominator=None) -> int | None:
+    """m_reg of the L2 term lambda/(2 m_reg) sum ||W||_F^2 for a cost on the rows given:
+    None for ``l2_normalization="batch"`` (m_reg = the rows of X), else the positive int
+    given (e.g. the training-set size).
+
+    ``l2_denominator`` is the int form's deprecated name: it gives a DeprecationWarning,
+    and giving it with an int ``l2_normalization`` is a TypeError.
+    """
+    if l2_denominator is not None:
+        return _deprecated_denominator(l2_normalization, l2_denominator)
+    if isinstance(l2_normalization, str):
+        if l2_normalization == "batch":
+            return None
+        hint = ""
+        if l2_normalization == "dataset":  # fit's option: there the training set is known
+            hint = "; 'dataset' is fit's (m_reg = the training set): pass its size as an int"
+        raise ValueError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}{hint}")
+    if isinstance(l2_normalization, bool) or not isinstance(l2_normalization, numbers.Integral):
+        raise TypeError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}")
+    if l2_normalization < 1:
+        raise ValueError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}")
+    return int(l2_normalization)
+
+
+def _deprecated_denominator(l2_normalization, l2_denominator) -> int:
+    if not (isinstance(l2_normalization, str) and l2_normalization == "batch"):
+        raise TypeError(
+            f"got l2_normalization={l2_normalization!r} and its deprecated name "
+            f"l2_denominator={l2_denominator!r}; pass only l2_normalization"
+        )
+    m_reg = check_int("l2_denominator", l2_denominator, 1)
+    warnings.warn(
+        f"l2_denominator is deprecated; pass l2_normalization={m_reg} instead "
+        f"(l2_normalization=<int>, the same m_reg)",
+        DeprecationWarning,
+        stacklevel=4,  # the caller of Network.cost or gradcheck_network
+    )
+    return m_reg
 
 
 def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
@@ -208,14 +253,6 @@ class Network:
             Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype, device=tb.device_of(Xa)
         )
 
-    def _m_reg(self, l2, l2_denominator):
-        from deepgrad.core.checks import check_float
-
-        l2 = check_float("l2", l2, 0.0)
-        if l2_denominator is not None:
-            l2_denominator = check_int("l2_denominator", l2_denominator, 1)
-        return l2, l2_denominator
-
     # -- the math ------------------------------------------------------------------------
     def _masks(self, masks, m: int):
         """None, or one (m, n^[l]) mask per hidden layer (as ``draw_masks`` gives)."""
@@ -241,20 +278,49 @@ class Network:
         Xa = self._X(X)
         return nw.forward(self.params, Xa, self.spec, self._masks(masks, Xa.shape[0]))
 
-    def cost(self, X, Y, l2: float = 0.0, masks=None, l2_denominator: int | None = None) -> float:
-        """The seed's J = (1/m) sum L + lambda/(2 m) sum ||W||_F^2 on (X, Y), as a float.
+    def cost(
+        self,
+        X,
+        Y,
+        l2: float = 0.0,
+        masks=None,
+        l2_normalization: str | int = "batch",
+        *,
+        l2_denominator: int | None = None,
+    ) -> float:
+        """The seed's J = (1/m) sum L + lambda/(2 m_reg) sum ||W||_F^2 on (X, Y), a float.
 
-        ``masks``: frozen dropout masks (``draw_masks``); ``l2_denominator``: divide the L2
-        term by this instead of m (e.g. the training-set size).
+        ``masks``: frozen dropout masks (``draw_masks``). ``l2_normalization``: "batch"
+        (default, m_reg = m, the rows of X) or a positive int m_reg (e.g. the training-set
+        size: the cost ``fit(l2_normalization="dataset")`` minimizes). ``l2_denominator``
+        is the int form's deprecated name.
+
+        >>> import deepgrad as dg, numpy as np
+        >>> net = dg.Network([2, 3, 1], seed=0, dtype="float64")
+        >>> X, y = np.ones((4, 2)), np.array([0, 1, 1, 0])
+        >>> net.cost(X, y, l2=1.0, l2_normalization=4) == net.cost(X, y, l2=1.0)
+        True
         """
-        l2, m_reg = self._m_reg(l2, l2_denominator)
+        l2 = check_float("l2", l2, 0.0)
+        m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
         Xa, Ya = self._XY(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
 
-    def cost_and_gradients(self, X, Y, l2: float = 0.0, masks=None, l2_denominator=None):
-        """(J, grads): grads has the keys and shapes of ``params``."""
-        l2, m_reg = self._m_reg(l2, l2_denominator)
+    def cost_and_gradients(
+        self,
+        X,
+        Y,
+        l2: float = 0.0,
+        masks=None,
+        l2_normalization: str | int = "batch",
+        *,
+        l2_denominator: int | None = None,
+    ):
+        """(J, grads) with the arguments of ``cost``: grads has the keys and shapes of
+        ``params``."""
+        l2 = check_float("l2", l2, 0.0)
+        m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
         Xa, Ya = self._XY(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
@@ -262,8 +328,6 @@ class Network:
 
     def draw_masks(self, m: int, keep_prob: float, rng: np.random.Generator) -> list:
         """Inverted-dropout masks for a batch of m examples (one per hidden layer)."""
-        from deepgrad.core.checks import check_float
-
         keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")

@@ -24,7 +24,7 @@ from deepgrad.diagnostics.gradcheck.exact import exact_network
 from deepgrad.diagnostics.gradcheck.generic import as_float64, check_sample, select
 from deepgrad.diagnostics.gradcheck.plain import plain_network
 from deepgrad.diagnostics.gradcheck.report import DEFAULTS, GradcheckReport
-from deepgrad.model.net import Network
+from deepgrad.model.net import Network, resolve_l2_normalization
 
 __all__ = ["gradcheck_network", "METHODS", "DTYPES", "EPS_RANGE"]
 
@@ -137,11 +137,13 @@ def gradcheck_network(
     masks=None,
     seed: int = 0,
     sample: int | None = None,
-    l2_denominator: int | None = None,
+    l2_normalization: str | int = "batch",
     backward: Callable | None = None,
     workers: int | None = None,
     method: str = "exact",
     dtype: str | None = None,
+    *,
+    l2_denominator: int | None = None,
 ) -> GradcheckReport:
     """Check a network's backprop against central differences of its regularized cost.
 
@@ -152,7 +154,10 @@ def gradcheck_network(
     ----------
     net : a deepgrad ``Network`` (its parameters are not changed).
     X : (m, n^[0]) inputs; Y : (m,) labels or (m, n^[L]) targets.
-    l2 : lambda of the L2 term; ``l2_denominator`` divides it by that instead of m.
+    l2 : lambda of the L2 term lambda/(2 m_reg) sum ||W||_F^2.
+    l2_normalization : "batch" (default): m_reg = m, the rows of X; a positive int: that
+        m_reg (e.g. the training-set size, to check the cost a model was trained on with
+        ``fit(l2_normalization="dataset")``).
     eps, threshold : the step and the bar; None: the defaults of ``DEFAULTS`` for the
         method and dtype (exact: 1e-9 and 1e-12 in float64, 1e-6 and 1e-6 in float32;
         plain: 1e-7 and 1e-7 in float64, 3e-2 and 1e-3 in float32). eps must lie in
@@ -177,6 +182,8 @@ def gradcheck_network(
         identity falls back to "plain" with a RuntimeWarning.
     dtype : "float64" or "float32": the precision of the check (None: the net's dtype).
         float32 networks are checked in float32, against float32 backprop.
+    l2_denominator : the deprecated name of ``l2_normalization=<int>`` (DeprecationWarning;
+        giving it with an int ``l2_normalization`` is a TypeError).
 
     Returns
     -------
@@ -197,8 +204,8 @@ def gradcheck_network(
     method, dtype, eps, threshold = _resolve_method(net, method, dtype, eps, threshold)
     data = _network_inputs(net, X, Y, keep_prob, masks, seed, dtype)
     l2 = check_float("l2", l2, 0.0)
-    m = data.X.shape[0]
-    m_reg = m if l2_denominator is None else check_int("l2_denominator", l2_denominator, 1)
+    m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
+    m_reg = data.X.shape[0] if m_reg is None else m_reg
     if backward is not None and not callable(backward):
         raise TypeError(f"backward must be callable like network.backward, got {backward!r}")
     threshold = check_float("threshold", threshold, 0.0, low_open=True)
