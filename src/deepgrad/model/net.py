@@ -1,5 +1,5 @@
 """``Network``: a thin façade over the reference math (``core.network``) and the training
-loop (``train.api.fit``)."""
+loop (``Network.fit`` is ``train.api``'s, with ``deepgrad.fit``'s keywords)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,9 @@ from deepgrad.core.checks import (
     check_targets,
     encode_targets,
 )
-from deepgrad.data.preprocessing import (
-    TASKS,
-    Preprocessing,
-    check_columns,
-    class_names,
-    fit_preprocessing,
-    task_of,
-    warn_if_unscaled,
-)
+from deepgrad.data.preprocessing import Preprocessing, check_columns
 from deepgrad.devices import torch_backend as tb
+from deepgrad.train.api import network_fit
 
 __all__ = ["Network", "DTYPES", "resolve_l2_normalization"]
 
@@ -86,31 +79,6 @@ def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
             f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
         )
     return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
-
-
-def _sorted(classes):
-    """Class names as a sorted array of distinct labels (None stays None)."""
-    if classes is None:
-        return None
-    names = class_names(classes, "classes")
-    if len(names) != len(classes):
-        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
-    return names
-
-
-def _classes_hint(Y, output: str, n_out: int) -> str | None:
-    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
-    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
-        return None
-    try:
-        values = np.unique(np.asarray(Y))
-    except (TypeError, ValueError):
-        return None
-    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
-    if values.dtype.kind not in "iuf" or len(values) != expected:
-        return None
-    shown = [v.item() for v in values]
-    return f"if {shown} are the class names, pass classes={shown} to fit"
 
 
 class Network:
@@ -344,87 +312,9 @@ class Network:
             device=device,
         )
 
-    def fit(
-        self, X, Y, *, standardize: bool = False, task: str | None = None, classes=None, **kwargs
-    ):
-        """Train in place on the user's rows and labels; returns the History.
-
-        standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
-            standardized features; for a linear output also scale the targets to zero mean
-            and unit variance. Saved with the model and applied by ``predict``. Default
-            False: the network sees X as given (an ``UnscaledFeaturesWarning`` says when
-            that looks like a mistake).
-        task : "classification" or "regression", checked against the output layer (None:
-            the output layer's task).
-        classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
-            unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
-            names. Default: text labels are mapped to their sorted names automatically;
-            numeric labels must be the output's indices (0..K-1, or 0/1).
-
-        The class names are kept in ``preprocessing``: ``predict`` returns the user's labels.
-        A network that already has a preprocessing record keeps it (continued training)
-        unless ``standardize=True`` fits a new one. Everything else goes to
-        ``deepgrad.fit`` (batch_size, epochs, learning_rate, validation_data, ...).
-        """
-        from deepgrad.train.api import fit
-
-        self._check_task(task)
-        if not isinstance(standardize, bool | np.bool_):
-            raise TypeError(f"standardize must be True or False, got {standardize!r}")
-        pre = self.preprocessing
-        if pre is None or standardize or classes is not None:
-            X, pre = self._fit_record(X, Y, bool(standardize), classes)
-        Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
-        validation = kwargs.get("validation_data")
-        if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
-            Xv = validation[0]
-            if pre.inputs is not None:  # checked before any arithmetic
-                Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
-            kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
-        self.preprocessing = pre
-        try:
-            history = fit(self, Xm, Ym, **kwargs)
-        except ValueError as exc:
-            hint = _classes_hint(Ym, self.spec.output, self.layer_sizes[-1])
-            if hint is None or not str(exc).startswith("Y must hold"):
-                raise
-            raise ValueError(f"{exc}; {hint}") from exc
-        if pre is None or pre.inputs is None:
-            warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
-        return history
-
-    def _fit_record(self, X, Y, standardize: bool, classes):
-        """(X checked when standardizing, the new record or None when it changes nothing)."""
-        columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
-        if standardize and isinstance(X, np.memmap):
-            raise ValueError(
-                "standardize=True would load the memory-mapped X into memory; write "
-                "standardized files (or a Standardizer's transform) and pass standardize=False"
-            )
-        if standardize:
-            X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
-        pre = fit_preprocessing(
-            X,
-            Y,
-            self.spec.output,
-            self.layer_sizes[-1],
-            standardize,
-            classes=_sorted(classes),
-            feature_names=None if columns is None else [str(c) for c in columns],
-        )
-        return X, None if pre.is_identity else pre
-
-    def _check_task(self, task) -> None:
-        if task is None:
-            return
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
-        if task != task_of(self.spec.output):
-            raise ValueError(
-                f"task={task!r} does not fit this network's {self.spec.output} output "
-                f"(a {task_of(self.spec.output)}); build it with output="
-                + ("'linear'" if task == "regression" else "'softmax' or 'sigmoid'")
-            )
+    # deepgrad.fit's keywords, defaults and docstring (train.api): one definition for both;
+    # net.fit(X, Y, ...) always goes through the preprocessing record.
+    fit = network_fit
 
     def _model_X(self, X):
         """The user's rows as the network's inputs: standardized if the record says so."""
