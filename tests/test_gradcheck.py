@@ -36,7 +36,7 @@ def problem(act="tanh", out="softmax", sizes=(4, 6, 5), m=12, seed=0, n_out=3):
 
 
 def encoded(net, X, y):
-    return net._XY(X, y)
+    return net.validate_data(X, y)
 
 
 def generic_for(net, X, y, l2=0.0, masks=None, eps=1e-7, **kw):

@@ -199,27 +199,41 @@ class Network:
         return new
 
     # -- inputs ------------------------------------------------------------------------
-    def _X(self, X):
+    def validate_inputs(self, X):
+        """X (m, n^[0]) checked (2-D, not empty, finite, n^[0] columns, fits the dtype) and
+        converted once: in the network's dtype, namespace and device. What every method
+        taking X runs first; code built on ``core.network`` can call it and then trust X.
+
+        >>> import deepgrad as dg, numpy as np
+        >>> dg.Network([2, 1], seed=0).validate_inputs([[1, 2]]).dtype
+        dtype('float32')
+        """
         tb.check_inputs(self.params, X=X)
+        return self._as_input(X)
+
+    def _as_input(self, X):
         X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        W = self.params["W1"]
         if self.backend == "torch":  # host arrays are copied to the parameters' device
-            return tb.as_device_array(X, self.params["W1"])
-        xp = namespace(self.params["W1"])
-        if isinstance(X, np.ndarray) and xp is not namespace(X):
-            return xp.asarray(np.asarray(X, dtype=self.dtype))
+            return tb.as_device_array(X, W)
         if isinstance(X, np.ndarray):
-            return np.asarray(X, dtype=self.dtype)
+            X = np.asarray(X, dtype=self.dtype)
+            return X if isinstance(W, np.ndarray) else namespace(W).asarray(X)
+        xp = namespace(W)
         return xp.astype(X, getattr(xp, self.dtype))
 
-    def _XY(self, X, Y):
+    def validate_data(self, X, Y):
+        """(X, Y) checked and converted once: X as ``validate_inputs`` gives it, Y (m,)
+        labels or (m, n^[L]) targets checked against the output layer and encoded as a
+        float (m, n^[L]) array beside X (one-hot for class labels)."""
         tb.check_inputs(self.params, X=X, Y=Y)
-        Xa = self._X(X)
+        Xa = self._as_input(X)
         Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
         check_fits_dtype("Y", Y, self.dtype)
-        xp = namespace(Xa)
         return Xa, encode_targets(
-            Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype, device=tb.device_of(Xa)
-        )
+            Y, self.spec.output, self.layer_sizes[-1], namespace(Xa), Xa.dtype,
+            device=tb.device_of(Xa),
+        )  # fmt: skip
 
     # -- the math ------------------------------------------------------------------------
     def _masks(self, masks, m: int):
@@ -243,7 +257,7 @@ class Network:
 
     def forward(self, X, masks=None):
         """(Z^[L], cache) for X (m, n^[0]); see ``network.forward``."""
-        Xa = self._X(X)
+        Xa = self.validate_inputs(X)
         return nw.forward(self.params, Xa, self.spec, self._masks(masks, Xa.shape[0]))
 
     def cost(
@@ -271,7 +285,7 @@ class Network:
         """
         l2 = check_float("l2", l2, 0.0)
         m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
-        Xa, Ya = self._XY(X, Y)
+        Xa, Ya = self.validate_data(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
 
@@ -289,7 +303,7 @@ class Network:
         ``params``."""
         l2 = check_float("l2", l2, 0.0)
         m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
-        Xa, Ya = self._XY(X, Y)
+        Xa, Ya = self.validate_data(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
         return scalar(J), grads
@@ -325,7 +339,7 @@ class Network:
         if names is not None and pre.feature_names is not None:
             check_columns([str(c) for c in names], pre.feature_names)
         if pre.inputs is not None:
-            X = self._X(X)  # shape and value checks before any arithmetic
+            X = self.validate_inputs(X)  # shape and value checks before any arithmetic
         return pre.transform(X)
 
     def predict_proba(self, X):
