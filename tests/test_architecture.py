@@ -121,13 +121,18 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def test_import_deepgrad_is_light():
+    # Network.fit is defined with deepgrad.fit's keywords (train.api, light); the loop and
+    # its engines load with the first fit, the checker and the probe on first use.
     code = (
-        "import sys, deepgrad\n"
+        "import sys, numpy as np, deepgrad\n"
         "heavy = ['torch', 'matplotlib', 'pandas', 'sklearn', 'deepgrad.train.loop',"
         " 'deepgrad.train.engines', 'deepgrad.diagnostics.gradcheck', 'deepgrad.plotting']\n"
         "print([m for m in heavy if m in sys.modules])\n"
         "deepgrad.fit, deepgrad.gradcheck_network, deepgrad.probe\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "net = deepgrad.Network([2, 1], seed=0)\n"
+        "net.fit(np.zeros((4, 2)), np.array([0, 1, 0, 1]), epochs=1, progress=False)\n"
         "print('deepgrad.train.loop' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    assert out.stdout.split("\n")[:3] == ["[]", "['deepgrad.diagnostics.gradcheck']", "True"]

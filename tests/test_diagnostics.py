@@ -487,3 +487,72 @@ def test_figures_draw_every_case(tmp_path):
     assert (tmp_path / "probe.png").stat().st_size > 0 and X.shape == (50, 16)
     assert probe_plots.hist_layers(30) == [1, 8, 16, 23, 30]
     assert probe_plots.hist_layers(2) == [1, 2]
+
+
+# -- every input is validated once per public call --------------------------------------
+
+
+def _count_validation(monkeypatch):
+    """Log (function, argument name, caller module) for every call of core.checks' checks
+    and of core.backend.namespace wherever deepgrad imported them, until the first forward
+    pass (the math). Calls made inside deepgrad.core itself are core's business: left out."""
+    import sys
+
+    from deepgrad.core import backend, checks
+
+    names = ["as_2d_float", "check_targets", "encode_targets", "check_fits_dtype"]
+    names += ["check_float", "check_int"]
+    targets = {id(getattr(checks, n)): (n, getattr(checks, n)) for n in names}
+    targets[id(backend.namespace)] = ("namespace", backend.namespace)
+    log, state = [], {"math": False}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if not state["math"] and not caller.startswith("deepgrad.core"):
+                log.append((name, args[0] if args and isinstance(args[0], str) else None))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for module in [m for n, m in sys.modules.items() if n.startswith("deepgrad") and m]:
+        for attr, value in list(vars(module).items()):
+            hit = targets.get(id(value))
+            if hit is not None and hit[1] is value:
+                monkeypatch.setattr(module, attr, counted(*hit))
+    forward = nw.forward
+
+    def first_math(*args, **kwargs):
+        state["math"] = True
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(nw, "forward", first_math)
+    return log
+
+
+CALLS = {
+    "probe": lambda net, X, y: dg.probe(net, X, y, l2=0.1),
+    "probe, random targets": lambda net, X, y: dg.probe(net, X),
+    "gradcheck_network": lambda net, X, y: dg.gradcheck_network(net, X, y, l2=0.1, workers=1),
+    "gradcheck_network, dropout": lambda net, X, y: dg.gradcheck_network(
+        net, X, y, keep_prob=0.8, sample=20, workers=1, method="plain"
+    ),
+    "cost": lambda net, X, y: net.cost(X, y, l2=0.1),
+    "cost_and_gradients": lambda net, X, y: net.cost_and_gradients(X, y, l2_normalization=9),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+def test_each_input_is_validated_once_before_the_math(monkeypatch, call):
+    net = dg.Network([4, 6, 5, 3], "tanh", "softmax", seed=0, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(12, 4))
+    y = np.arange(12) % 3
+    CALLS[call](net, X, y)  # every module loaded before counting
+    log = _count_validation(monkeypatch)
+    CALLS[call](net, X, y)
+    checks = [c for c in log if c[0] != "namespace"]
+    assert len(checks) == len(set(checks)), log  # no argument checked twice
+    assert [c for c in log if c[0] == "as_2d_float"] == [("as_2d_float", "X")], log
+    assert sum(c[0] == "check_targets" for c in log) == (call != "probe, random targets"), log
+    assert sum(c[0] == "encode_targets" for c in log) == 1, log
+    assert sum(c[0] == "namespace" for c in log) <= 1, log  # the inputs' namespace, once

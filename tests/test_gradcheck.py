@@ -13,7 +13,8 @@ import deepgrad as dg
 from deepgrad.core import dropout, losses
 from deepgrad.core import network as nw
 from deepgrad.diagnostics import bugs
-from deepgrad.diagnostics.gradcheck import Entry, _loss_sums, verdict
+from deepgrad.diagnostics.gradcheck import Entry, verdict
+from deepgrad.diagnostics.gradcheck.plain import _loss_sums
 
 ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 OUTPUTS = ["sigmoid", "softmax", "linear"]
@@ -35,7 +36,7 @@ def problem(act="tanh", out="softmax", sizes=(4, 6, 5), m=12, seed=0, n_out=3):
 
 
 def encoded(net, X, y):
-    return net._XY(X, y)
+    return net.validate_data(X, y)
 
 
 def generic_for(net, X, y, l2=0.0, masks=None, eps=1e-7, **kw):
@@ -269,6 +270,30 @@ def test_l2_term_is_part_of_the_checked_cost():
     diff = with_l2.numerical["W1"] - without.numerical["W1"]
     np.testing.assert_allclose(diff, 0.5 / len(X) * net.params["W1"], rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(with_l2.numerical["b1"], without.numerical["b1"], atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["exact", "plain"])
+def test_l2_normalization_int_is_the_deprecated_l2_denominator(method):
+    net, X, y = problem("tanh", "softmax")
+    new = dg.gradcheck_network(net, X, y, l2=0.5, l2_normalization=200, method=method)
+    with pytest.warns(DeprecationWarning, match="l2_normalization=200") as seen:
+        old = dg.gradcheck_network(net, X, y, l2=0.5, l2_denominator=200, method=method)
+    assert seen[0].filename == __file__
+    assert new.relative_error == old.relative_error and new.passed
+    for k in net.params:
+        assert np.array_equal(new.numerical[k], old.numerical[k])
+        assert np.array_equal(new.analytic[k], old.analytic[k])
+    # the L2 term's derivative is lambda / m_reg W: divided by 200, not by the rows of X
+    without = dg.gradcheck_network(net, X, y, method=method)
+    diff = new.numerical["W1"] - without.numerical["W1"]
+    np.testing.assert_allclose(diff, 0.5 / 200 * net.params["W1"], rtol=1e-4, atol=1e-8)
+    batch = dg.gradcheck_network(net, X, y, l2=0.5, method=method)
+    explicit_m = dg.gradcheck_network(net, X, y, l2=0.5, l2_normalization=len(X), method=method)
+    assert np.array_equal(batch.numerical["W1"], explicit_m.numerical["W1"])
+    with pytest.raises(TypeError, match="pass only l2_normalization"):
+        dg.gradcheck_network(net, X, y, l2=0.5, l2_normalization=200, l2_denominator=200)
+    with pytest.raises(ValueError, match="l2_normalization must be"):
+        dg.gradcheck_network(net, X, y, l2=0.5, l2_normalization="dataset")
 
 
 def test_network_is_not_changed_and_float32_nets_are_checked_in_float32_by_default():

@@ -144,7 +144,7 @@ def test_demo_check_prints_a_line_and_the_table(capsys):
 
     net = dg.Network([4, 6, 3], "relu", "softmax", seed=0)
     X = np.random.default_rng(0).normal(size=(50, 4))
-    ok = demo_check(net, X, np.arange(50) % 3, l2=1.0, l2_denominator=50, seed=0)
+    ok = demo_check(net, X, np.arange(50) % 3, l2=1.0, l2_normalization=50, seed=0)
     out = capsys.readouterr().out
     assert ok and "gradient check of backprop on 32 held-out examples" in out
     assert "parameter" in out and "W1" in out

@@ -259,7 +259,7 @@ def test_relu_kink_crossings_are_counted_and_excluded(dtype):
     assert r.n_kinks >= 1 and r.passed and not r.failures
     assert {e.name for e in r.kinks} <= {"W1", "b1"}
     # a kink is an element whose +-eps step puts some pre-activation on the other side
-    Xa, _ = net._XY(X, y)
+    Xa, _ = net.validate_data(X, y)
     for e in r.kinks:
         if e.name == "b1":
             Z1 = np.asarray(Xa, np.float64) @ net.params["W1"].T.astype(np.float64)

@@ -73,8 +73,36 @@ def test_l2_term_is_seed_formula(rng):
     penalty = sum(np.sum(net.params[f"W{l}"] ** 2) for l in (1, 2))
     assert net.cost(X, Y, l2=0.5) - net.cost(X, Y) == pytest.approx(0.5 / (2 * 10) * penalty)
     # Normalized by the training-set size instead of the batch.
-    diff = net.cost(X, Y, l2=0.5, l2_denominator=1000) - net.cost(X, Y)
+    diff = net.cost(X, Y, l2=0.5, l2_normalization=1000) - net.cost(X, Y)
     assert diff == pytest.approx(0.5 / (2 * 1000) * penalty)
+
+
+def test_l2_normalization_int_is_the_deprecated_l2_denominator_bit_for_bit(rng):
+    net = dg.Network([3, 4, 2], "tanh", "softmax", seed=0, dtype="float64")
+    X, Y = rng.standard_normal((10, 3)), rng.integers(0, 2, 10)
+    masks = net.draw_masks(10, 0.8, np.random.default_rng(1))
+    J = net.cost(X, Y, l2=0.3, masks=masks, l2_normalization=250)
+    J2, grads = net.cost_and_gradients(X, Y, l2=0.3, masks=masks, l2_normalization=250)
+    with pytest.warns(DeprecationWarning, match=r"l2_normalization=250") as seen:
+        old = net.cost(X, Y, l2=0.3, masks=masks, l2_denominator=250)
+        old2, old_grads = net.cost_and_gradients(X, Y, l2=0.3, masks=masks, l2_denominator=250)
+    assert [w.filename for w in seen] == [__file__, __file__]  # points at the caller
+    assert J == old and J2 == old2 == J
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], old_grads[k])
+    # "batch" (the default) is m_reg = the rows of X, the same bits as the int m
+    assert net.cost(X, Y, l2=0.3) == net.cost(X, Y, l2=0.3, l2_normalization=10)
+    assert net.cost(X, Y, l2=0.3, l2_normalization="batch") == net.cost(X, Y, l2=0.3)
+    assert net.cost(X, Y, l2=0.3, masks=masks, l2_normalization=np.int64(250)) == J
+
+
+def test_l2_normalization_and_l2_denominator_together_are_a_type_error(rng):
+    net = dg.Network([3, 4, 1], seed=0, dtype="float64")
+    X, Y = rng.standard_normal((5, 3)), rng.integers(0, 2, 5)
+    with pytest.raises(TypeError, match="pass only l2_normalization"):
+        net.cost(X, Y, l2=0.1, l2_normalization=5, l2_denominator=5)
+    with pytest.raises(ValueError, match=r"'dataset' is fit's"):
+        net.cost(X, Y, l2=0.1, l2_normalization="dataset")
 
 
 @pytest.mark.parametrize("output", OUTPUTS)

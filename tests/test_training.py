@@ -111,3 +111,64 @@ def test_divergence_keeps_last_finite_parameters(rng):
     net2 = dg.Network([5, 64, 64, 1], seed=0, init="standard_normal")
     h = net2.fit(X, y, batch_size=None, epochs=50, learning_rate=1e6, seed=0, on_divergence="stop")
     assert h.stopped and "diverged" in h.stopped
+
+
+# -- deepgrad.fit and Network.fit: one signature, the same numbers -----------------------
+
+
+def test_fit_and_network_fit_have_one_signature_and_docstring():
+    import inspect
+
+    net = dg.Network([2, 1], seed=0)
+    assert inspect.signature(dg.fit) == inspect.signature(dg.Network.fit)
+    bound = list(inspect.signature(net.fit).parameters.values())
+    assert bound == list(inspect.signature(dg.fit).parameters.values())[1:]
+    for name in ("standardize", "task", "classes"):
+        assert inspect.signature(net.fit).parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    assert dg.fit.__doc__ == dg.Network.fit.__doc__ and "standardize" in dg.fit.__doc__
+
+
+def _same_fit(a, b):
+    ha, hb = a
+    na, nb = b
+    assert ha.iteration_cost == hb.iteration_cost and ha.epoch_cost == hb.epoch_cost
+    for k in na.params:
+        assert np.array_equal(na.params[k], nb.params[k]), k
+
+
+def test_fit_with_preprocessing_is_network_fit_bit_for_bit(rng):
+    X = rng.standard_normal((60, 3)) * [1.0, 50.0, 0.01] + [0.0, 200.0, 3.0]
+    labels = np.array(["ant", "bee", "cat"])[rng.integers(0, 3, 60)]
+    kw = dict(standardize=True, batch_size=16, epochs=3, seed=1, progress=False)
+    kw["validation_data"] = (X[:10], labels[:10])
+    a, b = (dg.Network([3, 6, 3], "tanh", "softmax", seed=2) for _ in range(2))
+    ha, hb = dg.fit(a, X, labels, **kw), b.fit(X, labels, **kw)
+    _same_fit((ha, hb), (a, b))
+    assert ha.val_cost == hb.val_cost
+    assert list(a.preprocessing.classes) == list(b.preprocessing.classes) == ["ant", "bee", "cat"]
+    assert list(a.predict(X[:5])) == list(b.predict(X[:5]))
+    # classes= or task= alone also take the record path
+    y = rng.integers(1, 3, 60)
+    c, d = (dg.Network([3, 4, 1], "tanh", "sigmoid", seed=3) for _ in range(2))
+    kw = dict(classes=[1, 2], task="classification", epochs=2, seed=0, progress=False)
+    with pytest.warns(dg.UnscaledFeaturesWarning) as seen_c:
+        hc = dg.fit(c, X, y, **kw)
+    with pytest.warns(dg.UnscaledFeaturesWarning) as seen_d:
+        hd = d.fit(X, y, **kw)
+    assert seen_c[0].filename == seen_d[0].filename == __file__  # points at the caller
+    _same_fit((hc, hd), (c, d))
+
+
+def test_fit_without_preprocessing_trains_on_x_and_y_as_given(rng):
+    # No standardize/task/classes: deepgrad.fit keeps its behaviour (no record, no
+    # UnscaledFeaturesWarning; warnings are errors here) and Network.fit's numbers.
+    X = rng.standard_normal((40, 3)) * 100.0
+    y = rng.integers(0, 2, 40)
+    a, b = (dg.Network([3, 5, 1], "relu", "sigmoid", seed=4) for _ in range(2))
+    ha = dg.fit(a, X, y, epochs=2, seed=0, progress=False)
+    assert a.preprocessing is None
+    with pytest.warns(dg.UnscaledFeaturesWarning, match="standardize=True"):
+        hb = b.fit(X, y, epochs=2, seed=0, progress=False)
+    _same_fit((ha, hb), (a, b))
+    with pytest.raises(TypeError, match="Y must hold real numbers"):  # text labels need net.fit
+        dg.fit(a, X, np.where(y == 1, "yes", "no"), epochs=1, progress=False)

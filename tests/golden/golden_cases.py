@@ -594,9 +594,9 @@ def _network_methods_case(dtype):
         out["J"] = J
         out.update({f"grads/{k}": np.asarray(v) for k, v in grads.items()})
         masks = net.draw_masks(60, 0.75, np.random.default_rng(19))
-        Jm, gm = net.cost_and_gradients(Xs, y, l2=0.2, masks=masks, l2_denominator=100)
+        Jm, gm = net.cost_and_gradients(Xs, y, l2=0.2, masks=masks, l2_normalization=100)
         out["J_masked"] = Jm
-        out["cost_masked"] = net.cost(Xs, y, l2=0.2, masks=masks, l2_denominator=100)
+        out["cost_masked"] = net.cost(Xs, y, l2=0.2, masks=masks, l2_normalization=100)
         out.update({f"grads_masked/{k}": np.asarray(v) for k, v in gm.items()})
         out.update({f"masks/{i}": np.asarray(mk) for i, mk in enumerate(masks)})
         h = net.fit(X, labels, standardize=True, batch_size=16, epochs=3, seed=20,
@@ -785,7 +785,7 @@ def cases() -> dict[str, dict]:
             [5, 8, 6, 1], "relu", "sigmoid", "exact", m=64, eps=1e-3
         ),
         "leaky_linear_exact": _gradcheck_case(
-            [4, 6, 5, 2], "leaky_relu", "linear", "exact", l2=0.05, l2_denominator=50
+            [4, 6, 5, 2], "leaky_relu", "linear", "exact", l2=0.05, l2_normalization=50
         ),
         "sigmoid_softmax_sample_plain": _gradcheck_case(
             [5, 8, 6, 3], "sigmoid", "softmax", "plain", sample=30, seed=3

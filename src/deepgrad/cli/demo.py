@@ -73,5 +73,5 @@ def run(args) -> int:
     # the relative error (2e-7 measured); held-out examples give a larger gradient.
     # The check is of the math on the network's own inputs: the standardized rows.
     Zte = net.preprocessing.transform(Xte)
-    checked = demo_check(net, Zte, yte, l2=1.0, l2_denominator=len(ytr), seed=args.seed)
+    checked = demo_check(net, Zte, yte, l2=1.0, l2_normalization=len(ytr), seed=args.seed)
     return 0 if acc >= 0.95 and checked else 1

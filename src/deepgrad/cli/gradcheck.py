@@ -162,18 +162,20 @@ def run(args) -> int:
 
 
 def demo_check(
-    net, X, y, l2: float, l2_denominator: int | None, seed: int, examples=32, which="held-out"
+    net, X, y, l2: float, l2_normalization, seed: int, examples=32, which="held-out"
 ) -> bool:
     """The demo's check: the trained net's backprop on ``examples`` examples of X.
 
-    Runs on a float64 copy (``gradcheck_network`` makes one), with the L2 term as trained;
-    prints a one-line result and the first lines of the table. Returns ``report.passed``.
+    Runs on a float64 copy (``gradcheck_network`` makes one), with the L2 term as trained
+    (``l2_normalization``: "batch", or the training-set size for a net trained with
+    "dataset"); prints a one-line result and the first lines of the table. Returns
+    ``report.passed``.
     """
     import deepgrad as dg
 
     idx = np.random.default_rng(seed).choice(len(X), size=min(examples, len(X)), replace=False)
     report = dg.gradcheck_network(
-        net, X[idx], y[idx], l2=l2, l2_denominator=l2_denominator, seed=seed, dtype="float64"
+        net, X[idx], y[idx], l2=l2, l2_normalization=l2_normalization, seed=seed, dtype="float64"
     )
     print(
         f"gradient check of backprop on {len(idx)} {which} examples (float64 copy): "

@@ -30,6 +30,7 @@ import numpy as np
 from deepgrad.core import activations, initializers
 from deepgrad.core.backend import namespace, scalar
 from deepgrad.core.checks import check_float, check_int
+from deepgrad.model.net import Network
 
 __all__ = ["lsuv", "LSUVInfo"]
 
@@ -79,14 +80,12 @@ def lsuv(net, X, *, tol: float = 0.1, max_iter: int = 10, seed: int = 0):
     -------
     (Network, LSUVInfo) : the new network (``init == "lsuv"``) and per-layer variances.
     """
-    from deepgrad.model.net import Network
-
     if not isinstance(net, Network):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
     tol = check_float("tol", tol, 0.0, low_open=True)
     max_iter = check_int("max_iter", max_iter, 1)
     seed = check_int("seed", seed, 0)
-    A = net._X(X)
+    A = net.validate_inputs(X)
     if A.shape[0] < 2:
         raise ValueError(f"X needs at least 2 rows to measure a variance, got {A.shape[0]}")
     new = net.copy()

@@ -50,7 +50,10 @@ import numpy as np
 from deepgrad.core import activations, initializers, losses
 from deepgrad.core import network as nw
 from deepgrad.core.backend import namespace, to_numpy
-from deepgrad.core.checks import check_float, check_int, check_targets, encode_targets
+from deepgrad.core.checks import check_float, check_int, encode_targets
+from deepgrad.devices import torch_backend as tb
+from deepgrad.model.net import Network
+from deepgrad.train.api import fit
 
 __all__ = [
     "LayerStats",
@@ -484,22 +487,23 @@ def random_targets(spec: nw.Spec, m: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _probe_inputs(net, X, Y, l2, learning_rate, seed):
-    """Validate the public arguments; return (X, encoded Y, l2, lr, targets description)."""
-    from deepgrad.model.net import Network
-
+    """Validate the public arguments, each once; return (X, encoded Y, l2, lr, targets
+    description), which the probe then trusts."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
     l2 = check_float("l2", l2, 0.0)
     learning_rate = check_float("learning_rate", learning_rate, 0.0, low_open=True)
     seed = check_int("seed", seed, 0)
-    Xa = net._X(X)  # 2-D, not empty, finite, n^[0] columns, the net's dtype
-    m, spec = Xa.shape[0], net.spec
-    if Y is None:
-        Y, targets = random_targets(spec, m, np.random.default_rng(seed)), f"random (seed {seed})"
-    else:
-        Y, targets = check_targets("Y", Y, spec.output, spec.layer_sizes[-1], m), "given"
-    Ya = encode_targets(Y, spec.output, spec.layer_sizes[-1], namespace(Xa), Xa.dtype)
-    return Xa, Ya, l2, learning_rate, targets
+    if Y is not None:
+        Xa, Ya = net.validate_data(X, Y)
+        return Xa, Ya, l2, learning_rate, "given"
+    Xa = net.validate_inputs(X)
+    spec = net.spec
+    Y = random_targets(spec, Xa.shape[0], np.random.default_rng(seed))
+    Ya = encode_targets(
+        Y, spec.output, spec.layer_sizes[-1], namespace(Xa), Xa.dtype, device=tb.device_of(Xa)
+    )
+    return Xa, Ya, l2, learning_rate, f"random (seed {seed})"
 
 
 def probe(
@@ -607,8 +611,6 @@ def probe_training(
     every report sees the same examples; step 0 (before training) and the last step are
     always recorded. Watch e.g. ``series("dead_fraction")`` grow as ReLU units die.
     """
-    from deepgrad.train.api import fit
-
     X = np.asarray(X) if not hasattr(X, "shape") else X
     m = check_int("len(X)", int(X.shape[0]) if X.ndim else 0, 1)
     k = min(check_int("probe_examples", probe_examples, 1), m)

@@ -1,7 +1,10 @@
 """``Network``: a thin façade over the reference math (``core.network``) and the training
-loop (``train.api.fit``)."""
+loop (``Network.fit`` is ``train.api``'s, with ``deepgrad.fit``'s keywords)."""
 
 from __future__ import annotations
+
+import numbers
+import warnings
 
 import numpy as np
 
@@ -11,24 +14,59 @@ from deepgrad.core.backend import namespace, scalar, to_numpy
 from deepgrad.core.checks import (
     as_2d_float,
     check_fits_dtype,
+    check_float,
     check_int,
     check_targets,
     encode_targets,
 )
-from deepgrad.data.preprocessing import (
-    TASKS,
-    Preprocessing,
-    check_columns,
-    class_names,
-    fit_preprocessing,
-    task_of,
-    warn_if_unscaled,
-)
+from deepgrad.data.preprocessing import Preprocessing, check_columns
 from deepgrad.devices import torch_backend as tb
+from deepgrad.train.api import network_fit
 
-__all__ = ["Network", "DTYPES"]
+__all__ = ["Network", "DTYPES", "resolve_l2_normalization"]
 
 DTYPES = ("float32", "float64")
+_L2_ALLOWED = '"batch" (m_reg = the rows of X) or a positive int (an explicit m_reg)'
+
+
+def resolve_l2_normalization(l2_normalization="batch", l2_denominator=None) -> int | None:
+    """m_reg of the L2 term lambda/(2 m_reg) sum ||W||_F^2 for a cost on the rows given:
+    None for ``l2_normalization="batch"`` (m_reg = the rows of X), else the positive int
+    given (e.g. the training-set size).
+
+    ``l2_denominator`` is the int form's deprecated name: it gives a DeprecationWarning,
+    and giving it with an int ``l2_normalization`` is a TypeError.
+    """
+    if l2_denominator is not None:
+        return _deprecated_denominator(l2_normalization, l2_denominator)
+    if isinstance(l2_normalization, str):
+        if l2_normalization == "batch":
+            return None
+        hint = ""
+        if l2_normalization == "dataset":  # fit's option: there the training set is known
+            hint = "; 'dataset' is fit's (m_reg = the training set): pass its size as an int"
+        raise ValueError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}{hint}")
+    if isinstance(l2_normalization, bool) or not isinstance(l2_normalization, numbers.Integral):
+        raise TypeError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}")
+    if l2_normalization < 1:
+        raise ValueError(f"l2_normalization must be {_L2_ALLOWED}, got {l2_normalization!r}")
+    return int(l2_normalization)
+
+
+def _deprecated_denominator(l2_normalization, l2_denominator) -> int:
+    if not (isinstance(l2_normalization, str) and l2_normalization == "batch"):
+        raise TypeError(
+            f"got l2_normalization={l2_normalization!r} and its deprecated name "
+            f"l2_denominator={l2_denominator!r}; pass only l2_normalization"
+        )
+    m_reg = check_int("l2_denominator", l2_denominator, 1)
+    warnings.warn(
+        f"l2_denominator is deprecated; pass l2_normalization={m_reg} instead "
+        f"(l2_normalization=<int>, the same m_reg)",
+        DeprecationWarning,
+        stacklevel=4,  # the caller of Network.cost or gradcheck_network
+    )
+    return m_reg
 
 
 def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
@@ -41,31 +79,6 @@ def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
             f"layer_sizes needs at least 2 entries (inputs and outputs), got {list(layer_sizes)!r}"
         )
     return tuple(check_int(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes))
-
-
-def _sorted(classes):
-    """Class names as a sorted array of distinct labels (None stays None)."""
-    if classes is None:
-        return None
-    names = class_names(classes, "classes")
-    if len(names) != len(classes):
-        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
-    return names
-
-
-def _classes_hint(Y, output: str, n_out: int) -> str | None:
-    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
-    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
-        return None
-    try:
-        values = np.unique(np.asarray(Y))
-    except (TypeError, ValueError):
-        return None
-    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
-    if values.dtype.kind not in "iuf" or len(values) != expected:
-        return None
-    shown = [v.item() for v in values]
-    return f"if {shown} are the class names, pass classes={shown} to fit"
 
 
 class Network:
@@ -186,35 +199,41 @@ class Network:
         return new
 
     # -- inputs ------------------------------------------------------------------------
-    def _X(self, X):
+    def validate_inputs(self, X):
+        """X (m, n^[0]) checked (2-D, not empty, finite, n^[0] columns, fits the dtype) and
+        converted once: in the network's dtype, namespace and device. What every method
+        taking X runs first; code built on ``core.network`` can call it and then trust X.
+
+        >>> import deepgrad as dg, numpy as np
+        >>> dg.Network([2, 1], seed=0).validate_inputs([[1, 2]]).dtype
+        dtype('float32')
+        """
         tb.check_inputs(self.params, X=X)
+        return self._as_input(X)
+
+    def _as_input(self, X):
         X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
+        W = self.params["W1"]
         if self.backend == "torch":  # host arrays are copied to the parameters' device
-            return tb.as_device_array(X, self.params["W1"])
-        xp = namespace(self.params["W1"])
-        if isinstance(X, np.ndarray) and xp is not namespace(X):
-            return xp.asarray(np.asarray(X, dtype=self.dtype))
+            return tb.as_device_array(X, W)
         if isinstance(X, np.ndarray):
-            return np.asarray(X, dtype=self.dtype)
+            X = np.asarray(X, dtype=self.dtype)
+            return X if isinstance(W, np.ndarray) else namespace(W).asarray(X)
+        xp = namespace(W)
         return xp.astype(X, getattr(xp, self.dtype))
 
-    def _XY(self, X, Y):
+    def validate_data(self, X, Y):
+        """(X, Y) checked and converted once: X as ``validate_inputs`` gives it, Y (m,)
+        labels or (m, n^[L]) targets checked against the output layer and encoded as a
+        float (m, n^[L]) array beside X (one-hot for class labels)."""
         tb.check_inputs(self.params, X=X, Y=Y)
-        Xa = self._X(X)
+        Xa = self._as_input(X)
         Y = check_targets("Y", Y, self.spec.output, self.layer_sizes[-1], Xa.shape[0])
         check_fits_dtype("Y", Y, self.dtype)
-        xp = namespace(Xa)
         return Xa, encode_targets(
-            Y, self.spec.output, self.layer_sizes[-1], xp, Xa.dtype, device=tb.device_of(Xa)
-        )
-
-    def _m_reg(self, l2, l2_denominator):
-        from deepgrad.core.checks import check_float
-
-        l2 = check_float("l2", l2, 0.0)
-        if l2_denominator is not None:
-            l2_denominator = check_int("l2_denominator", l2_denominator, 1)
-        return l2, l2_denominator
+            Y, self.spec.output, self.layer_sizes[-1], namespace(Xa), Xa.dtype,
+            device=tb.device_of(Xa),
+        )  # fmt: skip
 
     # -- the math ------------------------------------------------------------------------
     def _masks(self, masks, m: int):
@@ -238,32 +257,59 @@ class Network:
 
     def forward(self, X, masks=None):
         """(Z^[L], cache) for X (m, n^[0]); see ``network.forward``."""
-        Xa = self._X(X)
+        Xa = self.validate_inputs(X)
         return nw.forward(self.params, Xa, self.spec, self._masks(masks, Xa.shape[0]))
 
-    def cost(self, X, Y, l2: float = 0.0, masks=None, l2_denominator: int | None = None) -> float:
-        """The seed's J = (1/m) sum L + lambda/(2 m) sum ||W||_F^2 on (X, Y), as a float.
+    def cost(
+        self,
+        X,
+        Y,
+        l2: float = 0.0,
+        masks=None,
+        l2_normalization: str | int = "batch",
+        *,
+        l2_denominator: int | None = None,
+    ) -> float:
+        """The seed's J = (1/m) sum L + lambda/(2 m_reg) sum ||W||_F^2 on (X, Y), a float.
 
-        ``masks``: frozen dropout masks (``draw_masks``); ``l2_denominator``: divide the L2
-        term by this instead of m (e.g. the training-set size).
+        ``masks``: frozen dropout masks (``draw_masks``). ``l2_normalization``: "batch"
+        (default, m_reg = m, the rows of X) or a positive int m_reg (e.g. the training-set
+        size: the cost ``fit(l2_normalization="dataset")`` minimizes). ``l2_denominator``
+        is the int form's deprecated name.
+
+        >>> import deepgrad as dg, numpy as np
+        >>> net = dg.Network([2, 3, 1], seed=0, dtype="float64")
+        >>> X, y = np.ones((4, 2)), np.array([0, 1, 1, 0])
+        >>> net.cost(X, y, l2=1.0, l2_normalization=4) == net.cost(X, y, l2=1.0)
+        True
         """
-        l2, m_reg = self._m_reg(l2, l2_denominator)
-        Xa, Ya = self._XY(X, Y)
+        l2 = check_float("l2", l2, 0.0)
+        m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
+        Xa, Ya = self.validate_data(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         return scalar(nw.cost(self.params, Xa, Ya, self.spec, l2, m_reg, masks))
 
-    def cost_and_gradients(self, X, Y, l2: float = 0.0, masks=None, l2_denominator=None):
-        """(J, grads): grads has the keys and shapes of ``params``."""
-        l2, m_reg = self._m_reg(l2, l2_denominator)
-        Xa, Ya = self._XY(X, Y)
+    def cost_and_gradients(
+        self,
+        X,
+        Y,
+        l2: float = 0.0,
+        masks=None,
+        l2_normalization: str | int = "batch",
+        *,
+        l2_denominator: int | None = None,
+    ):
+        """(J, grads) with the arguments of ``cost``: grads has the keys and shapes of
+        ``params``."""
+        l2 = check_float("l2", l2, 0.0)
+        m_reg = resolve_l2_normalization(l2_normalization, l2_denominator)
+        Xa, Ya = self.validate_data(X, Y)
         masks = self._masks(masks, Xa.shape[0])
         J, grads = nw.cost_and_gradients(self.params, Xa, Ya, self.spec, l2, m_reg, masks)
         return scalar(J), grads
 
     def draw_masks(self, m: int, keep_prob: float, rng: np.random.Generator) -> list:
         """Inverted-dropout masks for a batch of m examples (one per hidden layer)."""
-        from deepgrad.core.checks import check_float
-
         keep_prob = check_float("keep_prob", keep_prob, 0.0, 1.0, low_open=True)
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -280,87 +326,9 @@ class Network:
             device=device,
         )
 
-    def fit(
-        self, X, Y, *, standardize: bool = False, task: str | None = None, classes=None, **kwargs
-    ):
-        """Train in place on the user's rows and labels; returns the History.
-
-        standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
-            standardized features; for a linear output also scale the targets to zero mean
-            and unit variance. Saved with the model and applied by ``predict``. Default
-            False: the network sees X as given (an ``UnscaledFeaturesWarning`` says when
-            that looks like a mistake).
-        task : "classification" or "regression", checked against the output layer (None:
-            the output layer's task).
-        classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
-            unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
-            names. Default: text labels are mapped to their sorted names automatically;
-            numeric labels must be the output's indices (0..K-1, or 0/1).
-
-        The class names are kept in ``preprocessing``: ``predict`` returns the user's labels.
-        A network that already has a preprocessing record keeps it (continued training)
-        unless ``standardize=True`` fits a new one. Everything else goes to
-        ``deepgrad.fit`` (batch_size, epochs, learning_rate, validation_data, ...).
-        """
-        from deepgrad.train.api import fit
-
-        self._check_task(task)
-        if not isinstance(standardize, bool | np.bool_):
-            raise TypeError(f"standardize must be True or False, got {standardize!r}")
-        pre = self.preprocessing
-        if pre is None or standardize or classes is not None:
-            X, pre = self._fit_record(X, Y, bool(standardize), classes)
-        Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
-        validation = kwargs.get("validation_data")
-        if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
-            Xv = validation[0]
-            if pre.inputs is not None:  # checked before any arithmetic
-                Xv = as_2d_float("validation_data[0]", Xv, self.layer_sizes[0], dtype=self.dtype)
-            kwargs["validation_data"] = (pre.transform(Xv), pre.encode(validation[1]))
-        self.preprocessing = pre
-        try:
-            history = fit(self, Xm, Ym, **kwargs)
-        except ValueError as exc:
-            hint = _classes_hint(Ym, self.spec.output, self.layer_sizes[-1])
-            if hint is None or not str(exc).startswith("Y must hold"):
-                raise
-            raise ValueError(f"{exc}; {hint}") from exc
-        if pre is None or pre.inputs is None:
-            warn_if_unscaled(Xm, "pass standardize=True to fit (or use deepgrad.Standardizer)")
-        return history
-
-    def _fit_record(self, X, Y, standardize: bool, classes):
-        """(X checked when standardizing, the new record or None when it changes nothing)."""
-        columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
-        if standardize and isinstance(X, np.memmap):
-            raise ValueError(
-                "standardize=True would load the memory-mapped X into memory; write "
-                "standardized files (or a Standardizer's transform) and pass standardize=False"
-            )
-        if standardize:
-            X = as_2d_float("X", X, self.layer_sizes[0], dtype=self.dtype)
-        pre = fit_preprocessing(
-            X,
-            Y,
-            self.spec.output,
-            self.layer_sizes[-1],
-            standardize,
-            classes=_sorted(classes),
-            feature_names=None if columns is None else [str(c) for c in columns],
-        )
-        return X, None if pre.is_identity else pre
-
-    def _check_task(self, task) -> None:
-        if task is None:
-            return
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
-        if task != task_of(self.spec.output):
-            raise ValueError(
-                f"task={task!r} does not fit this network's {self.spec.output} output "
-                f"(a {task_of(self.spec.output)}); build it with output="
-                + ("'linear'" if task == "regression" else "'softmax' or 'sigmoid'")
-            )
+    # deepgrad.fit's keywords, defaults and docstring (train.api): one definition for both;
+    # net.fit(X, Y, ...) always goes through the preprocessing record.
+    fit = network_fit
 
     def _model_X(self, X):
         """The user's rows as the network's inputs: standardized if the record says so."""
@@ -371,7 +339,7 @@ class Network:
         if names is not None and pre.feature_names is not None:
             check_columns([str(c) for c in names], pre.feature_names)
         if pre.inputs is not None:
-            X = self._X(X)  # shape and value checks before any arithmetic
+            X = self.validate_inputs(X)  # shape and value checks before any arithmetic
         return pre.transform(X)
 
     def predict_proba(self, X):

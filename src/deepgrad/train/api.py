@@ -1,49 +1,61 @@
 """``fit``: the public entry of training, single-process or over MPI.
 
-It turns its keyword arguments into one ``FitOptions`` and hands it to the one loop
+``deepgrad.fit(net, X, Y, ...)`` and ``Network.fit(X, Y, ...)`` are made by ``_fit_function``
+from one keyword list and one docstring (``FIT_DOC``), so they cannot drift apart. Both turn
+their keyword arguments into one ``FitOptions`` and hand it to the one loop
 (``loop.run_fit``) on this process, or on every rank of an MPI job (``mpi``).
+``Network.fit`` always goes through the network's preprocessing record (standardization,
+class names); ``deepgrad.fit`` does when ``standardize=True``, ``task`` or ``classes`` is
+given, and otherwise trains on X and Y as given. The loop is imported by the first fit,
+so that ``import deepgrad`` (which defines ``Network.fit``) stays light.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
+from deepgrad.core.checks import as_2d_float
+from deepgrad.data.preprocessing import (
+    TASKS,
+    class_names,
+    fit_preprocessing,
+    task_of,
+    warn_if_unscaled,
+)
 from deepgrad.optim.optimizers import Optimizer
-from deepgrad.train.loop import SOLO, run_fit
-from deepgrad.train.mpi import fit_distributed
 from deepgrad.train.options import FitOptions
 from deepgrad.train.types import History
 
-__all__ = ["fit"]
+__all__ = ["fit", "network_fit", "FIT_DOC"]
 
+FIT_DOC = """Train ``net`` in place with (mini-)batch gradient descent; returns its History.
 
-def fit(
-    net,
-    X,
-    Y,
-    *,
-    batch_size: int | str | None = "auto",
-    epochs: int = 10,
-    learning_rate: float = 0.1,
-    l2: float = 0.0,
-    l2_normalization: str = "batch",
-    optimizer: str | Optimizer = "gd",
-    keep_prob: float = 1.0,
-    seed: int | None = None,
-    shuffle: bool = True,
-    validation_data: tuple | None = None,
-    callbacks=(),
-    on_divergence: str = "raise",
-    progress: bool | None = None,
-    checkpoint=None,
-    checkpoint_every: int | None = None,
-    distributed: bool = False,
-    engine: str | None = None,
-) -> History:
-    """Train ``net`` in place with (mini-)batch gradient descent and return its History.
+    ``deepgrad.fit(net, X, Y, ...)`` and ``net.fit(X, Y, ...)`` take the same arguments.
+    ``net.fit`` always goes through the network's preprocessing record (``standardize``,
+    ``task``, ``classes`` below); ``deepgrad.fit`` does when ``standardize=True``, ``task``
+    or ``classes`` is given, and otherwise trains on X and Y exactly as given (no record
+    read or written, no ``UnscaledFeaturesWarning``).
 
     Parameters
     ----------
     X : (m, n^[0]) array or memory-mapped .npy array.
     Y : (m,) labels or (m, n^[L]) targets.
+    standardize : fit a ``Standardizer`` of X on these (training) rows and train on the
+        standardized features; for a linear output also scale the targets to zero mean
+        and unit variance. Saved with the model and applied by ``predict``. Default False:
+        the network sees X as given (an ``UnscaledFeaturesWarning`` says when that looks
+        like a mistake).
+    task : "classification" or "regression", checked against the output layer (None:
+        the output layer's task).
+    classes : the class names, sorted, output unit i meaning ``classes[i]`` (one sigmoid
+        unit: 2 names), e.g. ``[1, 2, 3]`` or ``[-1, 1]``; the labels in Y are then these
+        names. Default: text labels are mapped to their sorted names automatically;
+        numeric labels must be the output's indices (0..K-1, or 0/1). The class names are
+        kept in ``net.preprocessing``: ``predict`` returns the user's labels. A network
+        that already has a preprocessing record keeps it (continued training) unless
+        ``standardize=True`` fits a new one.
     batch_size : None (or m) for batch gradient descent, 1 for stochastic, anything else
         mini-batch; the last partial batch is kept and averaged over its own size.
         "auto" (default): min(64, m).
@@ -57,6 +69,7 @@ def fit(
     keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1]; the masks
         are a pure function of (seed, epoch, step) (``dropout.step_masks``).
     seed : shuffling and dropout masks are pure functions of it.
+    validation_data : (X_val, Y_val), evaluated after every epoch (through the record).
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
     checkpoint : a file path. Training state is saved there every ``checkpoint_every``
         iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
@@ -69,14 +82,172 @@ def fit(
         exactly; a name (``deepgrad.train.engines.names()``) asks for one, and a
         ValueError says what it lacks. Every engine gives the reference engine's numbers
         up to rounding; callbacks and checkpoints never change them.
+
+    Example
+    -------
+    >>> import deepgrad as dg, numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(64, 3))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> net = dg.Network([3, 8, 1], "tanh", "sigmoid", seed=0)
+    >>> history = dg.fit(net, X, y, epochs=2, seed=0, progress=False)  # = net.fit(X, y, ...)
+    >>> len(history.epoch_cost)
+    2
     """
-    options = FitOptions(
-        batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, l2=l2,
-        l2_normalization=l2_normalization, optimizer=optimizer, keep_prob=keep_prob,
-        seed=seed, shuffle=shuffle, validation_data=validation_data, callbacks=callbacks,
-        on_divergence=on_divergence, progress=progress, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, engine=engine,
-    )  # fmt: skip
+
+
+def _fit_function(preprocess_always: bool):
+    """``deepgrad.fit`` (``preprocess_always=False``) or ``Network.fit`` (True): the same
+    keywords, defaults and docstring, written once."""
+
+    def fit(
+        net,
+        X,
+        Y,
+        *,
+        standardize: bool = False,
+        task: str | None = None,
+        classes=None,
+        batch_size: int | str | None = "auto",
+        epochs: int = 10,
+        learning_rate: float = 0.1,
+        l2: float = 0.0,
+        l2_normalization: str = "batch",
+        optimizer: str | Optimizer = "gd",
+        keep_prob: float = 1.0,
+        seed: int | None = None,
+        shuffle: bool = True,
+        validation_data: tuple | None = None,
+        callbacks=(),
+        on_divergence: str = "raise",
+        progress: bool | None = None,
+        checkpoint=None,
+        checkpoint_every: int | None = None,
+        distributed: bool = False,
+        engine: str | None = None,
+    ) -> History:
+        options = FitOptions(
+            batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, l2=l2,
+            l2_normalization=l2_normalization, optimizer=optimizer, keep_prob=keep_prob,
+            seed=seed, shuffle=shuffle, validation_data=validation_data, callbacks=callbacks,
+            on_divergence=on_divergence, progress=progress, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, engine=engine,
+        )  # fmt: skip
+        asked = standardize is not False or task is not None or classes is not None
+        if preprocess_always or asked:
+            record = (standardize, task, classes)
+            return _fit_through_record(net, X, Y, options, distributed, record)
+        return _run(net, X, Y, options, distributed)
+
+    fit.__doc__ = FIT_DOC
+    return fit
+
+
+fit = _fit_function(preprocess_always=False)
+network_fit = _fit_function(preprocess_always=True)  # Network.fit
+fit.__qualname__, network_fit.__qualname__ = "fit", "Network.fit"
+
+
+def _run(net, X, Y, options: FitOptions, distributed: bool) -> History:
+    """The one loop on this process, or on every rank of an MPI job."""
+    # Imported here, by the first fit: the loop loads the engines (import deepgrad is light).
+    from deepgrad.train.loop import SOLO, run_fit
+    from deepgrad.train.mpi import fit_distributed
+
     if distributed:
         return fit_distributed(net, X, Y, options)
     return run_fit(net, X, Y, options, SOLO)
+
+
+# -- the network's preprocessing record ------------------------------------------------------
+
+
+def _fit_through_record(net, X, Y, options: FitOptions, distributed: bool, record) -> History:
+    """Train on the user's rows and labels through ``net.preprocessing``: a new record
+    (standardization, class names) fitted on these rows, or the one the net has."""
+    standardize, task, classes = record
+    _check_task(net, task)
+    if not isinstance(standardize, bool | np.bool_):
+        raise TypeError(f"standardize must be True or False, got {standardize!r}")
+    pre = net.preprocessing
+    if pre is None or standardize or classes is not None:
+        X, pre = _fit_record(net, X, Y, bool(standardize), classes)
+    Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
+    validation = options.validation_data
+    if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
+        Xv = validation[0]
+        if pre.inputs is not None:  # checked before any arithmetic
+            Xv = as_2d_float("validation_data[0]", Xv, net.layer_sizes[0], dtype=net.dtype)
+        validation = (pre.transform(Xv), pre.encode(validation[1]))
+        options = dataclasses.replace(options, validation_data=validation)
+    net.preprocessing = pre
+    try:
+        history = _run(net, Xm, Ym, options, distributed)
+    except ValueError as exc:
+        hint = _classes_hint(Ym, net.spec.output, net.layer_sizes[-1])
+        if hint is None or not str(exc).startswith("Y must hold"):
+            raise
+        raise ValueError(f"{exc}; {hint}") from exc
+    if pre is None or pre.inputs is None:
+        fix = "pass standardize=True to fit (or use deepgrad.Standardizer)"
+        warn_if_unscaled(Xm, fix, stacklevel=4)  # the caller of fit
+    return history
+
+
+def _fit_record(net, X, Y, standardize: bool, classes):
+    """(X checked when standardizing, the new record or None when it changes nothing)."""
+    columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
+    if standardize and isinstance(X, np.memmap):
+        raise ValueError(
+            "standardize=True would load the memory-mapped X into memory; write "
+            "standardized files (or a Standardizer's transform) and pass standardize=False"
+        )
+    if standardize:
+        X = as_2d_float("X", X, net.layer_sizes[0], dtype=net.dtype)
+    pre = fit_preprocessing(
+        X,
+        Y,
+        net.spec.output,
+        net.layer_sizes[-1],
+        standardize,
+        classes=_sorted(classes),
+        feature_names=None if columns is None else [str(c) for c in columns],
+    )
+    return X, None if pre.is_identity else pre
+
+
+def _check_task(net, task) -> None:
+    if task is None:
+        return
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)} or None, got {task!r}")
+    if task != task_of(net.spec.output):
+        raise ValueError(
+            f"task={task!r} does not fit this network's {net.spec.output} output "
+            f"(a {task_of(net.spec.output)}); build it with output="
+            + ("'linear'" if task == "regression" else "'softmax' or 'sigmoid'")
+        )
+
+
+def _sorted(classes):
+    """Class names as a sorted array of distinct labels (None stays None)."""
+    if classes is None:
+        return None
+    names = class_names(classes, "classes")
+    if len(names) != len(classes):
+        raise ValueError(f"classes must be distinct labels, got {list(classes)!r}")
+    return names
+
+
+def _classes_hint(Y, output: str, n_out: int) -> str | None:
+    """For numeric labels that are class names (1..K, -1/+1): how to say so."""
+    if output == "linear" or not isinstance(Y, np.ndarray | list | tuple):
+        return None
+    try:
+        values = np.unique(np.asarray(Y))
+    except (TypeError, ValueError):
+        return None
+    expected = 2 if output == "sigmoid" and n_out == 1 else n_out
+    if values.dtype.kind not in "iuf" or len(values) != expected:
+        return None
+    shown = [v.item() for v in values]
+    return f"if {shown} are the class names, pass classes={shown} to fit"
