@@ -15,6 +15,8 @@ __all__ = ["PREFIX", "to_file", "from_file"]
 
 PREFIX = "preprocessing."
 _SCALERS = ("inputs", "targets")
+# sqrt of the smallest normal float64: (x - mean) / scale stays finite for |x| < 1e154
+_SMALLEST_SCALE = float(np.sqrt(np.finfo(np.float64).tiny))
 
 
 def to_file(pre: Preprocessing) -> tuple[dict, dict[str, np.ndarray]]:
@@ -32,6 +34,7 @@ def to_file(pre: Preprocessing) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"{PREFIX}{which}.scale"] = np.asarray(s.scale, dtype=np.float64)
     if pre.classes is not None:
         arrays[f"{PREFIX}classes"] = np.asarray(pre.classes)
+    meta["members"] = sorted(arrays)  # so that a member removed from the file is noticed
     return meta, arrays
 
 
@@ -48,6 +51,10 @@ def from_file(meta, arrays: dict[str, np.ndarray], spec) -> Preprocessing:
     unknown = set(arrays) - known - {f"{PREFIX}classes"}
     if unknown:
         raise ValueError(f"unknown arrays {sorted(unknown)}")
+    listed = meta.get("members")  # absent in files written before it was recorded
+    if listed is not None and (not isinstance(listed, list) or set(listed) != set(arrays)):
+        missing = sorted(set(listed) - set(arrays)) if isinstance(listed, list) else listed
+        raise ValueError(f"its members {missing!r} are missing (it lists {listed!r})")
     n_in, n_out = spec.layer_sizes[0], spec.layer_sizes[-1]
     inputs = _scaler(arrays, "inputs", (n_in,))
     targets = _scaler(arrays, "targets", (n_out,))
@@ -79,6 +86,12 @@ def _scaler(arrays, which: str, shape: tuple[int, ...]) -> Standardizer | None:
             raise ValueError(f"{which} {name} must be {shape} finite floats")
     if np.any(scale <= 0):
         raise ValueError(f"{which} scale must be > 0")
+    if np.any(scale < _SMALLEST_SCALE) or np.any(scale > 1 / _SMALLEST_SCALE):
+        raise ValueError(
+            f"{which} scale must lie in [{_SMALLEST_SCALE:.3g}, {1 / _SMALLEST_SCALE:.3g}] "
+            f"(a scale outside turns ordinary inputs into inf or 0), got min "
+            f"{float(np.min(scale)):.3g} max {float(np.max(scale)):.3g}"
+        )
     return Standardizer(mean.astype(np.float64), scale.astype(np.float64))
 
 
