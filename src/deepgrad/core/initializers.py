@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "Initializer",
+    "checked_output",
     "variance_scaling",
     "lecun_normal",
     "lecun_uniform",
@@ -49,6 +50,7 @@ __all__ = [
     "orthogonal",
     "get",
     "names",
+    "checked_output",
     "predicted_variance",
 ]
 
@@ -198,6 +200,23 @@ _AUTO = {
     "linear": "lecun_normal",
     "softmax": "xavier_normal",
 }
+
+
+def checked_output(init, shape: tuple[int, int], rng, dtype) -> np.ndarray:
+    """``init(shape, rng, dtype)`` of a user's callable, checked: an array of ``shape`` of
+    finite real numbers (anything else is a ValueError naming what came back)."""
+    W = init(shape, rng, dtype)
+    name = getattr(init, "__name__", repr(init))
+    arr = np.asarray(W) if isinstance(W, np.ndarray | list | tuple) else None
+    if arr is None or arr.shape != tuple(shape) or arr.dtype.kind not in "biuf":
+        got = f"shape {arr.shape} dtype {arr.dtype}" if arr is not None else type(W).__name__
+        raise ValueError(
+            f"init {name} must return a real array of shape {tuple(shape)} (fan_out, fan_in), "
+            f"got {got}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"init {name} returned NaN or inf for a weight matrix of shape {shape}")
+    return arr
 
 
 def names() -> list[str]:

@@ -23,6 +23,7 @@ Backward (canonical link, see losses.py):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -88,6 +89,24 @@ def param_names(L: int) -> list[str]:
     return [n for l in range(1, L + 1) for n in (f"W{l}", f"b{l}")]
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_allocation(what: str, nbytes: int, available: int | None = None) -> None:
+    """ValueError before allocating ``nbytes`` for ``what`` when they exceed the memory."""
+    available = memory_bytes() if available is None else available
+    if available is not None and nbytes > available:
+        raise ValueError(
+            f"{what} need {nbytes} bytes ({nbytes / 2**30:.1f} GiB), more than this machine's "
+            f"{available} bytes of memory ({available / 2**30:.1f} GiB); use smaller layers"
+        )
+
+
 def init_params(spec: Spec, init: str | Any, rng: np.random.Generator, dtype="float32"):
     """Initial parameters: W^[l] from the initializer, b^[l] = 0.
 
@@ -95,15 +114,20 @@ def init_params(spec: Spec, init: str | Any, rng: np.random.Generator, dtype="fl
     "auto" picks per layer: by the hidden activation for hidden layers, by the output for
     the last.
     """
+    n = sum(int(np.prod(s)) for s in spec.shapes().values())
+    check_allocation(
+        f"the parameters of layer_sizes {list(spec.layer_sizes)} ({n} numbers as {dtype})",
+        n * np.dtype(dtype).itemsize,
+    )
     params = {}
     for l in range(1, spec.L + 1):
         shape = (spec.layer_sizes[l], spec.layer_sizes[l - 1])
         if callable(init):
-            fn = init
+            W = initializers.checked_output(init, shape, rng, dtype)
         else:
             act = spec.hidden_activation if l < spec.L else spec.output
-            fn = initializers.get(init, activation=act)
-        params[f"W{l}"] = np.ascontiguousarray(fn(shape, rng, dtype), dtype=dtype)
+            W = initializers.get(init, activation=act)(shape, rng, dtype)
+        params[f"W{l}"] = np.ascontiguousarray(W, dtype=dtype)
         params[f"b{l}"] = np.zeros(shape[0], dtype=dtype)
     return params
 

@@ -13,6 +13,7 @@ from deepgrad.core.checks import (
     check_int,
     check_targets,
 )
+from deepgrad.core.network import check_allocation
 from deepgrad.optim import optimizers
 from deepgrad.train.options import FitOptions
 
@@ -74,6 +75,8 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
         optimizer = optimizers.get(optimizer, o.learning_rate)
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
+    check_checkpoint_every(o.checkpoint, o.checkpoint_every)
+    check_training_memory(net, b)
     val = None
     if o.validation_data is not None:
         Xv, Yv = o.validation_data
@@ -82,6 +85,30 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
         check_fits_dtype("validation_data[1]", Yv, net.dtype)
         val = (Xv, Yv)
     return FitArguments(X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val)
+
+
+def check_checkpoint_every(checkpoint, every) -> None:
+    """``checkpoint_every`` is None or an int >= 1, and only with a checkpoint path."""
+    if every is None:
+        return
+    check_int("checkpoint_every", every, 1)
+    if checkpoint is None:
+        raise ValueError(
+            f"checkpoint_every={every!r} needs checkpoint=PATH (where the checkpoints go)"
+        )
+
+
+def check_training_memory(net, batch_size: int) -> None:
+    """ValueError before training a network whose working set cannot fit in memory: the
+    parameters, their gradient and two optimizer slots, and three activations of a
+    mini-batch per layer (a lower bound: the engines need about this much)."""
+    itemsize = np.dtype(net.dtype).itemsize
+    widths = sum(net.spec.layer_sizes[1:])
+    need = itemsize * (4 * net.n_params + 3 * batch_size * widths)
+    check_allocation(
+        f"training layer_sizes {list(net.spec.layer_sizes)} with batches of {batch_size} rows",
+        need,
+    )
 
 
 def check_options(validation_data, shuffle, callbacks, progress) -> None:

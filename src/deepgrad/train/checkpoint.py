@@ -40,7 +40,7 @@ import numpy as np
 
 from deepgrad.core.backend import namespace, to_numpy
 from deepgrad.core.checks import check_int
-from deepgrad.io.files import DAMAGED_NPZ_ERRORS, atomic_write, read_npz
+from deepgrad.io.files import DAMAGED_NPZ_ERRORS, FileRefused, atomic_write, read_npz
 
 __all__ = [
     "CheckpointError",
@@ -56,6 +56,10 @@ __all__ = [
 FORMAT = "deepgrad-checkpoint"
 FORMAT_VERSION = 1
 _HASH_ALL_BYTES = 256 * 2**20  # hash data sets up to this size whole, larger ones sampled
+
+
+_STEP_LISTS = ("iteration_cost", "iteration_time", "iteration_examples")
+_EPOCH_LISTS = ("epoch_cost", "epoch_time")
 
 
 class CheckpointError(ValueError):
@@ -231,7 +235,11 @@ def load_checkpoint(path) -> Checkpoint:
         else f"; delete {str(path)!r} to start over"
     )
     try:
-        meta, arrays = read_npz(path)
+        meta, arrays = read_npz(path, check=lambda m, members: _check_layout(path, m, members))
+    except PermissionError:
+        raise
+    except FileRefused as exc:  # it names the file and the member
+        raise CheckpointError(f"{exc}{hint}") from exc
     except DAMAGED_NPZ_ERRORS as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is truncated or corrupted ({type(exc).__name__}){hint}"
@@ -251,18 +259,85 @@ def load_checkpoint(path) -> Checkpoint:
     stored = meta.pop("sha256", None)
     if stored != _digest(meta, arrays):
         raise CheckpointError(f"checkpoint {str(path)!r} fails its SHA-256 checksum{hint}")
+    return _content(path, meta, arrays)
+
+
+def _bad(path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {str(path)!r} has a valid checksum but {what}; delete it to start over"
+    )
+
+
+def _check_layout(path, meta, members) -> None:
+    """Refuse, before reading arrays, a file whose parameters do not fit its own layers."""
+    config = meta.get("config") if isinstance(meta, dict) else None
+    sizes = config.get("layer_sizes") if isinstance(config, dict) else None
+    params = {k: m for k, m in members.items() if k.startswith("params.")}
+    if sizes is None:  # a config without layers never matches a fit's (resume refuses it)
+        return
+    if (
+        not isinstance(sizes, list)
+        or not 2 <= len(sizes) <= len(params) + 1
+        or not all(type(n) is int and n >= 1 for n in sizes)
+    ):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: its layer_sizes must be 2 to {len(params) + 1} "
+            f"positive ints, got {repr(sizes)[:80]}"
+        )
+    dtype = config.get("dtype")
+    for l in range(1, len(sizes)):
+        for name, shape in ((f"W{l}", (sizes[l], sizes[l - 1])), (f"b{l}", (sizes[l],))):
+            m = params.pop(f"params.{name}", None)
+            if m is None or m.shape != shape or m.dtype != np.dtype(dtype or "float64"):
+                got = "missing" if m is None else f"shape {m.shape} dtype {m.dtype}"
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r}: parameter {name} must have shape {shape} "
+                    f"dtype {dtype}, got {got}"
+                )
+    if params:
+        raise CheckpointError(f"checkpoint {str(path)!r} has unknown parameters {sorted(params)}")
+
+
+def _count(path, name: str, value) -> int:
+    if type(value) is not int or value < 0:
+        raise _bad(path, f"{name} {value!r} (it must be an int >= 0)")
+    return value
+
+
+def _content(path, meta, arrays) -> Checkpoint:
+    """The checkpoint, its content checked: counters, finiteness and history lengths."""
+    epoch = _count(path, "epoch", meta.get("epoch"))
+    position = _count(path, "position", meta.get("position"))
+    params = {k[len("params.") :]: v for k, v in arrays.items() if k.startswith("params.")}
+    for name, value in params.items():
+        if not np.all(np.isfinite(value)):
+            raise _bad(path, f"parameter {name} holds NaN or inf")
+    if not isinstance(meta.get("history"), dict):
+        raise _bad(path, "no history record")
     history = dict(meta["history"])
     for key, value in arrays.items():
         if key.startswith("history."):
+            if value.ndim != 1:
+                raise _bad(path, f"{key} of shape {value.shape} (it must be 1-D)")
             history[key[len("history.") :]] = value.tolist()
+    _check_lengths(path, history, epoch, position)
     return Checkpoint(
-        epoch=int(meta["epoch"]),
-        position=int(meta["position"]),
-        params={k[len("params.") :]: v for k, v in arrays.items() if k.startswith("params.")},
+        epoch=epoch,
+        position=position,
+        params=params,
         opt_arrays={k: v for k, v in arrays.items() if k.startswith("opt")},
         history=history,
         config=meta["config"],
     )
+
+
+def _check_lengths(path, history: dict, epoch: int, position: int) -> None:
+    per_step = {k: len(history[k]) for k in _STEP_LISTS if k in history}
+    per_epoch = {k: len(history[k]) for k in _EPOCH_LISTS if k in history}
+    if len(set(per_step.values())) > 1 or any(n < position for n in per_step.values()):
+        raise _bad(path, f"per-step histories of lengths {per_step} at position {position}")
+    if any(n != epoch for n in per_epoch.values()):
+        raise _bad(path, f"per-epoch histories of lengths {per_epoch} at epoch {epoch}")
 
 
 # -- what fit uses ---------------------------------------------------------------------
@@ -294,9 +369,10 @@ class Checkpointer:
     def saved_seed(self) -> int | None:
         return None if self.saved is None else self.saved.config.get("seed")
 
-    def resume(self, config: dict, params: dict, opt_state, history, epochs: int):
+    def resume(self, config: dict, params: dict, opt_state, history, epochs: int, batches=None):
         """(epoch, position, params, opt_state, history): the saved ones if there is a
-        checkpoint matching ``config``, else the given ones at (0, 0)."""
+        checkpoint matching ``config``, else the given ones at (0, 0). ``batches``: the
+        mini-batches of one epoch, the bound of the saved position."""
         self.config, self._history = config, history
         if self.saved is None:
             self._take(0, 0, lambda: (params, opt_state))
@@ -312,6 +388,11 @@ class Checkpointer:
             raise CheckpointError(
                 f"checkpoint {str(self.path)!r} is already at epoch {self.saved.epoch}, past "
                 f"epochs={epochs}; ask for at least {self.saved.epoch} epochs"
+            )
+        if batches is not None and self.saved.position > batches:
+            raise _bad(
+                self.path,
+                f"position {self.saved.position}, past the {batches} mini-batches of an epoch",
             )
         xp = namespace(*params.values())
         new_params = {

@@ -131,7 +131,8 @@ def _resume(net, args, plan, o, ckpt, group):
         if ckpt is None:
             return None
         config = checkpoint_config(net, args, plan, o)
-        return ckpt.resume(config, params, state, history, args.epochs)
+        batches = -(-args.X.shape[0] // plan.batch_size)
+        return ckpt.resume(config, params, state, history, args.epochs, batches)
 
     got = group.agree(read)
     shared = group.bcast(got)
