@@ -35,15 +35,17 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--out",
         help="write the predictions here: .csv (one column, 'prediction') or .npy; "
-        "without it the first few are shown",
+        "without it the first few are shown; never --data or --model, and an existing file "
+        "only with --force",
     )
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
 def run(args) -> int:
     import deepgrad as dg
     from deepgrad.cli.sources import load_source
 
-    _check_out(args.out)
+    _check_out(args.out, args.data, args.model, args.force)
     net = dg.load(args.model)
     pre = net.preprocessing
     target = args.target or (pre.target_name if pre is not None else None)
@@ -79,7 +81,9 @@ def _is_table(spec: str) -> bool:
     return is_table(spec)
 
 
-def _check_out(out) -> None:
+def _check_out(out, data: str, model: str, force: bool) -> None:
+    """--out is a new .csv/.npy in an existing directory, never an input (even with
+    --force: the input would be gone before it was read), an existing file only with --force."""
     if out is None:
         return
     from pathlib import Path
@@ -89,6 +93,22 @@ def _check_out(out) -> None:
     parent = Path(out).parent
     if str(parent) and not parent.is_dir():
         raise OSError(f"cannot write {out!r}: directory {str(parent)!r} does not exist")
+    for flag, given in (("--data", data), ("--model", model)):
+        if _same_file(out, given):
+            raise ValueError(f"--out {out!r} is the {flag} file: it would destroy the input")
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out!r} is a directory; give a file name")
+    if Path(out).exists() and not force:
+        raise ValueError(f"--out {out!r} already exists; pass --force to replace it")
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _features(net, src):

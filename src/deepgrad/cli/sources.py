@@ -3,10 +3,13 @@ or a directory of memory-mapped .npy files."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from deepgrad.io import files
 
 __all__ = ["Source", "load_source", "load_data", "guess_output", "n_outputs"]
 
@@ -53,12 +56,20 @@ def load_source(
         X, y = open_dataset(path)  # memory-mapped, shape/dtype checked
         return Source(X, y, None, None, _what(f"{spec} (memory-mapped)", X), False, True)
     if path.suffix == ".npy":
-        X = datasets.load_npy(path)
+        files.npy_header(path)  # declared shape against the file's size, before reading
+        X = _two_d(spec, datasets.load_npy(path))
         if need_y:
             raise ValueError(f"--data {spec!r} is one .npy (X only); training needs y too")
         return Source(X, None, None, None, _what(spec, X), False, False)
     if path.suffix == ".npz" or path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"--data {spec!r} is not a .npz file (nor a .npy, nor a .csv/.tsv table, nor "
+                f"a bundled set {list(datasets.BUNDLED)})"
+            )
+        files.npz_headers(path, allow_compressed=True)  # declared sizes, before reading
         X, y = datasets.load_file(path, require_y=need_y)
+        X = _two_d(spec, X)
         if y is not None and len(X) != len(y):
             raise ValueError(
                 f"--data {spec!r}: X has {len(X)} rows but y has {len(y)}; they must match"
@@ -67,6 +78,14 @@ def load_source(
     raise FileNotFoundError(
         f"--data {spec!r} is neither a bundled dataset {list(datasets.BUNDLED)} nor a file"
     )
+
+
+def _two_d(spec: str, X):
+    if X.ndim != 2:
+        raise ValueError(
+            f"--data {spec!r}: X must be a 2-D array (one row per example), got shape {X.shape}"
+        )
+    return X
 
 
 def _what(name: str, X, features: str = "features") -> str:

@@ -38,7 +38,10 @@ def atomic_write(path, write) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise OSError(f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -46,6 +49,11 @@ def atomic_write(path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota: say which file
+        Path(tmp).unlink(missing_ok=True)
+        if str(path) in str(exc):
+            raise
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -156,13 +164,15 @@ def npy_header(path, max_bytes=None) -> Member:
     return member
 
 
-def npz_headers(path, max_bytes=None) -> dict[str, Member]:
+def npz_headers(path, max_bytes=None, allow_compressed: bool = False) -> dict[str, Member]:
     """Every member of a .npz, checked before any data is read.
 
     Refused (ValueError naming the file and the member): a member that is not a .npy, a
     compressed one (``np.savez`` never compresses: a compressed member can be a zip bomb),
     a duplicate name, a header whose declared shape and dtype disagree with the stored size,
-    object arrays, and a total beyond ``max_load_bytes(max_bytes)``.
+    object arrays, and a total beyond ``max_load_bytes(max_bytes)``. ``allow_compressed``
+    (users' data files, ``np.savez_compressed``): compressed members are read, their
+    declared uncompressed size bounded by the same ceiling (zipfile stops at it).
     """
     path = Path(path)
     members: dict[str, Member] = {}
@@ -174,7 +184,7 @@ def npz_headers(path, max_bytes=None) -> dict[str, Member]:
                 raise FileRefused(f"{where} is not a .npy array")
             if name in members:
                 raise FileRefused(f"{str(path)!r} holds the member {info.filename!r} twice")
-            if info.compress_type != zipfile.ZIP_STORED:
+            if info.compress_type != zipfile.ZIP_STORED and not allow_compressed:
                 raise FileRefused(f"{where} is compressed; deepgrad files are stored uncompressed")
             with zf.open(info) as fh:
                 members[name] = _member(name, fh, info.file_size, where)

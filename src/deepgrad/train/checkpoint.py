@@ -236,7 +236,7 @@ def load_checkpoint(path) -> Checkpoint:
     )
     try:
         meta, arrays = read_npz(path, check=lambda m, members: _check_layout(path, m, members))
-    except PermissionError:
+    except (PermissionError, CheckpointError):
         raise
     except FileRefused as exc:  # it names the file and the member
         raise CheckpointError(f"{exc}{hint}") from exc
