@@ -295,3 +295,72 @@ def test_the_load_ceiling_is_configurable(model, monkeypatch):
         dg.load(model / "good.npz")
     monkeypatch.delenv("DEEPGRAD_MAX_LOAD_BYTES")
     assert dg.load(model / "good.npz").layer_sizes == (4, 3, 1)
+
+
+# -- no silent overwrite, errors that name the file, the small holes ----------------------
+def _predict(model, data, out, *extra) -> tuple[int, str]:
+    cmd = ["predict", "--model", str(model), "--data", str(data), "--out", str(out), *extra]
+    r = subprocess.run(
+        [sys.executable, "-m", "deepgrad", *cmd], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": SRC}, timeout=120,
+    )  # fmt: skip
+    return r.returncode, r.stderr.strip()
+
+
+def test_predict_out_never_overwrites_its_inputs_nor_silently_a_file(model, tmp_path):
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((3, 4)))
+    before = data.read_bytes()
+    for out, flags in ((data, ()), (data, ("--force",)), (model / "good.npz", ("--force",))):
+        rc, err = _predict(model / "good.npz", data, out, *flags)
+        assert rc == 2 and "it would destroy the input" in err and "\n" not in err, err
+    assert data.read_bytes() == before
+    out = tmp_path / "p.csv"
+    out.write_text("keep me\n")
+    rc, err = _predict(model / "good.npz", data, out)
+    assert rc == 2 and "already exists; pass --force" in err and out.read_text() == "keep me\n"
+    rc, err = _predict(model / "good.npz", data, out, "--force")
+    assert rc == 0 and out.read_text().startswith("prediction\n"), err
+
+
+def test_a_write_error_names_the_file(tmp_path):
+    from deepgrad.io.files import atomic_write
+
+    def fail(f):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match=r"cannot write '.*m\.npz': No space left on device"):
+        atomic_write(tmp_path / "m.npz", fail)
+    assert list(tmp_path.iterdir()) == []  # no temp file left
+
+
+def test_a_custom_init_is_checked_for_shape_and_finiteness():
+    def wrong_shape(shape, rng, dtype):
+        return np.ones((shape[1], shape[0]))
+
+    def nan(shape, rng, dtype):
+        return np.full(shape, np.nan)
+
+    with pytest.raises(ValueError, match=r"init wrong_shape must return .* \(5, 3\).*got shape"):
+        dg.Network([3, 5, 1], init=wrong_shape)
+    with pytest.raises(ValueError, match="init nan returned NaN or inf"):
+        dg.Network([3, 5, 1], init=nan)
+    ok = dg.Network([3, 5, 1], init=lambda s, r, d: np.full(s, 0.5))
+    assert float(ok.params["W1"][0, 0]) == 0.5
+
+
+@pytest.mark.parametrize("every", [0, -2, "3", True, 1.5])
+def test_checkpoint_every_is_validated(tmp_path, every):
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises((ValueError, TypeError), match="checkpoint_every"):
+        dg.Network([2, 3, 1], seed=0).fit(
+            X, y, epochs=1, checkpoint=tmp_path / "c.ckpt", checkpoint_every=every
+        )
+    assert not (tmp_path / "c.ckpt").exists()
+
+
+def test_checkpoint_every_without_a_checkpoint_is_an_error():
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    with pytest.raises(ValueError, match="checkpoint_every=3 needs checkpoint=PATH"):
+        dg.Network([2, 3, 1], seed=0).fit(X, (X[:, 0] > 0).astype(int), checkpoint_every=3)

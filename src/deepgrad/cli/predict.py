@@ -88,14 +88,14 @@ def _check_out(out, data: str, model: str, force: bool) -> None:
         return
     from pathlib import Path
 
+    for flag, given in (("--data", data), ("--model", model)):
+        if _same_file(out, given):
+            raise ValueError(f"--out {out!r} is the {flag} file: it would destroy the input")
     if Path(out).suffix not in (".csv", ".npy"):
         raise ValueError(f"--out must end in .csv or .npy, got {out!r}")
     parent = Path(out).parent
     if str(parent) and not parent.is_dir():
         raise OSError(f"cannot write {out!r}: directory {str(parent)!r} does not exist")
-    for flag, given in (("--data", data), ("--model", model)):
-        if _same_file(out, given):
-            raise ValueError(f"--out {out!r} is the {flag} file: it would destroy the input")
     if Path(out).is_dir():
         raise ValueError(f"--out {out!r} is a directory; give a file name")
     if Path(out).exists() and not force:
