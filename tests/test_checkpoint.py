@@ -435,3 +435,44 @@ def test_ctrl_c_saves_then_rerun_is_bit_identical(tmp_path):
     rc, err = _finish(_cli(*args))
     assert rc == 0, err
     assert _same_params(_model(tmp_path / "ref"), _model(tmp_path / "run"))
+
+
+# -- one fit per checkpoint: the lock ---------------------------------------------------
+LOCK_CHILD = r"""
+import sys, time
+import numpy as np
+import deepgrad as dg
+X = np.random.default_rng(0).normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)
+def slow(info):
+    time.sleep(0.2)
+dg.Network([3, 4, 1], seed=0).fit(X, y, epochs=1000, batch_size=8, seed=0,
+                                  checkpoint=sys.argv[1], callbacks=[slow])
+"""
+
+
+def test_a_second_process_on_a_checkpoint_is_refused_and_a_killed_one_frees_it(data, tmp_path):
+    path = tmp_path / "run.ckpt"
+    stranger = tmp_path / ".unrelated.tmp"  # not the checkpoint's: never deleted
+    stranger.write_text("x")
+    env = {**os.environ, "PYTHONPATH": str(Path(dg.__file__).resolve().parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", LOCK_CHILD, str(path)], env=env)
+    try:
+        lock = tmp_path / "run.ckpt.lock"
+        for _ in range(300):
+            if lock.exists() and lock.read_text().strip() == str(child.pid) and path.exists():
+                break
+            time.sleep(0.05)
+        X, y = data
+        with pytest.raises(ck.CheckpointError, match=f"is in use by process {child.pid}"):
+            _net().fit(X, y, epochs=2, seed=0, checkpoint=path)
+        debris = tmp_path / f".run.ckpt.{child.pid}x.tmp"  # as if killed mid-write
+        debris.write_text("partial")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    with pytest.raises(ck.CheckpointError, match="belongs to another training run"):
+        _net().fit(X, y, epochs=2, seed=0, checkpoint=path)  # the lock is free again
+    assert not debris.exists() and stranger.exists()

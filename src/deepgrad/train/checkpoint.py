@@ -28,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io as _io
 import json
@@ -341,6 +342,56 @@ def _check_lengths(path, history: dict, epoch: int, position: int) -> None:
 
 
 # -- what fit uses ---------------------------------------------------------------------
+def lock_checkpoint(path: Path):
+    """An exclusive lock on ``PATH.lock`` (holding the owner's pid), for the life of a fit.
+
+    ``fcntl.flock`` locks go with the open file: the OS releases them when the process ends,
+    however it ends, so a killed run never leaves the checkpoint locked (its lock file may
+    stay, unlocked). ``unlock_checkpoint`` removes the file; a process that locked a file
+    just removed sees that its inode is gone and tries again."""
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    if not lock_path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write checkpoint {str(path)!r}: directory {str(path.parent)!r} does not exist"
+        )
+    while True:
+        try:
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot lock checkpoint {str(path)!r}: {exc.strerror}"
+            ) from exc
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown"
+            fh.close()
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is in use by process {owner} (its lock is "
+                f"{str(lock_path)!r}); wait for it or use another path"
+            ) from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()  # locked a file its owner removed meanwhile: lock the new one
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def unlock_checkpoint(path: Path, fh) -> None:
+    """Remove ``PATH.lock`` (while still holding it), then release it."""
+    path.with_name(path.name + ".lock").unlink(missing_ok=True)
+    fh.close()
+
+
 class Checkpointer:
     """Resumes ``fit`` from ``path`` and saves to it every ``every`` iterations, at each
     epoch end and on KeyboardInterrupt.
@@ -358,12 +409,24 @@ class Checkpointer:
         if self.path.is_dir():
             raise ValueError(f"checkpoint must be a file path, got the directory {str(path)!r}")
         self.every = None if every is None else check_int("checkpoint_every", every, 1)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)  # left by a process killed while writing
-        self.saved = load_checkpoint(self.path) if self.path.exists() else None
+        self._lock = lock_checkpoint(self.path)
+        try:
+            # every writer holds the lock: the temp files found now are a dead writer's
+            for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            self.saved = load_checkpoint(self.path) if self.path.exists() else None
+        except BaseException:
+            self.close()
+            raise
         self.config: dict = {}
         self._snapshot = None
         self._history = None
+
+    def close(self) -> None:
+        """Release the checkpoint's lock (also released by the OS when the process ends)."""
+        if self._lock is not None:
+            unlock_checkpoint(self.path, self._lock)
+            self._lock = None
 
     @property
     def saved_seed(self) -> int | None:

@@ -144,16 +144,20 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
     group.agree(_check_backend, net, X, Y, o)
     args = group.agree(check_fit_arguments, net, X, Y, o)
     ckpt = group.agree(_open_checkpoint, o, group.root)
-    plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
-    start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
-    net.params = params
-    with group.guard():
-        eng = group.engine(plan, params, state, o.engine)
-        history.engine = eng.name
-        try:
-            return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
-        finally:
-            eng.close()
+    try:
+        plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
+        start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
+        net.params = params
+        with group.guard():
+            eng = group.engine(plan, params, state, o.engine)
+            history.engine = eng.name
+            try:
+                return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
+            finally:
+                eng.close()
+    finally:
+        if ckpt is not None:
+            ckpt.close()  # the checkpoint's lock
 
 
 class Recorder:
