@@ -364,3 +364,39 @@ def test_checkpoint_every_without_a_checkpoint_is_an_error():
     X = np.random.default_rng(0).normal(size=(8, 2))
     with pytest.raises(ValueError, match="checkpoint_every=3 needs checkpoint=PATH"):
         dg.Network([2, 3, 1], seed=0).fit(X, (X[:, 0] > 0).astype(int), checkpoint_every=3)
+
+
+KILL_AFTER_ONE_RENAME = r"""
+import os, signal, sys
+from deepgrad.cli import common
+real = os.replace
+def replace_then_die(a, b):
+    real(a, b)
+    if str(b).endswith("model.npz") and ".run-" not in str(b):  # renamed into --out
+        os.kill(os.getpid(), signal.SIGKILL)  # the worst moment: one file of the run in place
+common.os.replace = replace_then_die
+from deepgrad.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_train_out_is_replaced_as_a_unit_even_when_killed(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": SRC, "MPLBACKEND": "Agg"}
+    cmd = ["train", "--data", "iris", "--epochs", "2", "--quiet", "--out", str(out)]
+    r = subprocess.run([sys.executable, "-m", "deepgrad", *cmd], env=env, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(old) == ["history.json", "learning_curves.png", "model.npz"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_ONE_RENAME, *cmd[:4], "3", *cmd[5:]],
+        env=env, capture_output=True,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    left = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert not any(left.get(k) == v for k, v in old.items()), "a mix of two runs"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")]  # the dead writer's
+    r = subprocess.run([sys.executable, "-m", "deepgrad", *cmd], env=env, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(old)  # debris removed

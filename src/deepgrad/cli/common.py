@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,47 @@ def out_dir(path) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+STAGING = ".run-{pid}.tmp"
+
+
+def write_run(out: Path, writers: dict) -> None:
+    """Write a run's files into ``out`` as a unit: each ``writers[name](path)`` writes into
+    a staging directory ``out/.run-PID.tmp``; then the previous run's files of these names
+    are removed and the new ones renamed into place. A kill at any moment leaves the old
+    run, or files of the new run alone, never a mix; the staging directory of a process
+    that is gone is removed by the next run."""
+    remove_dead_staging(out)
+    staging = out / STAGING.format(pid=os.getpid())
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, write in writers.items():
+            write(staging / name)
+        for name in writers:
+            (out / name).unlink(missing_ok=True)
+        for name in writers:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_dead_staging(out: Path) -> None:
+    for staging in out.glob(STAGING.format(pid="*")):
+        pid = staging.name[len(".run-") : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def accuracy(net, X, y) -> float:

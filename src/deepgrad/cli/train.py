@@ -22,6 +22,7 @@ from deepgrad.cli.common import (
     score_warning,
     warn,
     write_json,
+    write_run,
 )
 
 NAME = "train"
@@ -239,12 +240,17 @@ def run(args) -> int:
         return 0  # rank 0 alone writes and prints
     _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet)
     out = out_dir(args.out)
-    dg.save(net, out / "model.npz")
-    write_json(out / "history.json", history.as_dict())
     from deepgrad.plotting import curves as plotting
 
-    plotting.save_figure(
-        plotting.learning_curves(history, title=f"{net!r}"), out / "learning_curves.png"
+    write_run(
+        out,
+        {
+            "model.npz": lambda p: dg.save(net, p),
+            "history.json": lambda p: write_json(p, history.as_dict()),
+            "learning_curves.png": lambda p: plotting.save_figure(
+                plotting.learning_curves(history, title=f"{net!r}"), p
+            ),
+        },
     )
     if not quiet:
         print(f"wrote {out / 'model.npz'}, {out / 'history.json'}, {out / 'learning_curves.png'}")
