@@ -129,6 +129,23 @@ def test_a_failing_rank_stops_all_ranks(mode, needle):
     assert "finished" not in proc.stdout
 
 
+def test_a_stopped_rank_is_named_and_the_job_ends():
+    # SIGSTOP: the rank is alive but silent; without the timeout the others spin forever
+    proc = _mpiexec(3, [sys.executable, str(SCRIPTS / "misbehave.py"), "stop"], timeout=60)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if "stopped answering" in l]
+    assert lines and all("rank(s) 1 stopped answering" in l for l in lines), proc.stderr
+    assert "DEEPGRAD_MPI_TIMEOUT" in lines[0] and "finished" not in proc.stdout
+
+
+def test_the_mpi_timeout_is_validated(monkeypatch):
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
+    with pytest.raises(ValueError, match="DEEPGRAD_MPI_TIMEOUT must be a number of seconds"):
+        distributed.collective_timeout()
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "2.5")
+    assert distributed.collective_timeout() == 2.5
+
+
 @pytest.mark.slow
 def test_cli_distributed_matches_single_process(data_dir, tmp_path, capsys):
     # deepgrad train --data DIR reads X.npy/y.npy memory-mapped; rank 0 alone writes/prints.

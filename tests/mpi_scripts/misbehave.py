@@ -4,12 +4,15 @@ usage: mpiexec -n P python misbehave.py MODE
 MODE raise: rank 1 raises at its 3rd update (the others must be aborted, not hang);
      die: rank 1 exits abruptly (os._exit) at its 3rd update;
      drift: rank 1 nudges its parameters, which the per-epoch checksum must catch;
+     stop: rank 1 SIGSTOPs itself at its 3rd update, with DEEPGRAD_MPI_TIMEOUT=2: the
+     others must name it and abort instead of waiting forever;
      diverge: a huge learning rate with on_divergence="stop": every rank stops at the
      same step and says so.
 """
 
 import json
 import os
+import signal
 import sys
 
 from cases import make_data, run_case
@@ -28,9 +31,13 @@ def main(mode):
             raise RuntimeError("rank 1 fails on purpose")
         if mode == "die":
             os._exit(3)
+        if mode == "stop":
+            os.kill(os.getpid(), signal.SIGSTOP)
         if mode == "drift":
             params["b1"][0] += 1e-3
 
+    if mode == "stop":
+        os.environ["DEEPGRAD_MPI_TIMEOUT"] = "2"
     X, y2, y3 = make_data()
     if mode == "diverge":
         net = dg.Network([5, 7, 4, 1], "linear", "linear", seed=3, dtype="float64")

@@ -88,14 +88,10 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
 
 
 def check_checkpoint_every(checkpoint, every) -> None:
-    """``checkpoint_every`` is None or an int >= 1, and only with a checkpoint path."""
-    if every is None:
-        return
-    check_int("checkpoint_every", every, 1)
-    if checkpoint is None:
-        raise ValueError(
-            f"checkpoint_every={every!r} needs checkpoint=PATH (where the checkpoints go)"
-        )
+    """``checkpoint_every`` is None or an int >= 1, with or without a checkpoint path
+    (without one it has nothing to do, but a wrong value is still a mistake)."""
+    if every is not None:
+        check_int("checkpoint_every", every, 1)
 
 
 def check_training_memory(net, batch_size: int) -> None:

@@ -44,9 +44,11 @@ and silently train alone. ``mpiexec -n 1`` is a valid 1-rank run.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
+import time
 import traceback
 import zlib
 from contextlib import contextmanager
@@ -71,7 +73,13 @@ __all__ = [
     "check_replicas",
     "abort_on_error",
     "local_mpiexec",
+    "TIMEOUT_ENV",
+    "collective_timeout",
+    "wait_or_abort",
 ]
+
+TIMEOUT_ENV = "DEEPGRAD_MPI_TIMEOUT"
+_HEARTBEAT_TAG = 7707
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 
@@ -190,9 +198,66 @@ def abort_on_error(comm):
         raise
 
 
+def collective_timeout() -> float | None:
+    """Seconds a rank waits in a training collective before it declares a rank gone:
+    the environment's DEEPGRAD_MPI_TIMEOUT (unset: wait forever, plain blocking calls)."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def wait_or_abort(comm, request, what: str, timeout: float) -> None:
+    """Wait for the non-blocking ``request``; after ``timeout`` seconds without it, name the
+    ranks that do not answer a heartbeat within another ``timeout``, print one line and
+    abort every rank (a stopped rank would otherwise hang the job forever)."""
+    deadline, pause = time.monotonic() + timeout, 0.0
+    while not request.Test():
+        if time.monotonic() > deadline:
+            silent = _silent_ranks(comm, timeout)
+            sys.stderr.write(
+                f"deepgrad: rank {comm.Get_rank()} of {comm.Get_size()}: rank(s) "
+                f"{', '.join(map(str, silent)) or 'unknown'} stopped answering (no {what} "
+                f"in {timeout:g} s, {TIMEOUT_ENV}); aborting all ranks\n"
+            )
+            sys.stderr.flush()
+            comm.Abort(2)
+            os._exit(2)  # Abort does not return; should it, never go on alone
+        time.sleep(pause)
+        pause = min(2 * pause + 1e-5, 1e-3)  # spin first: a step's wait is usually short
+
+
+def _silent_ranks(comm, grace: float) -> list[int]:
+    """The ranks that send no heartbeat within ``grace`` seconds (every waiting rank sends
+    one to every other when its own wait times out)."""
+    me, size = comm.Get_rank(), comm.Get_size()
+    others = [r for r in range(size) if r != me]
+    sends = [comm.isend(me, dest=r, tag=_HEARTBEAT_TAG) for r in others]
+    recvs = {r: comm.irecv(source=r, tag=_HEARTBEAT_TAG) for r in others}
+    deadline, heard = time.monotonic() + grace, set()
+    while time.monotonic() < deadline and len(heard) < len(others):
+        heard |= {r for r, req in recvs.items() if r not in heard and req.test()[0]}
+        time.sleep(1e-3)
+    del sends  # never waited for: the job is aborted next
+    return [r for r in others if r not in heard]
+
+
 def check_replicas(comm, params, state, epoch) -> None:
     """ReplicaMismatchError on every rank unless all hold the same parameters and state."""
-    sums = comm.allgather(state_checksum(params, state))
+    timeout = collective_timeout()
+    if timeout is None:
+        sums = comm.allgather(state_checksum(params, state))
+    else:
+        mine = np.array([state_checksum(params, state)], dtype=np.int64)
+        every = np.empty(comm.Get_size(), dtype=np.int64)
+        wait_or_abort(comm, comm.Iallgather(mine, every), "checksum", timeout)
+        sums = [int(v) for v in every]
     if len(set(sums)) > 1:
         raise ReplicaMismatchError(
             f"parameters or optimizer state differ between ranks after epoch {epoch + 1} "

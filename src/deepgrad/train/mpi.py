@@ -55,6 +55,7 @@ class AllReduce(Engine):
         super().__init__(plan, params, opt_state)
         self.in_place, self.sum = MPI.IN_PLACE, MPI.SUM
         self.comm, self.size, self.rank = comm, comm.Get_size(), comm.Get_rank()
+        self.timeout = mpi.collective_timeout()
         self.ops = ops = NumpyOps(params["W1"].dtype)
         self.layout = layout = Layout(plan.spec.layer_sizes)
         self.kernels = Kernels.of(plan, ops)
@@ -72,7 +73,11 @@ class AllReduce(Engine):
         shard_step(self.kernels, job, sh, 0, flat.views)
         self.buf[:-1] = sh.grad[0]
         self.buf[-1] = sh.loss[0]
-        self.comm.Allreduce(self.in_place, self.buf, op=self.sum)
+        if self.timeout is None:
+            self.comm.Allreduce(self.in_place, self.buf, op=self.sum)
+        else:  # a rank that stops answering ends the job instead of hanging it
+            request = self.comm.Iallreduce(self.in_place, self.buf, op=self.sum)
+            mpi.wait_or_abort(self.comm, request, "gradient Allreduce", self.timeout)
         full_gradient(self.ops, [self.buf[:-1]], job, flat.theta, flat.G, flat.work[0])
         return job, flat.cost(float(self.buf[-1]), n)
 
