@@ -146,6 +146,21 @@ def test_the_mpi_timeout_is_validated(monkeypatch):
     assert distributed.collective_timeout() == 2.5
 
 
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--mpi-timeout", "5"], "--mpi-timeout applies to --distributed training only"),
+        (["--mpi-timeout", "0", "--distributed"], "--mpi-timeout"),
+        (["--mpi-timeout", "nan", "--distributed"], "--mpi-timeout"),
+    ],
+)
+def test_cli_mpi_timeout_is_checked_before_any_work(flags, needle, tmp_path, capsys):
+    code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_cli_distributed_matches_single_process(data_dir, tmp_path, capsys):
     # deepgrad train --data DIR reads X.npy/y.npy memory-mapped; rank 0 alone writes/prints.

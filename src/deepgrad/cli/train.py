@@ -4,6 +4,7 @@ directory of memory-mapped .npy files; the model file keeps the preprocessing.""
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -98,6 +99,14 @@ def add_arguments(p) -> None:
         help="data-parallel over MPI ranks: mpiexec -n 4 deepgrad train ... --distributed "
         "(rank 0 alone prints and writes)",
     )
+    p.add_argument(
+        "--mpi-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="--distributed: a rank that waits this long for another in a collective names "
+        "the silent ranks and aborts the job (default: the DEEPGRAD_MPI_TIMEOUT variable; "
+        "unset, wait forever)",
+    )
 
 
 def check_flags(args) -> None:
@@ -115,6 +124,10 @@ def check_flags(args) -> None:
     check_int("--seed", args.seed, 0)
     if args.checkpoint_every is not None:
         check_int("--checkpoint-every", args.checkpoint_every, 1)
+    if args.mpi_timeout is not None:
+        check_float("--mpi-timeout", args.mpi_timeout, 0.0, low_open=True)
+        if not args.distributed:
+            raise ValueError("--mpi-timeout applies to --distributed training only")
 
 
 def resolve_task(args, y, bundled: bool = False) -> tuple[str, str]:
@@ -285,6 +298,9 @@ def _load(args):
     if args.distributed:  # one-line error outside mpiexec; ranks fail together
         from deepgrad.train import distributed
 
+        if args.mpi_timeout is not None:  # read by the engine (distributed.collective_timeout)
+            os.environ[distributed.TIMEOUT_ENV] = repr(float(args.mpi_timeout))
+            distributed.collective_timeout()  # a bad value: one line, before any work
         return distributed.agree(distributed.world(), load_source, args.data, args.target)
     return load_source(args.data, args.target)
 
