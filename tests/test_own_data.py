@@ -383,7 +383,7 @@ def test_the_index_column_pandas_or_r_wrote_is_dropped(tmp_path, start):
     df.to_csv(path)  # the default: an unnamed first column of row numbers
     t = read_table(path, target="species")
     assert "Unnamed: 0" not in t.feature_names and t.X.shape == (150, 4)
-    assert t.notes == ("index column 'Unnamed: 0' (row numbers) dropped",)
+    assert t.notes == ("the unnamed first column (row numbers, an index) dropped",)
 
 
 def test_an_unnamed_column_that_is_not_row_numbers_is_kept(tmp_path):

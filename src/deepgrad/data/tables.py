@@ -92,7 +92,7 @@ def read_table(
     index = _index_column(df, columns, target)
     if index is not None:
         columns.remove(index)
-        notes.append(f"index column {index!r} (row numbers) dropped")
+        notes.append("the unnamed first column (row numbers, an index) dropped")
     if target is not None and target in columns:
         df = _drop_missing_targets(df, target, name, notes) if drop_missing else df
         if drop_missing or not _missing(df[target]).any():
