@@ -834,6 +834,7 @@ CLI_CASES = {
     "train: csv non-numeric column": lambda d: _csv(d, "word.csv"),
     "train: csv target with one class": lambda d: _csv(d, "one_class.csv"),
     "train: csv target missing in every row": lambda d: _csv(d, "no_target.csv"),
+    "train: --target with a bundled set": lambda d: ["train", "--data", "iris", "--target", "y"],
     "train: csv one class left after rows without a target": lambda d: _csv(d, "one_left.csv"),
     "train: csv text target as regression": lambda d: _csv(d, "ok.csv", "--task", "regression"),
     "train: csv fractional target as classification": lambda d: _csv(

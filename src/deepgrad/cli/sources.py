@@ -37,6 +37,11 @@ def load_source(
 
     path = Path(spec)
     if spec in datasets.BUNDLED:
+        if target is not None:
+            raise ValueError(
+                f"--target is for CSV/TSV tables; the bundled set {spec!r} has its own "
+                f"target: leave --target out"
+            )
         X, y, names = datasets.load_bundled_table(spec)
         return Source(X, y, names, None, _what(f"the bundled {spec} set", X), True, False)
     if target is not None and not tables.is_table(path):
