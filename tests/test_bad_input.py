@@ -742,6 +742,8 @@ def _write_tables(d: Path, X) -> None:
     (d / "word.csv").write_text(head + "1,two,3,yes\n" + rows)
     (d / "one_class.csv").write_text(head + rows.replace(",no\n", ",yes\n"))
     (d / "order.csv").write_text("b,a,c,label\n" + rows)
+    (d / "no_target.csv").write_text(head + rows.replace(",yes\n", ",NA\n").replace(",no\n", ",\n"))
+    (d / "one_left.csv").write_text(head + rows.replace(",no\n", ",NA\n"))
     (d / "four.csv").write_text(
         "a,b,c,d,label\n" + rows.replace(",yes", ",1,yes").replace(",no", ",1,no")
     )
@@ -831,6 +833,9 @@ CLI_CASES = {
     "train: csv empty cell": lambda d: _csv(d, "blank.csv"),
     "train: csv non-numeric column": lambda d: _csv(d, "word.csv"),
     "train: csv target with one class": lambda d: _csv(d, "one_class.csv"),
+    "train: csv target missing in every row": lambda d: _csv(d, "no_target.csv"),
+    "train: --target with a bundled set": lambda d: ["train", "--data", "iris", "--target", "y"],
+    "train: csv one class left after rows without a target": lambda d: _csv(d, "one_left.csv"),
     "train: csv text target as regression": lambda d: _csv(d, "ok.csv", "--task", "regression"),
     "train: csv fractional target as classification": lambda d: _csv(
         d, "numbers.csv", "--task", "classification"

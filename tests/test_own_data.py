@@ -317,3 +317,100 @@ def test_numeric_class_names_without_classes_get_a_hint():
     net = dg.Network([13, 4, 3], output="softmax", seed=0)
     with pytest.raises(ValueError, match=r"pass classes=\[1, 2, 3\]"):
         net.fit(X, y + 1, standardize=True, epochs=1)
+
+
+def _iris_frame():
+    from sklearn import datasets as sk
+
+    b = sk.load_iris()
+    df = pd.DataFrame(b.data, columns=b.feature_names)
+    df["species"] = np.array(b.target_names)[b.target]
+    return df
+
+
+def test_missing_targets_are_dropped_with_a_count_never_a_class(tmp_path, capsys):
+    from deepgrad.data.tables import read_table
+
+    df = _iris_frame()
+    rows = [3, 40, 77, 120, 149]
+    df.loc[rows, "species"] = ["NA", "", "NaN", "null", " n/a"]
+    path = tmp_path / "iris_na.csv"
+    df.to_csv(path, index=False)  # pandas writes "" for the empty cell: read back as NA
+    t = read_table(path, target="species")
+    assert len(t.y) == 145 and set(t.y) == {"setosa", "versicolor", "virginica"}
+    assert t.notes == ("5 of 150 rows without a target 'species' dropped",)
+    kept = np.delete(df.drop(columns="species").to_numpy(), rows, axis=0)
+    np.testing.assert_array_equal(t.X, kept)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(path), "--target", "species", "--epochs", "5", "--out"]
+    assert main([*argv, str(out)]) == 0
+    text = capsys.readouterr().out
+    data_line = next(line for line in text.splitlines() if line.startswith("data: "))
+    assert "145 rows" in data_line and "5 of 150 rows without a target" in data_line
+    assert "'NA'" not in text and "'null'" not in text
+
+
+def test_a_bad_cell_after_dropped_targets_names_its_real_line(tmp_path):
+    from deepgrad.data.tables import read_table
+
+    df = _iris_frame().astype({"sepal width (cm)": object})
+    df.loc[1, "species"] = "NA"
+    df.loc[10, "sepal width (cm)"] = "wide"
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"not numeric: line 12 holds 'wide'"):
+        read_table(path, target="species")
+
+
+def test_an_all_missing_target_is_an_error_naming_the_column(tmp_path):
+    from deepgrad.data.tables import read_table
+
+    df = _iris_frame()
+    df["species"] = "NA"
+    path = tmp_path / "none.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"'species' .* missing in all 150 rows"):
+        read_table(path, target="species")
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_the_index_column_pandas_or_r_wrote_is_dropped(tmp_path, start):
+    from deepgrad.data.tables import read_table
+
+    df = _iris_frame().sort_values("species")  # sorted: the index would leak the answer
+    df.index = np.arange(start, start + len(df))
+    path = tmp_path / "indexed.csv"
+    df.to_csv(path)  # the default: an unnamed first column of row numbers
+    t = read_table(path, target="species")
+    assert "Unnamed: 0" not in t.feature_names and t.X.shape == (150, 4)
+    assert t.notes == ("the unnamed first column (row numbers, an index) dropped",)
+
+
+def test_an_unnamed_column_that_is_not_row_numbers_is_kept(tmp_path):
+    from deepgrad.data.tables import read_table
+
+    df = _iris_frame()
+    df.insert(0, "", np.linspace(0.5, 3.0, len(df)))
+    path = tmp_path / "unnamed.csv"
+    df.to_csv(path, index=False)
+    t = read_table(path, target="species")
+    assert t.feature_names[0] == "Unnamed: 0" and t.notes == ()
+
+
+def test_predict_keeps_every_row_when_some_targets_are_missing(tmp_path, capsys):
+    df = _iris_frame()
+    df.to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "train.csv"), "--target", "species"]
+    assert main([*argv, "--epochs", "5", "--quiet", "--out", str(out)]) == 0
+    df.loc[[0, 60], "species"] = "NA"
+    df.to_csv(tmp_path / "new.csv", index=False)
+    pred = tmp_path / "pred.csv"
+    model = str(out / "model.npz")
+    argv = ["predict", "--model", model, "--data", str(tmp_path / "new.csv"), "--out", str(pred)]
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "target 'species' has 2 missing cell(s): not scored" in text
+    assert "accuracy" not in text
+    assert len(pd.read_csv(pred)) == 150  # one prediction per row of the file

@@ -54,6 +54,8 @@ def run(args) -> int:
         args.data, target if table else None, need_y=False, require_target=bool(args.target)
     )
     X = _features(net, src)
+    for note in src.notes:
+        print(f"data: {note}")
     task = "regression" if net.spec.output == "linear" else "classification"
     y = None if src.y is None else _targets(net, src, task)
     pred = predict_rows(net, X)

@@ -24,6 +24,7 @@ class Source(NamedTuple):
     what: str  # e.g. "cancer.csv (569 rows, 30 feature columns, target 'diagnosis')"
     bundled: bool
     mapped: bool  # X is memory-mapped: never loaded whole
+    notes: tuple[str, ...] = ()  # what reading the table dropped or left out
 
 
 def load_source(
@@ -36,6 +37,11 @@ def load_source(
 
     path = Path(spec)
     if spec in datasets.BUNDLED:
+        if target is not None:
+            raise ValueError(
+                f"--target is for CSV/TSV tables; the bundled set {spec!r} has its own "
+                f"target: leave --target out"
+            )
         X, y, names = datasets.load_bundled_table(spec)
         return Source(X, y, names, None, _what(f"the bundled {spec} set", X), True, False)
     if target is not None and not tables.is_table(path):
@@ -45,11 +51,15 @@ def load_source(
             raise ValueError(
                 f"--data {spec!r} is a table: name its target column with --target COLUMN"
             )
-        t = tables.read_table(path, target, require_target=need_y or require_target)
-        what = _what(spec, t.X, "feature columns") + (
-            f", target {t.target_name!r}" if t.target_name else ""
+        t = tables.read_table(
+            path, target, require_target=need_y or require_target, drop_missing=need_y
         )
-        return Source(t.X, t.y, t.feature_names, t.target_name, what, False, False)
+        what = (
+            _what(spec, t.X, "feature columns")
+            + (f", target {t.target_name!r}" if t.target_name else "")
+            + "".join(f"; {note}" for note in t.notes)
+        )
+        return Source(t.X, t.y, t.feature_names, t.target_name, what, False, False, t.notes)
     if path.is_dir():
         from deepgrad.data.arrays import open_dataset
 

@@ -3,7 +3,9 @@ optional target column (numbers or text labels).
 
 Every cell is read as text first and converted column by column, so a bad table gets an
 error naming the line and column: a ragged row, an empty cell, a word in a numeric
-column, NaN or inf.
+column, NaN or inf. Two cleanups are made and said in ``Table.notes``: rows whose target
+is missing (empty, NA, NaN, null, ...) are dropped, never a class; an index column that
+pandas or R wrote (empty header, values 0..m-1 or 1..m) is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import numpy as np
 __all__ = ["Table", "TABLE_SUFFIXES", "is_table", "read_table"]
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+# the usual spellings of a missing cell (pandas' defaults, R's NA, SQL's NULL), lower case
+MISSING_MARKERS = frozenset(
+    ["", "na", "n/a", "nan", "-nan", "null", "none", "<na>", "#n/a", "#na", "nil"]
+)
 
 
 class Table(NamedTuple):
@@ -26,6 +32,7 @@ class Table(NamedTuple):
     y: np.ndarray | None
     feature_names: tuple[str, ...]
     target_name: str | None
+    notes: tuple[str, ...] = ()  # what was dropped, e.g. "3 rows without a target dropped"
 
 
 def is_table(path) -> bool:
@@ -44,11 +51,16 @@ def _pandas():
     return pandas
 
 
-def read_table(path, target: str | None = None, require_target: bool = True) -> Table:
+def read_table(
+    path, target: str | None = None, require_target: bool = True, drop_missing: bool = True
+) -> Table:
     """Read a CSV/TSV file with a header row.
 
     target : the name of the target column (None: every column is a feature). With
         ``require_target=False`` a missing target column is allowed (predict-time data).
+    drop_missing : rows whose target is missing are dropped (training); False keeps every
+        row and leaves the target out (y None, said in ``notes``) when any is missing, so
+        that predictions line up with the file's rows.
     """
     pd = _pandas()
     path = Path(path)
@@ -76,19 +88,64 @@ def read_table(path, target: str | None = None, require_target: bool = True) -> 
         raise ValueError(f"data file {name!r} has a header but no rows")
     _check_ragged(df, path)
     y = None
+    notes = []
+    index = _index_column(df, columns, target)
+    if index is not None:
+        columns.remove(index)
+        notes.append("the unnamed first column (row numbers, an index) dropped")
     if target is not None and target in columns:
-        y = _target(df[target], target, name)
+        df = _drop_missing_targets(df, target, name, notes) if drop_missing else df
+        if drop_missing or not _missing(df[target]).any():
+            y = _target(df[target], target, name)
+        else:
+            notes.append(
+                f"target {target!r} has {int(_missing(df[target]).sum())} missing "
+                f"cell(s): not scored"
+            )
     elif target is not None and require_target:
         raise ValueError(
             f"--target {target!r} is not a column of {name!r}; its columns: "
             + ", ".join(repr(c) for c in columns[:8])
             + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
         )
-    features = [c for c in columns if c != target or y is None]
+    features = [c for c in columns if c != target]
     if not features:
         raise ValueError(f"data file {name!r} has no feature columns besides {target!r}")
     X = np.column_stack([_numeric(df[c], c, name) for c in features])
-    return Table(X, y, tuple(features), target if y is not None else None)
+    return Table(X, y, tuple(features), target if y is not None else None, tuple(notes))
+
+
+def _index_column(df, columns: list[str], target: str | None) -> str | None:
+    """The first column when its header is empty (pandas reads it as 'Unnamed: 0') and it
+    holds the row numbers 0..m-1 or 1..m: what ``df.to_csv(path)`` and R's ``write.csv``
+    write. A feature like that would leak the row order (a table sorted by its target)."""
+    first = columns[0]
+    if not first.startswith("Unnamed: 0") or first == target or len(columns) < 2:
+        return None
+    cells = df.iloc[:, 0].str.strip()
+    if not cells.str.fullmatch(r"\d{1,18}").all():
+        return None
+    values = cells.astype(np.int64).to_numpy()
+    rows = np.arange(len(values))
+    return first if (np.array_equal(values, rows) or np.array_equal(values, rows + 1)) else None
+
+
+def _missing(col) -> np.ndarray:
+    return col.str.strip().str.lower().isin(MISSING_MARKERS).to_numpy()
+
+
+def _drop_missing_targets(df, target: str, name: str, notes: list[str]):
+    """Rows whose target cell is a missing marker are dropped (a count in ``notes``)."""
+    missing = _missing(df[target])
+    if not missing.any():
+        return df
+    if missing.all():
+        raise ValueError(
+            f"target column {target!r} of {name!r} is missing in all {len(df)} rows "
+            f"(empty, NA, NaN, null, ...); choose another --target"
+        )
+    notes.append(f"{int(missing.sum())} of {len(df)} rows without a target {target!r} dropped")
+    return df[~missing]
 
 
 def _first_line(exc: Exception) -> str:
@@ -122,18 +179,19 @@ def _numeric(col, column: str, name: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        line = int(col.index[row]) + 2  # the file's line, kept after dropped rows
         cell = col.iloc[row]
         if cell.strip() == "":
             what = "an empty cell"
         elif np.isnan(values[row]) and cell.strip().lower() not in ("nan", "na", "n/a"):
             raise ValueError(
-                f"column {column!r} of {name!r} is not numeric: line {row + 2} holds "
+                f"column {column!r} of {name!r} is not numeric: line {line} holds "
                 f"{cell!r}; every column except --target must hold numbers"
             )
         else:
             what = f"{cell.strip()!r}"
         raise ValueError(
-            f"column {column!r} of {name!r} has {what} at line {row + 2} "
+            f"column {column!r} of {name!r} has {what} at line {line} "
             f"({int(bad.sum())} cell(s) NaN, inf or empty); fill or drop them first"
         )
     return values
@@ -146,9 +204,8 @@ def _target(col, column: str, name: str) -> np.ndarray:
     empty = (stripped == "").to_numpy()
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
-        raise ValueError(
-            f"target column {column!r} of {name!r} has an empty cell at line {row + 2}"
-        )
+        line = int(col.index[row]) + 2
+        raise ValueError(f"target column {column!r} of {name!r} has an empty cell at line {line}")
     numbers = pd.to_numeric(stripped, errors="coerce")
     missing = stripped.str.lower().isin(["nan", "na", "n/a", "null"]).to_numpy()
     if (numbers.isna().to_numpy() & ~missing).any():
@@ -156,8 +213,9 @@ def _target(col, column: str, name: str) -> np.ndarray:
     values = numbers.to_numpy(dtype=np.float64) if missing.any() else numbers.to_numpy()
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         row = int(np.flatnonzero(~np.isfinite(values))[0])
+        line = int(col.index[row]) + 2
         raise ValueError(
-            f"target column {column!r} of {name!r} holds {col.iloc[row]!r} at line {row + 2}; "
+            f"target column {column!r} of {name!r} holds {col.iloc[row]!r} at line {line}; "
             f"targets must be finite"
         )
     return values
