@@ -58,11 +58,6 @@ class Layout:
             Wb[:, -1] = params[f"b{l}"]
         return flat
 
-    def pack(self, params: dict, dtype=None) -> np.ndarray:
-        """The dict {W1, b1, ...} of NumPy arrays as a new flat NumPy vector."""
-        dtype = np.asarray(params["W1"]).dtype if dtype is None else dtype
-        return self.pack_into(np.empty(self.size, dtype), params)
-
     def unpack(self, flat) -> dict:
         """A fresh dict of contiguous copies: what callers get can never change under them."""
         out = {}

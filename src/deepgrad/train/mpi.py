@@ -60,8 +60,10 @@ class AllReduce(Engine):
         self.layout = layout = Layout(plan.spec.layer_sizes)
         self.kernels = Kernels.of(plan, ops)
         rows = -(-plan.batch_size // self.size)  # the largest share of a batch
-        self.buffers = Buffers(self.kernels, layout, rows)
+        self.buffers = sh = Buffers(self.kernels, layout, rows)
         self.buf = np.empty(layout.size + 1, ops.dtype)  # [gradient sum | loss sum]
+        sh.grad[0] = self.buf[:-1]  # the step writes this rank's gradient into the buffer
+        sh.grad_views[0] = layout.views(sh.grad[0])
         self.custom = plan.optimizer.flat is None  # any optimizer: its own dict update
         self.params, self.opt_state = params, opt_state
         self.flat = FlatState(plan, ops, layout, params, opt_state)
@@ -71,7 +73,6 @@ class AllReduce(Engine):
         flat, sh, n = self.flat, self.buffers, len(step.rows)
         job = flat.job(step, [mpi.shard_bounds(n, self.size, self.rank)])
         shard_step(self.kernels, job, sh, 0, flat.views)
-        self.buf[:-1] = sh.grad[0]
         self.buf[-1] = sh.loss[0]
         if self.timeout is None:
             self.comm.Allreduce(self.in_place, self.buf, op=self.sum)
