@@ -60,6 +60,7 @@ def main(argv=None) -> int:
                     print(f"{group}/{name}: {line}")
         if not args.check:
             gc.write_group(group, results)
+            gc.write_machine()
         print(f"{group}: {len(results)} cases in {time.perf_counter() - t0:.1f} s")
     if args.check:
         print("all identical" if not failed else f"{failed} cases differ")
