@@ -136,7 +136,8 @@ def batch_moments(params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: i
     """Per-batch unbiased estimates (tr(Sigma) (batches,), |G|^2 (batches,)).
 
     Each batch is ``batch_size`` distinct rows drawn at random; the batches are independent,
-    which is what the interval of ``noise_scale_interval`` resamples.
+    which is what the interval of ``noise_scale_interval`` rests on. Sigma is the covariance
+    of the gradient of one row drawn uniformly from the m rows (tr(Sigma) = mean ||g_i - G||^2).
     """
     m, B = X.shape[0], batch_size
     traces, grads = np.empty(batches), np.empty(batches)
@@ -145,8 +146,11 @@ def batch_moments(params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: i
         Xb = np.asarray(X[idx], dtype=params["W1"].dtype)
         sq, mean = per_example_sq_norms(params, Xb, Y[idx], spec)
         gbar_sq = sum(float(np.sum(np.square(v, dtype=np.float64))) for v in mean.values())
-        traces[k] = (float(sq.sum()) - B * gbar_sq) / (B - 1)
-        grads[k] = gbar_sq - traces[k] / B
+        s2 = (float(sq.sum()) - B * gbar_sq) / (B - 1)
+        # rows drawn without replacement from m: E[s2] = m/(m-1) tr(Sigma) and
+        # E||g_bar||^2 = |G|^2 + tr(Sigma)/B (m-B)/(m-1) (finite-population correction)
+        traces[k] = s2 * (m - 1) / m
+        grads[k] = gbar_sq - s2 * (m - B) / (m * B)
     return traces, grads
 
 
