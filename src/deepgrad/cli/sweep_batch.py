@@ -352,7 +352,8 @@ def _write(args, net, m: int, noise, rec, ttt, pair, ci, track, val) -> None:
         plotting.save_figure(fig, out / "sweep_batch.png")
         if track is not None:
             plotting.save_figure(
-                batchplots.track_figure(track, title=title), out / "noise_track.png"
+                batchplots.track_figure(track, title=f"{list(net.layer_sizes)}, m = {m:,}"),
+                out / "noise_track.png",
             )
         if val is not None:
             plotting.save_figure(

@@ -132,7 +132,7 @@ def track_figure(track, fig=None, title: str | None = None):
     ax1.fill_between(e, low, np.where(np.isfinite(high), high, top), alpha=0.25)
     ax1.plot(e, est, "o-", label="B_simple")
     ax1.set(yscale="log", xlabel="epochs trained", ylabel="B_simple", title="noise scale")
-    ax2.plot([t.cost for t in track], est, "o-")
+    ax2.plot([t.cost for t in track], est, "o", alpha=0.8)
     ax2.set(
         xscale="log",
         yscale="log",
