@@ -382,7 +382,7 @@ def _report(args, noise, rec, ttt, pair, ci, track, val) -> None:
         print(f"no recommendation: {val.message}")
     else:
         print(
-            f"recommended: batch size {pick['batch_size']} with learning rate "
+            f"recommended batch size: {pick['batch_size']} with learning rate "
             f"{pick['learning_rate']:.3g}; band (within {args.band_factor:g}x for B_simple in "
             f"its interval): {', '.join(map(str, pair['band']))}. It holds near cost "
             f"{pair['cost_at_estimate']:.4g}; the noise scale grows as the cost falls. "
