@@ -295,3 +295,19 @@ def test_sweep_batch_cli_validate(tmp_path, capsys):
     assert "--validate needs --target-cost" in capsys.readouterr().err
     assert main([*args, "--target-cost", "1e-6", "--validate", "--max-epochs", "1"]) == 0
     assert "no recommendation" in capsys.readouterr().out
+
+
+def test_sweep_batch_cli_recommends_nothing_no_size_was_seen_to_reach(tmp_path, capsys):
+    import json
+
+    from deepgrad.cli.main import main
+
+    args = ["sweep-batch", "--examples", "2000", "--features", "6", "--hidden", "8",
+            "--sizes", "32,128", "--steps", "3", "--range-examples", "500",
+            "--target-cost", "1e-6", "--max-epochs", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "recommend" in ln]
+    assert lines == [
+        "no recommendation: no batch size reached J <= 1e-06 at lr 0.1 within 1 epochs"
+    ]
+    assert json.loads((tmp_path / "sweep_batch.json").read_text())["recommended_pair"] is None

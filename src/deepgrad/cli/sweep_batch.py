@@ -301,9 +301,12 @@ def _validation_json(val):
     }
 
 
-def _recommended(rec, pair, val):
-    """(size, rate), or None when the check saw the pair never reach the target."""
+def _recommended(rec, pair, val, ttt=None):
+    """(size, rate), or None when the check saw the pair never reach the target, or (no
+    check) no size reached it at --lr."""
     if val is not None and (val.fastest is None or val.ratio is None):
+        return None
+    if val is None and ttt is not None and not any(r.reached for r in ttt):
         return None
     return {"batch_size": rec.batch_size, "learning_rate": pair["rates"][rec.batch_size]}
 
@@ -318,7 +321,7 @@ def _write(args, net, m: int, noise, rec, ttt, pair, ci, track, val) -> None:
             "interval": {"low": ci.low, "high": ci.high, "level": ci.level},
             "rows": rec.rows,
             "recommended": rec.batch_size,
-            "recommended_pair": _recommended(rec, pair, val),
+            "recommended_pair": _recommended(rec, pair, val, ttt),
             "reason": rec.reason,
             **pair,
             "track": None
@@ -377,8 +380,13 @@ def _report(args, noise, rec, ttt, pair, ci, track, val) -> None:
             f"{r['steps_factor']:>8.2f} {r['relative_time']:>10.2f} "
             f"{pair['rates'][r['batch_size']]:>8.3g}"
         )
-    pick = _recommended(rec, pair, val)
-    if pick is None:
+    pick = _recommended(rec, pair, val, ttt)
+    if pick is None and val is None:
+        print(
+            f"no recommendation: no batch size reached J <= {args.target_cost:g} at lr "
+            f"{args.lr:g} within {args.max_epochs} epochs"
+        )
+    elif pick is None:
         print(f"no recommendation: {val.message}")
     else:
         print(

@@ -494,7 +494,6 @@ def lr_range_test(
         raise ValueError("rates: at least one learning rate is needed, got none")
     n = X.shape[0] if examples is None else min(X.shape[0], check_int("examples", examples, 1))
     batch_size = check_int("batch_size", batch_size, 1, n)
-    start = None
     costs = []
     for r in rates:
         h = net.copy().fit(
@@ -507,8 +506,6 @@ def lr_range_test(
             progress=False,
             on_divergence="stop",
         )
-        J = np.asarray(h.iteration_cost, dtype=float)
-        start = J[0] if start is None else start
         end = moving_cost(h, max(batch_size, n // 4))[-1]
         costs.append(float(end) if np.isfinite(end) and h.stopped is None else math.inf)
     costs_a = np.asarray(costs)
@@ -647,6 +644,10 @@ def validate(
     grid of rates around each size's recommended one, for the benchmark's bar.
     """
     limit = check_float("limit", limit, 1.0)
+    if recommended not in rates:
+        raise ValueError(
+            f"recommended: batch size {recommended!r} has no rate in rates {sorted(rates)}"
+        )
     runs = []
     for b, lr in sorted(rates.items()):
         for f in sorted(set(factors) | {1.0}):
