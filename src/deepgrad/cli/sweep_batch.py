@@ -64,7 +64,9 @@ def add_arguments(p) -> None:
         help="learning rates of the range test at --reference-batch (0.01,0.03,...,3)",
     )
     p.add_argument(
-        "--reference-batch", type=int, default=64, help="batch size of the range test (64)"
+        "--reference-batch",
+        type=int,
+        help="batch size of the range test (64, or the data set's size if smaller)",
     )
     p.add_argument(
         "--range-examples",
@@ -152,6 +154,8 @@ def _check(args, m: int, sizes) -> None:
         check_float("--window", args.window, 0.0, 1.0, low_open=True)
     elif args.validate:
         raise ValueError("--validate needs --target-cost: the cost every size trains to")
+    if args.reference_batch is None:
+        args.reference_batch = min(64, m)
     check_int("--reference-batch", args.reference_batch, 1, m)
     check_int("--range-examples", args.range_examples, 1)
     check_float("--level", args.level, 0.0, 1.0, low_open=True, high_open=True)
