@@ -10,7 +10,7 @@ lies inside the reported band.
 The target of a problem is the cost a plain pilot run (batch 64, lr 0.1, half the epoch
 budget) reaches at its end: a cost known to be reachable, not one tuned for the pick.
 
-    python bench/batchsize_validate.py [--quick] [--json FILE] [--markdown FILE]
+    python bench/batchsize_validate.py [--quick] [--json FILE] [--markdown FILE] [--figures DIR]
 
 --quick: tiny sizes to prove the script runs (its numbers mean nothing).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def _target(X, y, hidden: str, epochs: int, seed: int) -> float:
     return float(batchsize.moving_cost(h, max(64, X.shape[0] // 10))[-1])
 
 
-def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool) -> dict:
+def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=None) -> dict:
     from deepgrad.cli.main import main
 
     X, y = _arrays(spec, examples)
@@ -86,7 +87,11 @@ def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool) -> dict:
             "--lr-factors", "0.5,1,2", "--out", str(out), "--quiet"]  # fmt: skip
     if quick:
         args += ["--sizes", "32,128", "--steps", "3", "--range-examples", "500"]
+    if figure is not None:
+        args.append("--plot")
     rc = main(args)
+    if figure is not None:
+        shutil.copyfile(out / "validation.png", figure)
     res = json.loads((out / "sweep_batch.json").read_text())
     v = res["validation"]
     return {
@@ -133,13 +138,18 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=20_000, help="synthetic rows (20,000)")
     ap.add_argument("--json", default="docs/batchsize_validate.json")
     ap.add_argument("--markdown", default="docs/batchsize_validate.md")
+    ap.add_argument(
+        "--figures",
+        help="also write each problem's validation.png here as batchsize_validation_K.png",
+    )
     a = ap.parse_args()
     examples = 2000 if a.quick else a.examples
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, spec, hidden, epochs in PROBLEMS:
+        for k, (name, spec, hidden, epochs) in enumerate(PROBLEMS, 1):
             ep = 2 if a.quick else epochs
-            rows.append(_one(name, spec, hidden, ep, examples, Path(tmp), a.quick))
+            fig = None if a.figures is None else Path(a.figures) / f"batchsize_validation_{k}.png"
+            rows.append(_one(name, spec, hidden, ep, examples, Path(tmp), a.quick, fig))
             print(f"{name}: {rows[-1]['message']}", flush=True)
     Path(a.json).write_text(
         json.dumps({"machine": platform.platform(), "quick": a.quick, "rows": rows}, indent=1)

@@ -355,16 +355,17 @@ def _write(args, net, m: int, noise, rec, ttt, pair, ci, track, val) -> None:
         from deepgrad.plotting import curves as plotting
 
         title = f"{net!r}, m = {m:,}"
+        short = f"{list(net.layer_sizes)}, m = {m:,}"
         fig = batchplots.sweep_figure(rec, title=title, time_to_target=ttt, band=pair["band"])
         plotting.save_figure(fig, out / "sweep_batch.png")
         if track is not None:
             plotting.save_figure(
-                batchplots.track_figure(track, title=f"{list(net.layer_sizes)}, m = {m:,}"),
+                batchplots.track_figure(track, title=short),
                 out / "noise_track.png",
             )
         if val is not None:
             plotting.save_figure(
-                batchplots.validation_figure(val, title=title), out / "validation.png"
+                batchplots.validation_figure(val, title=short), out / "validation.png"
             )
 
 
