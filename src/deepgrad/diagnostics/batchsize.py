@@ -519,7 +519,7 @@ def lr_range_test(
 def scaled_rates(eps_ref: float, b_ref: int, b_noise: float, sizes, cap: float) -> dict:
     """eps(B) = eps_max / (1 + B_noise / B), with eps_max fixed by eps(b_ref) = eps_ref.
 
-    McCandlish et al. (2018), eq. 2.6 for plain SGD: the optimal step grows with B and
+    McCandlish et al. (2018), section 2, for plain SGD: the optimal step grows with B and
     saturates near B_noise. ``cap`` (the largest stable rate seen) bounds the growth: the
     model knows nothing of the step beyond which plain GD diverges. With B_noise = inf
     the step is proportional to B (the linear scaling rule).
