@@ -804,6 +804,11 @@ def _train(d, *extra):
     ]
 
 
+def _sweep(d, *extra):
+    return ["sweep-batch", "--data", str(d / "ok.npz"), "--sizes", "8,16", "--steps", "2",
+            "--quiet", "--out", str(d / "out"), *extra]  # fmt: skip
+
+
 CLI_CASES = {
     "train: missing data": lambda d: [
         "train",
@@ -970,6 +975,11 @@ CLI_CASES = {
     "demo: --epochs -5": lambda d: ["demo", "--epochs", "-5", "--quiet", "--out", str(d / "out")],
     "demo: --seed -1": lambda d: ["demo", "--seed", "-1", "--quiet", "--out", str(d / "out")],
     "demo: --seed abc": lambda d: ["demo", "--seed", "abc", "--out", str(d / "out")],
+    "sweep-batch: --validate without --target-cost": lambda d: _sweep(d, "--validate"),
+    "sweep-batch: target the initial cost meets": lambda d: _sweep(d, "--target-cost", "50"),
+    "sweep-batch: --band-factor 0.5": lambda d: _sweep(d, "--band-factor", "0.5"),
+    "sweep-batch: --lr-factors abc": lambda d: _sweep(d, "--lr-factors", "abc"),
+    "sweep-batch: --range-rates 0": lambda d: _sweep(d, "--range-rates", "0"),
     "no command": lambda d: [],
     "unknown command": lambda d: ["frobnicate"],
 }

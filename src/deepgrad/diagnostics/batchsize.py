@@ -32,6 +32,7 @@ and is left out of G here (the noise scale of the data loss).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +45,18 @@ __all__ = [
     "per_example_sq_norms",
     "noise_scale",
     "NoiseScale",
+    "batch_moments",
+    "noise_scale_interval",
+    "NoiseInterval",
+    "student_t_quantile",
+    "lr_range_test",
+    "RangeTest",
+    "scaled_rates",
+    "band",
+    "track_noise_scale",
+    "TrackPoint",
+    "validate",
+    "Validation",
     "step_times",
     "recommend",
     "Recommendation",
@@ -110,18 +123,35 @@ def noise_scale(
     B = min(batch_size, m)
     if B < 2:
         raise ValueError(f"the noise scale needs at least 2 examples, got {m}")
-    traces, grads = [], []
-    for _ in range(batches):
+    traces, grads = batch_moments(params, X, Y, spec, B, batches, rng)
+    trace, grad_sq = float(np.mean(traces)), float(np.mean(grads))
+    return NoiseScale(_ratio(trace, grad_sq), trace, grad_sq, B * batches)
+
+
+def _ratio(trace: float, grad_sq: float) -> float:
+    return trace / grad_sq if grad_sq > 0 else math.inf
+
+
+def batch_moments(params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: int, rng):
+    """Per-batch unbiased estimates (tr(Sigma) (batches,), |G|^2 (batches,)).
+
+    Each batch is ``batch_size`` distinct rows drawn at random; the batches are independent,
+    which is what the interval of ``noise_scale_interval`` rests on. Sigma is the covariance
+    of the gradient of one row drawn uniformly from the m rows (tr(Sigma) = mean ||g_i - G||^2).
+    """
+    m, B = X.shape[0], batch_size
+    traces, grads = np.empty(batches), np.empty(batches)
+    for k in range(batches):
         idx = np.sort(rng.choice(m, B, replace=False))
         Xb = np.asarray(X[idx], dtype=params["W1"].dtype)
         sq, mean = per_example_sq_norms(params, Xb, Y[idx], spec)
         gbar_sq = sum(float(np.sum(np.square(v, dtype=np.float64))) for v in mean.values())
-        tr = (float(sq.sum()) - B * gbar_sq) / (B - 1)
-        traces.append(tr)
-        grads.append(gbar_sq - tr / B)
-    trace, grad_sq = float(np.mean(traces)), float(np.mean(grads))
-    b = trace / grad_sq if grad_sq > 0 else math.inf
-    return NoiseScale(b, trace, grad_sq, B * batches)
+        s2 = (float(sq.sum()) - B * gbar_sq) / (B - 1)
+        # rows drawn without replacement from m: E[s2] = m/(m-1) tr(Sigma) and
+        # E||g_bar||^2 = |G|^2 + tr(Sigma)/B (m-B)/(m-1) (finite-population correction)
+        traces[k] = s2 * (m - 1) / m
+        grads[k] = gbar_sq - s2 * (m - B) / (m * B)
+    return traces, grads
 
 
 def candidate_sizes(m: int, low: int = 16, high: int = 8192) -> list[int]:
@@ -354,3 +384,305 @@ def time_to_target(
         else:
             out.append(TimeToTarget(b, False, None, None, None, final, epochs))
     return out
+
+
+# -- the noise scale with its uncertainty ---------------------------------------------------
+class NoiseInterval(NamedTuple):
+    """B_simple with a bootstrap confidence interval [low, high] at ``level``.
+
+    ``high`` is inf when some resamples estimate |G|^2 <= 0 (the gradient may be lost in
+    the noise: the data cannot rule out that any batch is small).
+    """
+
+    estimate: NoiseScale
+    low: float
+    high: float
+    level: float
+    batches: int
+
+
+def noise_scale_interval(
+    params: dict,
+    X,
+    Y,
+    spec: nw.Spec,
+    batch_size: int = 1024,
+    batches: int = 16,
+    level: float = 0.9,
+    rng: np.random.Generator | None = None,
+) -> NoiseInterval:
+    """B_simple and a confidence interval from the spread of ``batches`` independent batches.
+
+    B_simple = T/G is a ratio of means over the batches (T: tr(Sigma)_hat, G: |G|^2_hat
+    per batch). Its variance by the delta method is var(T_k - B G_k) / (K G^2) with K
+    batches; the interval is B -/+ t_{K-1} x that standard error (Student's t, since the
+    variance is itself estimated from K values). It covers the noise scale of the
+    parameters where it was estimated, not of a later point of training
+    (``track_noise_scale``).
+
+    Examples
+    --------
+    >>> ci = noise_scale_interval(net.params, X, Y, net.spec, batch_size=256)  # doctest: +SKIP
+    >>> ci.low <= ci.estimate.b_simple <= ci.high  # doctest: +SKIP
+    True
+    """
+    batch_size = check_int("batch_size", batch_size, 2)
+    batches = check_int("batches", batches, 2)
+    level = check_float("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    rng = np.random.default_rng(0) if rng is None else rng
+    B = min(batch_size, X.shape[0])
+    if B < 2:
+        raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
+    traces, grads = batch_moments(params, X, Y, spec, B, batches, rng)
+    T, G = float(traces.mean()), float(grads.mean())
+    est = NoiseScale(_ratio(T, G), T, G, B * batches)
+    if G <= 0:
+        return NoiseInterval(est, 0.0, math.inf, level, batches)
+    se = float(np.std(traces - est.b_simple * grads, ddof=1)) / (math.sqrt(batches) * G)
+    half = student_t_quantile((1 + level) / 2, batches - 1) * se
+    low = max(0.0, est.b_simple - half)
+    # |G|^2 not clearly above 0: the data cannot rule out an unbounded noise scale
+    t = student_t_quantile((1 + level) / 2, batches - 1)
+    g_se = float(np.std(grads, ddof=1)) / math.sqrt(batches)
+    high = math.inf if G <= t * g_se else est.b_simple + half
+    return NoiseInterval(est, low, high, level, batches)
+
+
+def student_t_quantile(p: float, dof: int) -> float:
+    """Quantile of Student's t with ``dof`` degrees of freedom (Cornish-Fisher, 4 terms).
+
+    Accurate to about 1e-3 for dof >= 5 at the usual levels; NumPy has no t quantile and
+    the core stays free of SciPy.
+    """
+    z = NormalDist().inv_cdf(p)
+    n = float(dof)
+    return (
+        z
+        + (z**3 + z) / (4 * n)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3)
+    )
+
+
+# -- the learning rate of each size -----------------------------------------------------
+class RangeTest(NamedTuple):
+    """A learning-rate range test at one batch size: the cost after a short run per rate.
+
+    ``costs[k]`` is the moving-average cost at the end of the run at ``rates[k]`` (inf when
+    it diverged); ``best`` the rate with the lowest one; ``largest_stable`` the largest
+    rate that did not diverge.
+    """
+
+    batch_size: int
+    rates: tuple
+    costs: tuple
+    best: float
+    largest_stable: float
+    examples: int
+
+
+def lr_range_test(
+    net, X, y, batch_size: int, rates, *, examples: int | None = None, seed: int = 0
+) -> RangeTest:
+    """Train a copy of ``net`` at each rate for ``examples`` rows (one pass), batch ``batch_size``.
+
+    The rate with the lowest cost at the end (averaged over the last quarter of the run)
+    is the best step at this batch size for this budget: the eps(B_ref) the model scales.
+    """
+    rates = tuple(sorted(check_float("rates", r, 0.0, low_open=True) for r in rates))
+    if not rates:
+        raise ValueError("rates: at least one learning rate is needed, got none")
+    n = X.shape[0] if examples is None else min(X.shape[0], check_int("examples", examples, 1))
+    batch_size = check_int("batch_size", batch_size, 1, n)
+    costs = []
+    for r in rates:
+        h = net.copy().fit(
+            X[:n],
+            y[:n],
+            batch_size=batch_size,
+            epochs=1,
+            learning_rate=r,
+            seed=seed,
+            progress=False,
+            on_divergence="stop",
+        )
+        end = moving_cost(h, max(batch_size, n // 4))[-1]
+        costs.append(float(end) if np.isfinite(end) and h.stopped is None else math.inf)
+    costs_a = np.asarray(costs)
+    stable = [r for r, c in zip(rates, costs, strict=True) if math.isfinite(c)]
+    if not stable:
+        raise ValueError(f"rates: every learning rate in {list(rates)} diverged")
+    best = rates[int(np.argmin(costs_a))]
+    return RangeTest(batch_size, rates, tuple(costs), best, max(stable), n)
+
+
+def scaled_rates(eps_ref: float, b_ref: int, b_noise: float, sizes, cap: float) -> dict:
+    """eps(B) = eps_max / (1 + B_noise / B), with eps_max fixed by eps(b_ref) = eps_ref.
+
+    McCandlish et al. (2018), section 2, for plain SGD: the optimal step grows with B and
+    saturates near B_noise. ``cap`` (the largest stable rate seen) bounds the growth: the
+    model knows nothing of the step beyond which plain GD diverges. With B_noise = inf
+    the step is proportional to B (the linear scaling rule).
+    """
+    out = {}
+    for b in sorted(sizes):
+        if math.isfinite(b_noise):
+            eps = eps_ref * (1 + b_noise / b_ref) / (1 + b_noise / b)
+        else:
+            eps = eps_ref * b / b_ref
+        out[b] = float(min(cap, eps))
+    return out
+
+
+def band(times: dict, interval: NoiseInterval, m: int, factor: float = 1.25) -> list[int]:
+    """Sizes predicted within ``factor`` of the best for some B_simple in the interval.
+
+    The predicted time to a target is (1 + B_simple/B) t_step(B) (``recommend``). Every
+    noise scale in [low, high] (33 points, geometric) picks its own best; a size is in the
+    band when, for at least one of them, it is within ``factor`` of that best. An infinite
+    ``high`` stands for a noise scale far above every size (1e4 x the largest).
+    """
+    factor = check_float("factor", factor, 1.0)
+    high = interval.high if math.isfinite(interval.high) else 1e4 * max(times)
+    low = max(interval.low, 1e-12)
+    keep = set()
+    for bs in np.geomspace(low, max(high, low), 33):
+        rows = recommend(times, float(bs), m).rows
+        keep |= {r["batch_size"] for r in rows if r["relative_time"] <= factor}
+    return sorted(keep)
+
+
+# -- the noise scale during training ------------------------------------------------------
+class TrackPoint(NamedTuple):
+    """The noise scale after ``epochs`` epochs of training, at cost ``cost``."""
+
+    epochs: float
+    examples: int
+    cost: float
+    interval: NoiseInterval
+
+
+def track_noise_scale(
+    net,
+    X,
+    y,
+    Y,
+    *,
+    batch_size: int = 64,
+    learning_rate: float = 0.1,
+    epochs: int = 5,
+    noise_batch: int = 1024,
+    seed: int = 0,
+) -> list[TrackPoint]:
+    """B_simple (with its interval) at the start and after each epoch of training a copy.
+
+    ``y`` as ``fit`` takes it, ``Y`` the same targets encoded (m, n^[L]). The paper's point:
+    the noise scale grows as the loss falls, so a size chosen early may be too small late.
+    """
+    epochs = check_int("epochs", epochs, 0)
+    sub = net.copy()
+    m = X.shape[0]
+    out = []
+    for e in range(epochs + 1):
+        if e:
+            sub.fit(
+                X,
+                y,
+                batch_size=batch_size,
+                epochs=1,
+                learning_rate=learning_rate,
+                seed=seed + e,
+                progress=False,
+            )
+        rng = np.random.default_rng(seed + 1000 + e)
+        ci = noise_scale_interval(sub.params, X, Y, sub.spec, noise_batch, rng=rng)
+        rows = rng.choice(m, min(m, 8192), replace=False)
+        J = float(
+            nw.cost(sub.params, np.asarray(X[np.sort(rows)], sub.dtype), Y[np.sort(rows)], sub.spec)
+        )
+        out.append(TrackPoint(float(e), e * m, J, ci))
+    return out
+
+
+# -- the measured check ---------------------------------------------------------------------
+class Validation(NamedTuple):
+    """Each (size, rate) trained to the target, and whether the recommended pair held.
+
+    ``runs``: (batch_size, learning_rate, TimeToTarget). ``ratio``: the recommended pair's
+    seconds over the fastest pair's (None when either did not reach the target).
+    """
+
+    runs: list
+    recommended: tuple
+    fastest: tuple | None
+    ratio: float | None
+    passed: bool
+    fastest_in_band: bool
+    message: str
+
+
+def validate(
+    net,
+    X,
+    y,
+    rates: dict,
+    target: float,
+    *,
+    recommended: int,
+    band_sizes=(),
+    factors=(1.0,),
+    limit: float = 1.25,
+    epochs: int = 5,
+    l2: float = 0.0,
+    window: float = 0.1,
+    seed: int = 0,
+) -> Validation:
+    """Train every size at its recommended rate (times each of ``factors``) to ``target``.
+
+    Passes when the recommended (size, rate) reaches the target in at most ``limit`` x the
+    wall time of the fastest pair measured. ``factors`` (1 only, by default) widens the
+    grid of rates around each size's recommended one, for the benchmark's bar.
+    """
+    limit = check_float("limit", limit, 1.0)
+    if recommended not in rates:
+        raise ValueError(
+            f"recommended: batch size {recommended!r} has no rate in rates {sorted(rates)}"
+        )
+    runs = []
+    for b, lr in sorted(rates.items()):
+        for f in sorted(set(factors) | {1.0}):
+            r = time_to_target(
+                net,
+                X,
+                y,
+                [b],
+                target,
+                epochs=epochs,
+                learning_rate=lr * f,
+                l2=l2,
+                window=window,
+                seed=seed,
+            )[0]
+            runs.append((b, lr * f, r))
+    pick = (recommended, rates[recommended])
+    mine = next(r for b, lr, r in runs if (b, lr) == pick)
+    reached = [(b, lr, r) for b, lr, r in runs if r.reached]
+    if not reached:
+        msg = f"no (size, rate) reached J <= {target:g} within {epochs} epochs: no recommendation"
+        return Validation(runs, pick, None, None, False, False, msg)
+    b, lr, best = min(reached, key=lambda t: t[2].seconds)
+    ratio = mine.seconds / best.seconds if mine.reached else None
+    passed = ratio is not None and ratio <= limit
+    inband = b in band_sizes
+    if ratio is None:
+        msg = (
+            f"the recommended pair (batch {pick[0]}, lr {pick[1]:.3g}) never reached "
+            f"J <= {target:g}: no recommendation"
+        )
+    else:
+        msg = (
+            f"recommended (batch {pick[0]}, lr {pick[1]:.3g}) took {ratio:.2f}x the fastest "
+            f"(batch {b}, lr {lr:.3g}): {'within' if passed else 'beyond'} {limit:g}x; "
+            f"fastest size {'inside' if inband else 'outside'} the band"
+        )
+    return Validation(runs, pick, (b, lr), ratio, passed, inband, msg)

@@ -12,7 +12,7 @@ import numpy as np
 
 from deepgrad.plotting.curves import moving_average, pyplot
 
-__all__ = ["compare_figure", "sweep_figure"]
+__all__ = ["compare_figure", "sweep_figure", "track_figure", "validation_figure"]
 
 
 def compare_figure(runs, fig=None, title: str | None = None):
@@ -60,9 +60,10 @@ def compare_figure(runs, fig=None, title: str | None = None):
     return fig
 
 
-def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None):
+def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None, band=None):
     """Time per step and per epoch by batch size, and the predicted time to a target;
-    with ``time_to_target`` (``batchsize.time_to_target``'s runs) also the measured one."""
+    with ``time_to_target`` (``batchsize.time_to_target``'s runs) also the measured one,
+    with ``band`` (``batchsize.band``'s sizes) the band shaded on the prediction."""
     plt = pyplot()
     n = 3 if time_to_target is None else 4
     fig = plt.figure(figsize=(4.4 * n, 4.2)) if fig is None else fig
@@ -87,6 +88,8 @@ def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None):
         ylabel="(1 + B_simple/B) t_step, relative",
         title="predicted time to a target cost",
     )
+    if band:
+        ax3.axvspan(min(band), max(band), color="tab:red", alpha=0.1, label="band")
     if time_to_target is not None:
         ax4 = axes[3]
         hit = [r for r in time_to_target if r.reached]
@@ -110,6 +113,71 @@ def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None):
         )
         ax.grid(alpha=0.3)
     ax3.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def track_figure(track, fig=None, title: str | None = None):
+    """B_simple (with its interval) and the cost after each epoch (``track_noise_scale``)."""
+    plt = pyplot()
+    fig = plt.figure(figsize=(9, 4.2)) if fig is None else fig
+    ax1, ax2 = fig.subplots(1, 2)
+    e = np.array([t.epochs for t in track])
+    est = np.array([t.interval.estimate.b_simple for t in track])
+    low = np.array([t.interval.low for t in track])
+    high = np.array([t.interval.high for t in track])
+    top = np.nanmax(np.where(np.isfinite(high), high, est)) * 2
+    ax1.fill_between(e, low, np.where(np.isfinite(high), high, top), alpha=0.25)
+    ax1.plot(e, est, "o-", label="B_simple")
+    ax1.set(yscale="log", xlabel="epochs trained", ylabel="B_simple", title="noise scale")
+    ax2.plot([t.cost for t in track], est, "o", alpha=0.8)
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="cost J",
+        ylabel="B_simple",
+        title="noise scale as the cost falls",
+    )
+    ax2.invert_xaxis()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def validation_figure(val, fig=None, title: str | None = None):
+    """Measured seconds to the target per (batch size, learning rate) of ``validate``."""
+    plt = pyplot()
+    fig = plt.figure(figsize=(6.4, 4.4)) if fig is None else fig
+    ax = fig.subplots()
+    hit = [(b, lr, r) for b, lr, r in val.runs if r.reached]
+    if hit:
+        sc = ax.scatter(
+            [b for b, _, _ in hit],
+            [r.seconds for _, _, r in hit],
+            c=np.log10([lr for _, lr, _ in hit]),
+        )
+        fig.colorbar(sc, ax=ax, label="log10 learning rate")
+    b, lr = val.recommended
+    mine = [r for bb, ll, r in val.runs if (bb, ll) == (b, lr) and r.reached]
+    if mine:
+        ax.plot([b], [mine[0].seconds], "r*", ms=16, label=f"recommended ({b}, {lr:.3g})")
+    if val.fastest is not None:
+        best = min(r.seconds for _, _, r in val.runs if r.reached)
+        ax.axhline(best * 1.25, color="gray", ls="--", lw=1, label="1.25 x fastest")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch size B",
+        ylabel="seconds to the target",
+        title=val.message if len(val.message) < 60 else "measured time to the target",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
