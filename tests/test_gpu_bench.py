@@ -59,7 +59,7 @@ def test_gpu_bench_runs_on_cpu_and_writes_json(tmp_path, capsys):
             graph = rows[("PyTorch, CUDA graph per step", config, b)]
             assert graph["error"] == "skipped: needs CUDA"
             assert ("JAX lax.scan over the epoch", config, b) in rows  # or the reason
-        assert rows[("deepgrad torch-graphs", "adam", b)]["engine"] == "torch-graphs"
+        assert rows[("deepgrad torch-graphs", "adam+exp", b)]["engine"] == "torch-graphs"
         assert ("JAX jit of one step", "gd", b) in rows
     slow = rows[("PyTorch eager", "gd", 1000)]
     assert slow["extrapolated_from"] == 2000
