@@ -242,3 +242,13 @@ def test_cuda_graphs_float32_and_resume(dataset, tmp_path):
         _fit(X, y, "torch-graphs", "cuda", checkpoint=path, callbacks=[interrupt], **kw)
     resumed, _ = _fit(X, y, "torch-graphs", "cuda", checkpoint=path, **kw)
     _assert_close(ref, resumed)
+
+
+def test_a_bad_row_of_a_memory_map_is_named(tmp_path, on_cpu):
+    data.make_dataset(tmp_path / "d", 500, SIZES[0])
+    Xw = np.lib.format.open_memmap(tmp_path / "d" / "X.npy", mode="r+")
+    Xw[240, 0] = np.nan
+    Xw.flush()
+    X, y = data.open_dataset(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"X contains NaN or inf in rows \[240\]"):
+        _fit(X, y, "torch-graphs", shuffle=False, optimizer="gd", learning_rate=0.1)

@@ -118,7 +118,7 @@ class Unit:
             self.jobs.append(job._replace(scalars=scalars))
         if self.xs is not None:
             host = self.xs_host.numpy().reshape(self.n * r, -1)
-            np.take(plan.X, idx.reshape(-1), axis=0, out=host)
+            np.take(plan.X, idx.reshape(-1), axis=0, out=host, mode="clip")  # valid rows
             if plan.check_batches and not np.isfinite(host).all():
                 bad = idx.reshape(-1)[~np.isfinite(host).all(1)][:5]
                 raise ValueError(f"X contains NaN or inf in rows {bad}")
