@@ -87,13 +87,13 @@ def parse_args(argv=None):
     p.add_argument(
         "--slow-examples",
         type=int,
-        default=1_000_000,
+        default=500_000,
         help="examples per timed epoch of the slow rows (then scaled)",
     )
     p.add_argument(
         "--budget-s",
         type=float,
-        default=200.0,
+        default=330.0,
         help="skip the remaining torch rows after this many seconds (JAX gets "
         "what is left of budget + 100 s, at least 60 s)",
     )
@@ -704,6 +704,36 @@ def _row(method, b, fn, extrapolate_from=None, scale=1.0, config="gd"):
     return res
 
 
+def _plan(args, torch, dev, X, Y, Xs, Ys, n_slow) -> list:
+    """(method, config, batch size, fn[, examples timed]) in the order they run: the rows
+    the bars need first (torch-graphs), then the floor and the peers, the slow ones last,
+    so a run cut short by --budget-s keeps what matters most."""
+    r, bss, cs = args.repeats, args.batch_sizes, args.configs
+    graphs = lambda b, c: bench_deepgrad(torch, dev, X, Y, b, r, c, "torch-graphs")  # noqa: E731
+    plan = [(GRAPHS, c, b, lambda b=b, c=c: graphs(b, c)) for b in bss for c in cs]
+    plan += [
+        ("matmul floor (CUDA graphs)", "gd", b, lambda b=b: bench_floor(torch, dev, X, b, r))
+        for b in bss
+    ]
+    plan += [
+        ("PyTorch, CUDA graph per step", c, b,
+         lambda b=b, c=c: bench_torch_graph(torch, dev, X, Y, b, r, c))
+        for b in bss for c in cs
+    ]  # fmt: skip
+    for b in bss:
+        bs = min(b, n_slow)
+        plan += [
+            ("PyTorch eager", c, b,
+             lambda bs=bs, c=c: bench_torch_eager(torch, dev, Xs, Ys, bs, r, c), n_slow)
+            for c in cs
+        ]  # fmt: skip
+        plan.append(
+            ("deepgrad (torch backend)", "gd", b,
+             lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2)), n_slow)
+        )  # fmt: skip
+    return plan
+
+
 def run_all(args) -> dict:
     torch, dev = setup_torch(args.device)
     import array_api_compat
@@ -722,39 +752,7 @@ def run_all(args) -> dict:
     scale = args.examples / n_slow
     Xs, Ys = X[:n_slow], Y[:n_slow]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    r = args.repeats
-    plan = []  # (method, config, batch size, fn[, examples timed])
-    for b in args.batch_sizes:
-        bs = min(b, n_slow)
-        plan.append(
-            ("matmul floor (CUDA graphs)", "gd", b, lambda b=b: bench_floor(torch, dev, X, b, r))
-        )
-        for c in args.configs:
-            plan += [
-                (
-                    GRAPHS,
-                    c,
-                    b,
-                    lambda b=b, c=c: bench_deepgrad(torch, dev, X, Y, b, r, c, "torch-graphs"),
-                ),
-                (
-                    "PyTorch, CUDA graph per step",
-                    c,
-                    b,
-                    lambda b=b, c=c: bench_torch_graph(torch, dev, X, Y, b, r, c),
-                ),
-                (
-                    "PyTorch eager",
-                    c,
-                    b,
-                    lambda bs=bs, c=c: bench_torch_eager(torch, dev, Xs, Ys, bs, r, c),
-                    n_slow,
-                ),
-            ]
-        plan.append(
-            ("deepgrad (torch backend)", "gd", b,
-             lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2)), n_slow)
-        )  # fmt: skip
+    plan = _plan(args, torch, dev, X, Y, Xs, Ys, n_slow)
     report = _header(args, torch, dev, n_slow)
     results, agree = report["results"], report["agreement"]
     for dtype, hidden in AGREEMENT_CASES:  # first: quick, and says whether the numbers hold
