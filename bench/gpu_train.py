@@ -1,12 +1,20 @@
 """T1 on one GPU: seconds per epoch for deepgrad's torch backend and its peers.
 
 T1 = [100, 256, 128, 64, 1], ReLU hidden layers, sigmoid output, BCE + L2 (lambda = 0.01),
-plain mini-batch gradient descent (lr = 0.1), float32 with TF32 off, a synthetic set of
-``--examples`` rows (5,000,000 by default) generated on the device. In one run:
+float32 with TF32 off, a synthetic set of ``--examples`` rows (5,000,000 by default)
+generated on the device, for each configuration of ``CONFIGS`` (``--configs``): gd and
+momentum (lr 0.1), adam (lr 0.001), adam with exponential decay (alpha 0.5 ** (t / steps
+of an epoch)), and gd with dropout (keep_prob 0.8). In one run:
 
-- deepgrad on the torch backend (the training loop's reference engine on tensors);
-- PyTorch eager (nn.Sequential + optim.SGD) and PyTorch with one CUDA graph per step;
-- JAX: jax.jit of one step, and jax.lax.scan over the whole epoch (skipped when missing);
+- deepgrad's torch-graphs engine (the one loop; units of steps captured as CUDA graphs),
+  every configuration, the full set;
+- deepgrad's torch engine (eager, one step at a time), gd only;
+- PyTorch eager (nn.Sequential + torch.optim) and PyTorch with one CUDA graph per step,
+  every configuration (torch.optim's SGD, SGD with dampening = momentum (the EMA form),
+  Adam(capturable=True) with the decay as an in-place multiply of its tensor rate,
+  nn.Dropout);
+- JAX: jax.lax.scan over the whole epoch for every configuration, jax.jit of one step for
+  gd (skipped when JAX is missing);
 - the floor: the step's 11 matrix products alone, in CUDA graphs;
 - agreement: deepgrad on the device vs NumPy after 50 steps on the same batches
   (float32 to 1e-4, float64 to 1e-10, relative).
@@ -17,8 +25,12 @@ the device synchronized around each, and reports the median. Rows that are slow 
 scale to the full set (marked "~" and ``extrapolated_from`` in the JSON). A row that fails
 is reported with its error; the rest still run.
 
-    python bench/gpu_train.py                       # on a GPU: the README's table
-    python bench/gpu_train.py --device cpu --examples 20000 --batch-sizes 1000   # a check
+The bars (``bars`` in the JSON): at batch 1000 every configuration of torch-graphs
+<= 0.30 s per epoch and faster than JAX's lax.scan with the same configuration; adam,
+adam+exp and dropout within 1.15x of gd's epoch.
+
+    python bench/gpu_train.py                       # on a GPU: docs/gpu.md's table
+    python bench/gpu_train.py --smoke               # a check on the CPU (no capture)
 """
 
 from __future__ import annotations
@@ -44,14 +56,25 @@ LAYERS = [100, 256, 128, 64, 1]
 LR, L2 = 0.1, 0.01
 MAX_REPEATS = 10
 AGREE = {"float32": 1e-4, "float64": 1e-10}
-METHODS = (
-    "deepgrad (torch backend)",
-    "PyTorch eager",
-    "PyTorch, CUDA graph per step",
-    "JAX jit of one step",
-    "JAX lax.scan over the epoch",
-    "matmul floor (CUDA graphs)",
+# name: (optimizer, learning rate, exponential decay per epoch or None, keep_prob)
+CONFIGS = {
+    "gd": ("gd", 0.1, None, 1.0),
+    "momentum": ("momentum", 0.1, None, 1.0),
+    "adam": ("adam", 0.001, None, 1.0),
+    "adam+exp": ("adam", 0.001, 0.5, 1.0),
+    "dropout": ("gd", 0.1, None, 0.8),
+}
+GRAPHS = "deepgrad torch-graphs"
+METHODS = (  # (method, every configuration or gd only)
+    (GRAPHS, True),
+    ("deepgrad (torch backend)", False),
+    ("PyTorch eager", True),
+    ("PyTorch, CUDA graph per step", True),
+    ("JAX jit of one step", False),
+    ("JAX lax.scan over the epoch", True),
+    ("matmul floor (CUDA graphs)", False),
 )
+BAR_S, BAR_RATIO = 0.30, 1.15  # at batch 1000, on an H100/H200
 
 
 def parse_args(argv=None):
@@ -64,23 +87,35 @@ def parse_args(argv=None):
     p.add_argument(
         "--slow-examples",
         type=int,
-        default=1_000_000,
+        default=500_000,
         help="examples per timed epoch of the slow rows (then scaled)",
     )
     p.add_argument(
         "--budget-s",
         type=float,
-        default=200.0,
+        default=330.0,
         help="skip the remaining torch rows after this many seconds (JAX gets "
         "what is left of budget + 100 s, at least 60 s)",
     )
     p.add_argument("--skip", default="", help="comma-separated method names to skip")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated of CONFIGS")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run on the CPU (20,000 examples, batch 1000, 1 repeat): the script works",
+    )
     p.add_argument(
         "--agree-batch", type=int, default=256, help="batch size of the 50-step agreement check"
     )
     p.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--jax-methods", default="scan,jit", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.device, args.examples, args.batch_sizes = "cpu", 20_000, "1000"
+        args.repeats, args.slow_examples, args.agree_batch = 1, 5000, 8
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not args.configs or any(c not in CONFIGS for c in args.configs):
+        p.error(f"--configs must be among {list(CONFIGS)}, got {args.configs}")
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
@@ -151,40 +186,71 @@ def epochs_timed(sync_fn, run_epoch, repeats: int):
 
 
 # -- deepgrad --------------------------------------------------------------------------------
-def bench_deepgrad(torch, dev, X, Y, b, repeats):
+def bench_deepgrad(torch, dev, X, Y, b, repeats, config="gd", engine="torch"):
+    """deepgrad's loop with ``engine`` (torch-graphs runs without capture on the CPU)."""
     import deepgrad as dg
+    from deepgrad.train.engines import torch_graphs
 
-    net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
-    h = _fit_timed(net, X, Y, b, repeats)
+    before, torch_graphs.REQUIRE_CUDA = torch_graphs.REQUIRE_CUDA, dev.type == "cuda"
+    try:  # on the CPU: the smoke check only (no capture)
+        net = dg.Network(LAYERS, seed=0, backend="torch", device=dev)
+        h = _fit_timed(net, X, Y, b, repeats, config, engine)
+    finally:
+        torch_graphs.REQUIRE_CUDA = before
     ends = h.epoch_time
     times = [ends[i] - ends[i - 1] for i in range(1, len(ends))]
-    return {"first_epoch_s": ends[0], "runs": times, "final_cost": h.epoch_cost[-1]}
+    return {
+        "first_epoch_s": ends[0],
+        "runs": times,
+        "final_cost": h.epoch_cost[-1],
+        "engine": h.engine,
+    }
 
 
-def _fit_timed(net, X, Y, b, repeats):
+def _deepgrad_optimizer(config: str, steps: int):
+    from deepgrad.optim import optimizers
+
+    name, lr, decay, _ = CONFIGS[config]
+    return optimizers.get(name, optimizers.exponential_decay(lr, decay, steps) if decay else lr)
+
+
+def _fit_timed(net, X, Y, b, repeats, config="gd", engine=None):
+    steps = -(-X.shape[0] // b)
     return net.fit(
         X,
         Y,
         batch_size=b,
         epochs=1 + repeats,
-        learning_rate=LR,
+        optimizer=_deepgrad_optimizer(config, steps),
+        keep_prob=CONFIGS[config][3],
         l2=L2,
         seed=0,
         progress=False,
+        engine=engine,
     )
 
 
 # -- PyTorch ---------------------------------------------------------------------------------
-def _torch_model(torch, dev):
+def _torch_model(torch, dev, config="gd"):
+    name, lr, _, keep = CONFIGS[config]
     nn = torch.nn
     mods = []
     for i in range(len(LAYERS) - 1):
         mods.append(nn.Linear(LAYERS[i], LAYERS[i + 1]))
         if i < len(LAYERS) - 2:
             mods.append(nn.ReLU())
+            if keep < 1:
+                mods.append(nn.Dropout(1 - keep))
     model = nn.Sequential(*mods).to(dev)
     weights = [m.weight for m in model if isinstance(m, nn.Linear)]
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    if name == "adam":  # a tensor rate: the decay is an in-place multiply (capturable)
+        cuda = dev.type == "cuda"
+        rate = torch.tensor(lr, device=dev) if cuda else lr
+        opt = torch.optim.Adam(model.parameters(), lr=rate, capturable=cuda)
+    elif name == "momentum":  # dampening = momentum: v = 0.9 v + 0.1 g, deepgrad's EMA
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, dampening=0.9)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
     lossf = nn.BCEWithLogitsLoss()
 
     def loss_fn(xb, yb):  # the seed's J: mean BCE + lambda/(2 m) sum ||W||^2
@@ -194,10 +260,24 @@ def _torch_model(torch, dev):
     return model, opt, loss_fn
 
 
-def bench_torch_eager(torch, dev, X, Y, b, repeats):
-    _, opt, loss_fn = _torch_model(torch, dev)
+def _decay(opt, config: str, steps: int) -> None:
+    """One step of the configuration's exponential decay of the rate (none without)."""
+    decay = CONFIGS[config][2]
+    if decay is None:
+        return
+    gamma = decay ** (1.0 / steps)
+    for group in opt.param_groups:
+        if hasattr(group["lr"], "mul_"):
+            group["lr"].mul_(gamma)
+        else:
+            group["lr"] *= gamma
+
+
+def bench_torch_eager(torch, dev, X, Y, b, repeats, config="gd"):
+    _, opt, loss_fn = _torch_model(torch, dev, config)
     Y2 = Y.reshape(-1, 1)
     m = X.shape[0]
+    steps = -(-m // b)
 
     def epoch(_):
         perm = torch.randperm(m, device=dev)
@@ -208,6 +288,7 @@ def bench_torch_eager(torch, dev, X, Y, b, repeats):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            _decay(opt, config, steps)
             losses.append(loss.detach())  # kept on the device: no sync per step
         return losses
 
@@ -215,13 +296,14 @@ def bench_torch_eager(torch, dev, X, Y, b, repeats):
     return {"first_epoch_s": first, "runs": times}
 
 
-def bench_torch_graph(torch, dev, X, Y, b, repeats):
-    """The whole step (gather, forward, backward, SGD) captured once per batch shape."""
+def bench_torch_graph(torch, dev, X, Y, b, repeats, config="gd"):
+    """The whole step (gather, forward, backward, update) captured once per batch shape."""
     if dev.type != "cuda":
         raise Skip("needs CUDA")
-    _, opt, loss_fn = _torch_model(torch, dev)
+    _, opt, loss_fn = _torch_model(torch, dev, config)
     Y2 = Y.reshape(-1, 1)
     m = X.shape[0]
+    steps = -(-m // b)
     n_full, tail = divmod(m, b)
     graphs = {}
     for size in [b] + ([tail] if tail else []):
@@ -231,6 +313,7 @@ def bench_torch_graph(torch, dev, X, Y, b, repeats):
             loss = loss_fn(X.index_select(0, idx), Y2.index_select(0, idx))
             loss.backward()
             opt.step()
+            _decay(opt, config, steps)
             return loss.detach()
 
         side = torch.cuda.Stream(dev)
@@ -345,7 +428,7 @@ def _jax_data(jax, jnp, jdev, m: int):
     return X, Y
 
 
-def _jax_model(jax, jnp, jdev):
+def _jax_model(jax, jnp, jdev, config="gd", steps=1):
     rng = np.random.default_rng(0)
     params = [
         (
@@ -357,69 +440,102 @@ def _jax_model(jax, jnp, jdev):
         for n_in, n_out in zip(LAYERS[:-1], LAYERS[1:], strict=True)
     ]
 
-    def cost(params, xb, yb):  # the seed's J: mean BCE (from logits) + lambda/(2m) sum ||W||^2
+    keep = CONFIGS[config][3]
+
+    def cost(params, xb, yb, key):  # the seed's J: mean BCE (logits) + lambda/(2m) sum ||W||^2
         a = xb
-        for W, bias in params[:-1]:
+        for i, (W, bias) in enumerate(params[:-1]):
             a = jax.nn.relu(a @ W.T + bias)
+            if keep < 1:  # inverted dropout, masks drawn on the device
+                kept = jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape)
+                a = a * kept.astype(a.dtype) / keep
         W, bias = params[-1]
         z = a @ W.T + bias
         pen = sum(jnp.sum(W * W) for W, _ in params)
         return jnp.mean(jnp.logaddexp(0.0, z) - z * yb) + L2 / (2 * xb.shape[0]) * pen
 
-    def sgd(p, g):
-        return jax.tree_util.tree_map(lambda a, d: a - LR * d, p, g)
-
-    return params, cost, sgd
+    init, update = _jax_optimizer(jax, jnp, config, steps)
+    return params, cost, init, update
 
 
-def bench_jax(jax, jnp, jdev, X, Y, b, repeats, scan: bool):
-    params, cost, sgd = _jax_model(jax, jnp, jdev)
+def _jax_optimizer(jax, jnp, config: str, steps: int):
+    """(init(p) -> state, update(p, g, state) -> (p, state)): deepgrad's formulas."""
+    name, lr, decay, _ = CONFIGS[config]
+    tm = jax.tree_util.tree_map
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def init(p):
+        zeros = tm(jnp.zeros_like, p)
+        return (jnp.zeros((), jnp.float32), zeros, tm(jnp.zeros_like, p))
+
+    def update(p, g, state):
+        t, mu, nu = state
+        alpha = lr * decay ** (t / steps) if decay else lr
+        if name == "gd":
+            return tm(lambda a, d: a - alpha * d, p, g), (t + 1, mu, nu)
+        if name == "momentum":
+            mu = tm(lambda v, d: 0.9 * v + 0.1 * d, mu, g)
+            return tm(lambda a, v: a - alpha * v, p, mu), (t + 1, mu, nu)
+        mu = tm(lambda v, d: b1 * v + (1 - b1) * d, mu, g)
+        nu = tm(lambda v, d: b2 * v + (1 - b2) * d * d, nu, g)
+        c1, c2 = 1 - b1 ** (t + 1), 1 - b2 ** (t + 1)
+        step = lambda a, m, v: a - alpha * (m / c1) / (jnp.sqrt(v / c2) + eps)  # noqa: E731
+        return tm(step, p, mu, nu), (t + 1, mu, nu)
+
+    return init, update
+
+
+def bench_jax(jax, jnp, jdev, X, Y, b, repeats, scan: bool, config="gd"):
     m = X.shape[0]
     n_full, tail = divmod(m, b)
+    params, cost, init, update = _jax_model(jax, jnp, jdev, config, -(-m // b))
     grad = jax.value_and_grad(cost)
     key0 = jax.random.PRNGKey(1)
     perm_fn = jax.jit(lambda key: jax.random.permutation(key, m))
 
     def make_step(size):
         @jax.jit
-        def step(p, Xa, Ya, perm, start):
+        def step(carry, Xa, Ya, perm, start, key):
+            p, s = carry
             idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
-            loss, g = grad(p, Xa[idx], Ya[idx])
-            return sgd(p, g), loss
+            loss, g = grad(p, Xa[idx], Ya[idx], key)
+            return update(p, g, s), loss
 
         return step
 
     @jax.jit
-    def epoch_scan(p, Xa, Ya, key):
+    def epoch_scan(carry, Xa, Ya, key):
         perm = jax.random.permutation(key, m)
 
-        def body(q, ix):
-            loss, g = grad(q, Xa[ix], Ya[ix])
-            return sgd(q, g), loss
+        def body(c, xs):
+            ix, i = xs
+            loss, g = grad(c[0], Xa[ix], Ya[ix], jax.random.fold_in(key, i))
+            return update(c[0], g, c[1]), loss
 
-        p, losses = jax.lax.scan(body, p, perm[: n_full * b].reshape(n_full, b))
+        rows = perm[: n_full * b].reshape(n_full, b)
+        carry, losses = jax.lax.scan(body, carry, (rows, jnp.arange(n_full)))
         if tail:
             ix = perm[n_full * b :]
-            _, g = grad(p, Xa[ix], Ya[ix])
-            p = sgd(p, g)
-        return p, losses
+            _, g = grad(carry[0], Xa[ix], Ya[ix], jax.random.fold_in(key, n_full))
+            carry = update(carry[0], g, carry[1])
+        return carry, losses
 
-    state = {"p": params}
+    state = {"c": (params, init(params))}
     steps = {b: make_step(b)} | ({tail: make_step(tail)} if tail else {})
 
     def epoch(e):
         key = jax.random.fold_in(key0, e)
         if scan:
-            state["p"], _ = epoch_scan(state["p"], X, Y, key)
+            state["c"], _ = epoch_scan(state["c"], X, Y, key)
         else:
             perm = perm_fn(key)
-            p = state["p"]
+            c = state["c"]
             for i in range(n_full):
-                p, _ = steps[b](p, X, Y, perm, i * b)
+                c, _ = steps[b](c, X, Y, perm, i * b, jax.random.fold_in(key, i))
             if tail:
-                p, _ = steps[tail](p, X, Y, perm, n_full * b)
-            state["p"] = p
-        jax.block_until_ready(state["p"])
+                c, _ = steps[tail](c, X, Y, perm, n_full * b, jax.random.fold_in(key, n_full))
+            state["c"] = c
+        jax.block_until_ready(state["c"])
 
     first, times = epochs_timed(lambda: None, epoch, repeats)
     return {"first_epoch_s": first, "runs": times, "jax": jax.__version__}
@@ -434,18 +550,22 @@ def jax_worker(args) -> int:
     except Exception as exc:  # noqa: BLE001
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
         return 0
-    kinds = (("JAX lax.scan over the epoch", True), ("JAX jit of one step", False))
+    kinds = [("JAX lax.scan over the epoch", True, c) for c in args.configs]
+    kinds += [("JAX jit of one step", False, "gd")]
     wanted = {"scan": True, "jit": False}
     keep = {wanted[k.strip()] for k in args.jax_methods.split(",") if k.strip() in wanted}
     for b in args.batch_sizes:
-        for method, scan in (k for k in kinds if k[1] in keep):
+        for method, scan, config in (k for k in kinds if k[1] in keep):
             res = _row(
                 method,
                 b,
-                lambda b=b, scan=scan: bench_jax(jax, jnp, jdev, X, Y, b, args.repeats, scan),
+                lambda b=b, scan=scan, c=config: bench_jax(
+                    jax, jnp, jdev, X, Y, b, args.repeats, scan, c
+                ),
+                config=config,
             )
             print(
-                f"  {method:32s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)",
+                f"  {method:32s} {config:9s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -471,6 +591,8 @@ def run_jax_rows(args, timeout: float) -> list[dict]:
         ",".join(map(str, args.batch_sizes)),
         "--repeats",
         str(args.repeats),
+        "--configs",
+        ",".join(args.configs),
     ]
     error, out = None, {}
     try:
@@ -485,10 +607,19 @@ def run_jax_rows(args, timeout: float) -> list[dict]:
         error = f"JAX worker timed out after {timeout:.0f} s"
     if error:
         error = "skipped: " + error if "No module named 'jax'" in error else error
+        kinds = [("JAX lax.scan over the epoch", c) for c in args.configs]
+        kinds += [("JAX jit of one step", "gd")]
         return [
-            {"method": mth, "batch_size": b, "epoch_s": None, "runs": [], "error": error}
+            {
+                "method": mth,
+                "config": c,
+                "batch_size": b,
+                "epoch_s": None,
+                "runs": [],
+                "error": error,
+            }  # fmt: skip
             for b in args.batch_sizes
-            for mth in ("JAX lax.scan over the epoch", "JAX jit of one step")
+            for mth, c in kinds
         ]
     return out["rows"]
 
@@ -532,7 +663,7 @@ def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "rel
         net = dg.Network(
             LAYERS, hidden_activation=hidden, seed=0, dtype=dtype, backend="torch", device=dev
         )
-        net.fit(X, Y, **kw)
+        path = net.fit(X, Y, **kw).engine  # torch-graphs on CUDA, torch on the CPU
         rel, worst = _rel_errors(ref.params, net.params)
         rows.append(
             {
@@ -551,7 +682,7 @@ def agreement(dev, dtype: str, b: int = 256, steps: int = 50, hidden: str = "rel
 
 
 # -- the run ---------------------------------------------------------------------------------
-def _row(method, b, fn, extrapolate_from=None, scale=1.0):
+def _row(method, b, fn, extrapolate_from=None, scale=1.0, config="gd"):
     t = time.perf_counter()
     try:
         res = fn()
@@ -565,11 +696,42 @@ def _row(method, b, fn, extrapolate_from=None, scale=1.0):
         traceback.print_exc(limit=3)
     res.update(
         method=method,
+        config=config,
         batch_size=b,
         extrapolated_from=extrapolate_from,
         wall_s=time.perf_counter() - t,
     )
     return res
+
+
+def _plan(args, torch, dev, X, Y, Xs, Ys, n_slow) -> list:
+    """(method, config, batch size, fn[, examples timed]) in the order they run: the rows
+    the bars need first (torch-graphs), then the floor and the peers, the slow ones last,
+    so a run cut short by --budget-s keeps what matters most."""
+    r, bss, cs = args.repeats, args.batch_sizes, args.configs
+    graphs = lambda b, c: bench_deepgrad(torch, dev, X, Y, b, r, c, "torch-graphs")  # noqa: E731
+    plan = [(GRAPHS, c, b, lambda b=b, c=c: graphs(b, c)) for b in bss for c in cs]
+    plan += [
+        ("matmul floor (CUDA graphs)", "gd", b, lambda b=b: bench_floor(torch, dev, X, b, r))
+        for b in bss
+    ]
+    plan += [
+        ("PyTorch, CUDA graph per step", c, b,
+         lambda b=b, c=c: bench_torch_graph(torch, dev, X, Y, b, r, c))
+        for b in bss for c in cs
+    ]  # fmt: skip
+    for b in bss:
+        bs = min(b, n_slow)
+        plan += [
+            ("PyTorch eager", c, b,
+             lambda bs=bs, c=c: bench_torch_eager(torch, dev, Xs, Ys, bs, r, c), n_slow)
+            for c in cs
+        ]  # fmt: skip
+        plan.append(
+            ("deepgrad (torch backend)", "gd", b,
+             lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2)), n_slow)
+        )  # fmt: skip
+    return plan
 
 
 def run_all(args) -> dict:
@@ -590,30 +752,7 @@ def run_all(args) -> dict:
     scale = args.examples / n_slow
     Xs, Ys = X[:n_slow], Y[:n_slow]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    r = args.repeats
-    plan = []
-    for b in args.batch_sizes:
-        bs = min(b, n_slow)
-        plan += [
-            ("matmul floor (CUDA graphs)", b, lambda b=b: bench_floor(torch, dev, X, b, r)),
-            (
-                "PyTorch, CUDA graph per step",
-                b,
-                lambda b=b: bench_torch_graph(torch, dev, X, Y, b, r),
-            ),
-            (
-                "PyTorch eager",
-                b,
-                lambda bs=bs: bench_torch_eager(torch, dev, Xs, Ys, bs, r),
-                n_slow,
-            ),
-            (
-                "deepgrad (torch backend)",
-                b,
-                lambda bs=bs: bench_deepgrad(torch, dev, Xs, Ys, bs, min(r, 2)),
-                n_slow,
-            ),
-        ]
+    plan = _plan(args, torch, dev, X, Y, Xs, Ys, n_slow)
     report = _header(args, torch, dev, n_slow)
     results, agree = report["results"], report["agreement"]
     for dtype, hidden in AGREEMENT_CASES:  # first: quick, and says whether the numbers hold
@@ -630,13 +769,14 @@ def run_all(args) -> dict:
             )
             traceback.print_exc(limit=3)
     save(args, report, t0)
-    for method, b, fn, *slow in plan:
+    for method, config, b, fn, *slow in plan:
         if method in skip:
             continue
         if time.perf_counter() - t0 > args.budget_s:
             results.append(
                 {
                     "method": method,
+                    "config": config,
                     "batch_size": b,
                     "epoch_s": None,
                     "runs": [],
@@ -645,8 +785,9 @@ def run_all(args) -> dict:
             )
             continue
         extra = slow[0] if slow and slow[0] < args.examples else None
-        res = _row(method, b, fn, extra, scale if extra else 1.0)
-        print(f"  {method:32s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)", flush=True)
+        res = _row(method, b, fn, extra, scale if extra else 1.0, config)
+        line = f"  {method:32s} {config:9s} b={b:5d}  {_fmt(res)}  ({res['wall_s']:.1f} s)"
+        print(line, flush=True)
         results.append(res)
         save(args, report, t0)  # after every row: a crash later keeps what was measured
         if dev.type == "cuda":
@@ -656,8 +797,31 @@ def run_all(args) -> dict:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         results += run_jax_rows(args, max(60.0, args.budget_s + 100 - (time.perf_counter() - t0)))
+    report["bars"] = bars(report)
     save(args, report, t0)
     return report
+
+
+def bars(report) -> list[dict]:
+    """The issue's bars at batch 1000 (None where a row is missing): torch-graphs <=
+    BAR_S s per epoch, faster than JAX's lax.scan with the same configuration, and
+    adam, adam+exp and dropout within BAR_RATIO of gd's epoch."""
+    cells = {
+        (r["method"], r.get("config"), r["batch_size"]): r.get("epoch_s") for r in report["results"]
+    }
+    out = []
+    gd = cells.get((GRAPHS, "gd", 1000))
+    for c in report.get("configs", []):
+        ours = cells.get((GRAPHS, c, 1000))
+        jax = cells.get(("JAX lax.scan over the epoch", c, 1000))
+        row = {"config": c, "epoch_s": ours, "jax_scan_s": jax}
+        row["under_bar_s"] = None if ours is None else ours <= BAR_S
+        row["faster_than_jax"] = None if ours is None or jax is None else ours < jax
+        if c != "gd":
+            ratio = None if ours is None or gd is None else ours / gd
+            row["vs_gd"], row["within_ratio"] = ratio, None if ratio is None else ratio <= BAR_RATIO
+        out.append(row)
+    return out
 
 
 def save(args, report, t0) -> None:
@@ -679,7 +843,9 @@ def _header(args, torch, dev, n_slow) -> dict:
         "batch_sizes": args.batch_sizes,
         "repeats": args.repeats,
         "slow_examples": n_slow,
-        "workload": {"layers": LAYERS, "lr": LR, "l2": L2, "dtype": "float32", "tf32": False},
+        "workload": {"layers": LAYERS, "l2": L2, "dtype": "float32", "tf32": False},
+        "configs": args.configs,
+        "config_settings": {c: CONFIGS[c] for c in args.configs},
         "results": [],
         "agreement": [],
         "total_s": 0.0,
@@ -694,16 +860,17 @@ def _fmt(res) -> str:
 
 def table(report) -> str:
     bss = report["batch_sizes"]
-    cells = {(r["method"], r["batch_size"]): r for r in report["results"]}
-    head = "| method | " + " | ".join(f"b={b}" for b in bss) + " |"
+    cells = {(r["method"], r.get("config"), r["batch_size"]): r for r in report["results"]}
+    head = "| method | configuration | " + " | ".join(f"b={b}" for b in bss) + " |"
     lines = [
         f"T1 seconds per epoch, {report['examples']:,} examples, {report['device']}",
         head,
-        "|---" * (len(bss) + 1) + "|",
+        "|---" * (len(bss) + 2) + "|",
     ]
-    for method in METHODS:
-        row = [_fmt(cells[(method, b)]) if (method, b) in cells else "-" for b in bss]
-        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    for method, every in METHODS:
+        for c in report.get("configs", ["gd"]) if every else ["gd"]:
+            row = [_fmt(cells[(method, c, b)]) if (method, c, b) in cells else "-" for b in bss]
+            lines.append(f"| {method} | {c} | " + " | ".join(row) + " |")
     for a in report["agreement"]:
         rel = a.get("max_rel_diff", math.nan)
         lines.append(
@@ -717,17 +884,22 @@ def table(report) -> str:
             )
         )
     for b in bss:
-        fast = cells.get(("deepgrad (torch backend)", b), {}).get("epoch_s")
+        fast = cells.get((GRAPHS, "gd", b), {}).get("epoch_s")
         for peer in (
             "JAX lax.scan over the epoch",
             "PyTorch, CUDA graph per step",
             "PyTorch eager",
+            "deepgrad (torch backend)",
         ):
-            other = cells.get((peer, b), {}).get("epoch_s")
+            other = cells.get((peer, "gd", b), {}).get("epoch_s")
             if fast and other:
-                lines.append(f"b={b}: {peer} / deepgrad = {other / fast:.2f}x")
+                lines.append(f"b={b} gd: {peer} / torch-graphs = {other / fast:.2f}x")
+    for bar in report.get("bars", []):
+        lines.append(
+            "bar (for an H100/H200) b=1000 " + ", ".join(f"{k} {v}" for k, v in bar.items())
+        )
     errors = [
-        f"{r['method']} b={r['batch_size']}: {r['error']}"
+        f"{r['method']} {r.get('config')} b={r['batch_size']}: {r['error']}"
         for r in report["results"]
         if r.get("error")
     ]

@@ -118,7 +118,7 @@ def test_the_fastest_capable_engine_is_chosen_and_named(dataset):
     assert h.engine == "reference"  # a chain of two has no flat form
     with pytest.raises(ValueError, match="engine 'numpy-shards' cannot run this fit: it runs"):
         _fit(X, y, "numpy-shards", optimizer=custom)
-    with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'torch'"):
+    with pytest.raises(ValueError, match=r"engine must be one of \['numpy-shards', 'torch-"):
         _fit(X, y, "warp-drive")
 
 
@@ -253,7 +253,7 @@ def test_concurrent_fits_keep_their_blas_limits():
 
 
 def test_engines_name_themselves():
-    assert engines.names() == ["numpy-shards", "torch", "reference"]
+    assert engines.names() == ["numpy-shards", "torch-graphs", "torch", "reference"]
     for cls in engines.ENGINES.values():
         assert cls.summary
 

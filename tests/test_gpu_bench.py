@@ -37,6 +37,8 @@ def test_gpu_bench_runs_on_cpu_and_writes_json(tmp_path, capsys):
             "1",
             "--slow-examples",
             "2000",
+            "--configs",
+            "gd,adam+exp",
             "--agree-batch",
             "8",
             "--json",
@@ -45,26 +47,30 @@ def test_gpu_bench_runs_on_cpu_and_writes_json(tmp_path, capsys):
     )
     assert rc == 0
     report = json.loads(out.read_text())
-    rows = {(r["method"], r["batch_size"]): r for r in report["results"]}
+    rows = {(r["method"], r["config"], r["batch_size"]): r for r in report["results"]}
     for b in (1000, 2048):
-        for method in (
-            "deepgrad (torch backend)",
-            "PyTorch eager",
-            "matmul floor (CUDA graphs)",
-        ):
-            row = rows[(method, b)]
+        for method in ("deepgrad (torch backend)", "matmul floor (CUDA graphs)"):
+            row = rows[(method, "gd", b)]
             assert row["error"] is None and row["epoch_s"] > 0, row
-        assert rows[("PyTorch, CUDA graph per step", b)]["error"] == "skipped: needs CUDA"
-        for method in ("JAX jit of one step", "JAX lax.scan over the epoch"):
-            assert (method, b) in rows  # measured, or skipped/failed with the reason
-    slow = rows[("PyTorch eager", 1000)]
+        for config in ("gd", "adam+exp"):
+            for method in ("deepgrad torch-graphs", "PyTorch eager"):
+                row = rows[(method, config, b)]
+                assert row["error"] is None and row["epoch_s"] > 0, row
+            graph = rows[("PyTorch, CUDA graph per step", config, b)]
+            assert graph["error"] == "skipped: needs CUDA"
+            assert ("JAX lax.scan over the epoch", config, b) in rows  # or the reason
+        assert rows[("deepgrad torch-graphs", "adam+exp", b)]["engine"] == "torch-graphs"
+        assert ("JAX jit of one step", "gd", b) in rows
+    slow = rows[("PyTorch eager", "gd", 1000)]
     assert slow["extrapolated_from"] == 2000
-    assert rows[("matmul floor (CUDA graphs)", 1000)]["extrapolated_from"] is None
+    assert rows[("matmul floor (CUDA graphs)", "gd", 1000)]["extrapolated_from"] is None
+    assert [bar["config"] for bar in report["bars"]] == ["gd", "adam+exp"]
+    assert report["bars"][1]["vs_gd"] > 0
     agree = report["agreement"]
     assert len(agree) == 3 and all(np.isfinite(a["max_rel_diff"]) for a in agree)
     assert all(a["ok"] for a in agree if a["dtype"] == "float64" or a["hidden"] == "tanh")
     text = capsys.readouterr().out
-    assert "| deepgrad (torch backend) |" in text and "agreement torch float64 relu" in text
+    assert "| deepgrad torch-graphs | adam+exp |" in text and "agreement torch float64 relu" in text
 
 
 def test_gpu_bench_rejects_bad_flags(capsys):
@@ -74,6 +80,7 @@ def test_gpu_bench_rejects_bad_flags(capsys):
         ["--repeats", "50"],
         ["--batch-sizes", "x"],
         ["--examples", "10", "--batch-sizes", "100"],
+        ["--configs", "adam,sgd"],
     ):
         with pytest.raises(SystemExit) as info:
             bench.parse_args(argv)

@@ -12,10 +12,11 @@ from deepgrad.train.engines.base import Engine
 from deepgrad.train.engines.reference import Reference
 from deepgrad.train.engines.shards import Shards
 from deepgrad.train.engines.torch_flat import TorchFlat
+from deepgrad.train.engines.torch_graphs import TorchGraphs
 
 __all__ = ["Engine", "ENGINES", "choose", "names"]
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (Shards, TorchFlat, Reference)}
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (Shards, TorchGraphs, TorchFlat, Reference)}
 
 
 def names() -> list[str]:

@@ -42,6 +42,7 @@ __all__ = [
     "Job",
     "FlatState",
     "forward",
+    "forward_loss",
     "backward",
     "shard_step",
     "full_gradient",
@@ -158,6 +159,12 @@ class Buffers:
 
 def forward(k: Kernels, sh: Buffers, P: list, r: int, masks) -> float:
     """Forward pass of this shard's r gathered rows; returns the sum of their losses."""
+    return float(forward_loss(k, sh, P, r, masks))
+
+
+def forward_loss(k: Kernels, sh: Buffers, P: list, r: int, masks):
+    """``forward`` with the sum of the losses left as an array of the backend: no host
+    synchronization, so a captured CUDA graph can hold it (``torch_graphs``)."""
     ops, sizes, L, A = k.ops, k.plan.spec.layer_sizes, k.plan.spec.L, sh.A
     for l in range(L - 1):
         n = sizes[l + 1]
@@ -170,7 +177,7 @@ def forward(k: Kernels, sh: Buffers, P: list, r: int, masks) -> float:
         if masks is not None:
             ops.mul(A[l + 1][:r, :n], masks[l], A[l + 1][:r, :n])
     ZL = ops.matmul(A[L - 1][:r], P[L - 1].T, sh.ZL[:r])
-    return float(k.out.loss_sum(ZL, sh.Y[:r]))
+    return k.out.loss_sum(ZL, sh.Y[:r])
 
 
 def backward(k: Kernels, sh: Buffers, P: list, r: int, r_total: int, masks, g: list) -> None:
