@@ -20,7 +20,7 @@ from deepgrad.core import dropout
 from deepgrad.data import arrays as data
 from deepgrad.optim import optimizers
 from deepgrad.train import engines
-from deepgrad.train.engines import shards
+from deepgrad.train.engines import compiled, shards
 
 SIZES = [8, 16, 8, 1]
 M, BATCH = 1200, 250  # 4 full batches and a partial one of 200
@@ -92,6 +92,11 @@ def test_every_engine_gives_the_reference_numbers(dataset, memmap, opt, schedule
     assert hfast.engine == "numpy-shards"
     _assert_close(ref, fast)
     np.testing.assert_allclose(hfast.iteration_cost, href.iteration_cost, rtol=1e-12)
+    if compiled.numba_available():
+        comp, hcomp = _fit(X, y, "compiled", optimizer=_optimizer(opt, schedule), **kw)
+        assert hcomp.engine == "compiled"
+        _assert_close(ref, comp)
+        np.testing.assert_allclose(hcomp.iteration_cost, href.iteration_cost, rtol=1e-12)
     pytest.importorskip("torch")
     for engine in ("torch", "reference"):  # on torch CPU tensors (memory maps stay on the host)
         if engine == "reference" and (opt not in ("gd", "adam") or memmap):
