@@ -103,8 +103,20 @@ class Compiled(Engine):
                 Xb, Yb = self._gather(step.rows)
                 masks, moffs = self._masks(step)
                 r = len(step.rows)
-                loss = fb(Xb, Yb, flat.theta, self.grad, self.sizes, self.offs, hid, out,
-                          activations.LEAKY_SLOPE, masks, moffs, float(r))
+                loss = fb(
+                    Xb,
+                    Yb,
+                    flat.theta,
+                    self.grad,
+                    self.sizes,
+                    self.offs,
+                    hid,
+                    out,
+                    activations.LEAKY_SLOPE,
+                    masks,
+                    moffs,
+                    float(r),
+                )
                 job = flat.job(step, [(0, r)])
                 full_gradient(self.ops, [self.grad], job, flat.theta, flat.G, flat.work[0])
                 bad = flat.apply(flat.cost(float(loss), r), job, record)
