@@ -20,9 +20,12 @@ from deepgrad.core import dropout
 from deepgrad.data import arrays as data
 from deepgrad.optim import optimizers
 from deepgrad.train import engines
-from deepgrad.train.engines import shards
+from deepgrad.train.engines import compiled, shards
 
 SIZES = [8, 16, 8, 1]
+COMPILED = pytest.param(
+    "compiled", marks=pytest.mark.skipif(not compiled.numba_available(), reason="no numba")
+)
 M, BATCH = 1200, 250  # 4 full batches and a partial one of 200
 
 
@@ -92,6 +95,11 @@ def test_every_engine_gives_the_reference_numbers(dataset, memmap, opt, schedule
     assert hfast.engine == "numpy-shards"
     _assert_close(ref, fast)
     np.testing.assert_allclose(hfast.iteration_cost, href.iteration_cost, rtol=1e-12)
+    if compiled.numba_available():
+        comp, hcomp = _fit(X, y, "compiled", optimizer=_optimizer(opt, schedule), **kw)
+        assert hcomp.engine == "compiled"
+        _assert_close(ref, comp)
+        np.testing.assert_allclose(hcomp.iteration_cost, href.iteration_cost, rtol=1e-12)
     pytest.importorskip("torch")
     for engine in ("torch", "reference"):  # on torch CPU tensors (memory maps stay on the host)
         if engine == "reference" and (opt not in ("gd", "adam") or memmap):
@@ -122,7 +130,7 @@ def test_the_fastest_capable_engine_is_chosen_and_named(dataset):
         _fit(X, y, "warp-drive")
 
 
-@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference", COMPILED])
 def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, engine):
     X, y = _data(dataset, True)
     kw = dict(optimizer="adam", learning_rate=0.01, keep_prob=0.8)
@@ -139,7 +147,7 @@ def test_callbacks_and_checkpoints_never_change_the_numbers(dataset, tmp_path, e
     assert seen == h0.iteration_cost
 
 
-@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference", COMPILED])
 @pytest.mark.parametrize("stop_at", [2, 7])  # mid-epoch 1, mid-epoch 2
 def test_resume_mid_epoch_gives_the_uninterrupted_numbers(dataset, tmp_path, engine, stop_at):
     X, y = _data(dataset, True)
@@ -160,7 +168,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_numbers(dataset, tmp_path, eng
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference"])
+@pytest.mark.parametrize("engine", ["numpy-shards", "torch", "reference", COMPILED])
 def test_divergence_keeps_the_last_finite_parameters_and_history(dataset, engine):
     X, y = _data(dataset, False)
     y = X[:, 0] * 3.0  # a regression that a step of 50 blows up within an epoch
@@ -253,7 +261,7 @@ def test_concurrent_fits_keep_their_blas_limits():
 
 
 def test_engines_name_themselves():
-    assert engines.names() == ["numpy-shards", "torch-graphs", "torch", "reference"]
+    assert engines.names() == ["numpy-shards", "torch-graphs", "torch", "reference", "compiled"]
     for cls in engines.ENGINES.values():
         assert cls.summary
 
