@@ -92,7 +92,9 @@ class Network:
         "linear" (half mean squared error).
     init : an initializer name (``deepgrad.initializers.names()``) or a callable
         ``(shape, rng, dtype) -> array``. "auto": He for ReLU, Xavier for tanh/sigmoid.
-    seed : seeds the initializer (``rng`` may be passed instead).
+    seed : seeds the initializer (``rng`` may be passed instead: a ``Generator``, or a
+        legacy ``RandomState``, e.g. ``RandomState(3)`` draws what the course's
+        ``np.random.seed(3)`` followed by ``np.random.randn`` draws).
     dtype : "float32" (default) or "float64".
     backend : "numpy" (default) or "torch": parameters as torch tensors, trained by the
         same hand-written forward/backward/update code (no autograd). Needs PyTorch.
@@ -122,7 +124,7 @@ class Network:
         init="auto",
         seed: int | None = None,
         dtype: str = "float32",
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | np.random.RandomState | None = None,
         backend: str = "numpy",
         device=None,
     ):
@@ -142,8 +144,10 @@ class Network:
             if seed is not None:
                 check_int("seed", seed, 0)
             rng = np.random.default_rng(seed)
-        elif not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        elif not isinstance(rng, np.random.Generator | np.random.RandomState):
+            raise TypeError(
+                f"rng must be a numpy.random.Generator or RandomState, got {type(rng).__name__}"
+            )
         self.spec = nw.Spec(sizes, hidden_activation, output)
         self.dtype = dtype
         self.init = init

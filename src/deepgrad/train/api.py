@@ -65,10 +65,20 @@ FIT_DOC = """Train ``net`` in place with (mini-)batch gradient descent; returns 
         depend on the batch size, and summing J^{t}'s gradients over an epoch matches the
         full-batch gradient of the full-batch cost).
     optimizer : "gd", "momentum", "rmsprop", "adam" or an ``Optimizer`` (then
-        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule.
+        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule
+        (``optim.optimizers.Schedule``) counting updates (``per="step"``) or epochs
+        (``per="epoch"``: every update of epoch e uses alpha(e)).
     keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1]; the masks
         are a pure function of (seed, epoch, step) (``dropout.step_masks``).
     seed : shuffling and dropout masks are pure functions of it.
+    order : the batch order as data, replacing the drawn one: a callable
+        ``epoch -> permutation of range(m)`` (called once per epoch; over MPI every rank
+        calls it, so it must not depend on the rank) or an array of shape (epochs, m)
+        whose row e is epoch e's order. Epoch e's batches are rows
+        ``order[e][k*b:(k+1)*b]`` (sorted within the batch, which changes only the
+        summation order). ``shuffle`` is then unused. A checkpoint records it (the array's
+        digest, or the callable's name). docs/course.md reproduces the course's
+        ``random_mini_batches`` with it.
     validation_data : (X_val, Y_val), evaluated after every epoch (through the record).
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
     checkpoint : a file path. Training state is saved there every ``checkpoint_every``
@@ -124,13 +134,14 @@ def _fit_function(preprocess_always: bool):
         checkpoint_every: int | None = None,
         distributed: bool = False,
         engine: str | None = None,
+        order=None,
     ) -> History:
         options = FitOptions(
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, l2=l2,
             l2_normalization=l2_normalization, optimizer=optimizer, keep_prob=keep_prob,
             seed=seed, shuffle=shuffle, validation_data=validation_data, callbacks=callbacks,
             on_divergence=on_divergence, progress=progress, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, engine=engine,
+            checkpoint_every=checkpoint_every, engine=engine, order=order,
         )  # fmt: skip
         asked = standardize is not False or task is not None or classes is not None
         if preprocess_always or asked:

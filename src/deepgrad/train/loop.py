@@ -85,7 +85,7 @@ def make_plan(net, args: FitArguments, o: FitOptions, seed: int) -> Plan:
     return Plan(
         X, Y, spec, args.optimizer, args.batch_size, l2=args.l2, m_reg=m_reg,
         keep_prob=args.keep_prob, seed=seed, shuffle=bool(o.shuffle), dtype=net.dtype,
-        check_batches=isinstance(args.X, np.memmap),
+        check_batches=isinstance(args.X, np.memmap), order=args.order,
     )  # fmt: skip
 
 
@@ -101,6 +101,7 @@ def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dic
         l2_normalization=o.l2_normalization, optimizer=plan.optimizer.name,
         learning_rate=learning_rate, keep_prob=plan.keep_prob, seed=plan.seed,
         shuffle=plan.shuffle,
+        **({} if plan.order is None else {"order": plan.order.fingerprint}),
     )  # fmt: skip
 
 
@@ -201,7 +202,10 @@ def epoch_steps(plan: Plan, epoch: int, start: int = 0):
     block = _data.shuffle_block(X)  # block shuffle for memory-mapped X (see data.py)
     memmap = isinstance(X, np.memmap)
     read, row_bytes = 0, X.strides[0] if memmap else 0
-    batches = _data.batch_indices(plan.m, plan.batch_size, plan.seed, epoch, plan.shuffle, block)
+    order = None if plan.order is None else plan.order(epoch)
+    batches = _data.batch_indices(
+        plan.m, plan.batch_size, plan.seed, epoch, plan.shuffle, block, order
+    )
     for i, idx in enumerate(batches):
         if i < start:
             continue

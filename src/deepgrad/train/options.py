@@ -34,3 +34,4 @@ class FitOptions:
     checkpoint: Any = None
     checkpoint_every: int | None = None
     engine: str | None = None
+    order: Any = None  # None, a callable epoch -> permutation, or an (epochs, m) array

@@ -92,6 +92,7 @@ class Plan:
     shuffle: bool = True
     dtype: str = "float64"
     check_batches: bool = False
+    order: Any = None  # data.EpochOrder: the user's batch order, or None (drawn from seed)
 
     @property
     def m(self) -> int:

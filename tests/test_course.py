@@ -1,0 +1,245 @@
+"""The learner's experiments: the batch order as data, per-epoch schedules, optimizer
+state by name, and the course's published week-2 numbers reproduced through ``fit``.
+
+Published numbers: deeplearning.ai, "Improving Deep Neural Networks", week 2,
+"Optimization Methods" (the 5000-epoch version with learning-rate decay), as printed in
+the public copies of the notebook, e.g. the repository Silva-6/deeplearning.AI-deep_learning
+(1-improving_deep_neural_networks/3-optimization_methods/, the model and decay code) and
+the printed outputs ("Cost after epoch 0: 0.702405 ... 4000: 0.573367", accuracies
+0.7167 / 0.7167 / 0.94) in the learners' notes that copy the notebook's cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepgrad as dg
+from deepgrad.core import network as nw
+from deepgrad.data.arrays import epoch_permutation
+from deepgrad.optim import optimizers as opt
+
+sklearn_datasets = pytest.importorskip("sklearn.datasets")
+
+
+def _moons():
+    """The course's load_dataset: np.random.seed(3); make_moons(300, noise=.2)."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(3)
+        return sklearn_datasets.make_moons(n_samples=300, noise=0.2)
+    finally:
+        np.random.set_state(state)  # the test leaves the global generator as it found it
+
+
+def _course_order(epoch: int) -> np.ndarray:
+    """random_mini_batches: seed = 10, incremented before each epoch, then
+    np.random.seed(seed); np.random.permutation(m)."""
+    return np.random.RandomState(11 + epoch).permutation(300)
+
+
+def _course_run(optimizer, learning_rate, epochs=5000):
+    X, y = _moons()
+    # initialize_parameters: np.random.seed(3), W = randn(n_l, n_{l-1}) * sqrt(2 / n_{l-1})
+    net = dg.Network(
+        [2, 5, 2, 1], "relu", "sigmoid", init="he_normal", rng=np.random.RandomState(3),
+        dtype="float64",
+    )  # fmt: skip
+    h = dg.fit(
+        net, X, y, optimizer=optimizer, learning_rate=learning_rate, batch_size=64,
+        epochs=epochs, order=_course_order, progress=False, seed=0,
+    )  # fmt: skip
+    ZL, _ = nw.forward(net.params, X, net.spec)
+    accuracy = float(np.mean((ZL[:, 0] > 0) == y))
+    return [round(h.epoch_cost[e], 6) for e in range(0, epochs, 1000)], accuracy
+
+
+# "Cost after epoch %i: %f" every 1000 epochs, then the training accuracy.
+PUBLISHED = {
+    "gd": ([0.702405, 0.668101, 0.635288, 0.600491, 0.573367], 0.7167),
+    "momentum": ([0.702413, 0.668167, 0.635388, 0.600591, 0.573444], 0.7167),
+    "adam": ([0.702166, 0.167845, 0.141316, 0.138788, 0.136066], 0.94),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_the_course_mini_batch_runs_print_the_published_costs(name):
+    costs, accuracy = _course_run(name, 0.0007)
+    assert costs == PUBLISHED[name][0]
+    assert round(accuracy, 2) == round(PUBLISHED[name][1], 2)
+
+
+def _after_epoch(decay):
+    """The course's model sets the rate after epoch i to decay(alpha0, i): epoch e trains
+    with decay(alpha0, e - 1) (epochs 0 and 1 both with alpha0)."""
+    return opt.per_epoch(lambda e: decay(max(e - 1, 0)))
+
+
+DECAY = {  # (optimizer, alpha0, decay(epoch) -> alpha, the printed costs)
+    "update_lr gd": (
+        "gd", 0.1, lambda i: 0.1 / (1 + 1.0 * i),
+        [0.701091, 0.661884, 0.65862, 0.656765, 0.655486],
+    ),
+    "schedule_lr_decay gd": (
+        "gd", 0.1, lambda i: 0.1 / (1 + 1.0 * np.floor(i / 1000)),
+        [0.701091, 0.127161, 0.120304, 0.117033, 0.117512],
+    ),
+    "schedule_lr_decay momentum": (
+        "momentum", 0.1, lambda i: 0.1 / (1 + 1.0 * np.floor(i / 1000)),
+        [0.702226, 0.128974, 0.125965, 0.123375, 0.123218],
+    ),
+    "schedule_lr_decay adam": (
+        "adam", 0.01, lambda i: 0.01 / (1 + 1.0 * np.floor(i / 1000)),
+        [0.699346, 0.130074, 0.129826, 0.129282, 0.128361],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(DECAY))
+def test_the_course_decay_runs_print_the_published_costs(case):
+    name, _, decay, printed = DECAY[case]
+    costs, _ = _course_run(name, _after_epoch(decay))
+    assert costs == printed
+
+
+def test_schedule_lr_decay_is_inverse_time_decay_on_a_staircase_of_epochs():
+    """The course's test case: alpha0 0.5, rate 0.3, interval 100 -> 0.5 after 10 epochs,
+    0.3846153846153846 after 100."""
+    s = opt.inverse_time_decay(0.5, 0.3, 100, staircase=True, per="epoch")
+    assert s(10) == 0.5 and s(100) == pytest.approx(0.3846153846153846, rel=1e-15)
+    assert s.per == "epoch" and s.per_step(5)(499) == s(99) and s.per_step(5)(500) == s(100)
+
+
+def test_a_per_epoch_schedule_gives_every_update_of_an_epoch_the_same_rate():
+    """gd with a per-epoch rate equals one fit per epoch with that constant rate."""
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = (X[:, 0] > 0).astype(int)
+    a = dg.Network([3, 4, 1], "tanh", "sigmoid", seed=0, dtype="float64")
+    b = dg.Network([3, 4, 1], "tanh", "sigmoid", seed=0, dtype="float64")
+    rate = opt.step_decay(0.5, 0.5, 1, per="epoch")
+    order = lambda e: epoch_permutation(50, 3, e)  # noqa: E731
+    dg.fit(a, X, y, epochs=3, batch_size=16, learning_rate=rate, order=order, progress=False)
+    for e in range(3):
+        dg.fit(b, X, y, epochs=1, batch_size=16, learning_rate=rate(e), progress=False,
+               order=[order(e)])  # fmt: skip
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-13)
+
+
+@pytest.mark.parametrize("engine", ["reference", "numpy-shards", "torch"])
+def test_an_order_equal_to_the_drawn_one_gives_the_same_numbers(engine):
+    """order= reaches every engine: the default order given as data changes nothing."""
+    if engine == "torch":
+        pytest.importorskip("torch")
+    backend = "torch" if engine == "torch" else "numpy"
+    X = np.random.default_rng(1).normal(size=(70, 3))
+    y = (X[:, 1] > 0).astype(int)
+    out = []
+    for order in (None, lambda e: epoch_permutation(70, 5, e)):
+        net = dg.Network([3, 6, 1], seed=2, dtype="float64", backend=backend)
+        h = net.fit(X, y, epochs=3, batch_size=16, seed=5, order=order, engine=engine,
+                    optimizer="adam", learning_rate=0.01, progress=False)  # fmt: skip
+        out.append(h.iteration_cost)
+    assert out[0] == out[1]
+    net = dg.Network([3, 6, 1], seed=2, dtype="float64", backend=backend)
+    h = net.fit(X, y, epochs=3, batch_size=16, seed=5, engine=engine, optimizer="adam",
+                order=lambda e: np.arange(70)[::-1], learning_rate=0.01, progress=False)  # fmt: skip
+    assert h.iteration_cost != out[0]  # and another order is really used
+
+
+def test_an_order_array_gives_each_epoch_its_row_and_batches_follow_it():
+    X = np.random.default_rng(1).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    seen = []
+    table = np.stack([np.random.default_rng(e).permutation(20) for e in range(2)])
+    net = dg.Network([2, 3, 1], seed=0, dtype="float64")
+
+    def spy(info):
+        seen.append(info.iteration)
+
+    h = net.fit(X, y, epochs=2, batch_size=8, order=table, callbacks=[spy], progress=False)
+    assert h.iterations == 6 and seen == list(range(6))
+
+
+@pytest.mark.parametrize(
+    ("order", "match"),
+    [
+        (lambda e: np.arange(19), "shape"),
+        (lambda e: np.r_[np.arange(19), 0], "appears 2 times"),
+        (lambda e: np.r_[np.arange(19), 20], "rows 0..19"),
+        (lambda e: np.arange(20.0), "integer"),
+        (np.tile(np.arange(20), (1, 1)), r"\(epochs, m\) = \(2, 20\)"),
+        ("abc", "permutation"),
+    ],
+)
+def test_an_order_that_is_not_a_permutation_is_refused_before_training(order, match):
+    X = np.random.default_rng(1).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    net = dg.Network([2, 3, 1], seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, y, epochs=2, batch_size=8, order=order, progress=False)
+    for k in before:
+        np.testing.assert_array_equal(net.params[k], before[k])
+
+
+def test_a_later_epoch_with_a_bad_order_stops_with_a_named_error():
+    X = np.random.default_rng(1).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    net = dg.Network([2, 3, 1], seed=0)
+    with pytest.raises(ValueError, match=r"order\(1\)"):
+        net.fit(X, y, epochs=2, order=lambda e: np.arange(20 - e), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: opt.inverse_time_decay(-0.1, 1.0), "learning_rate"),
+        (lambda: opt.inverse_time_decay(0.1, -1.0), "decay_rate"),
+        (lambda: opt.inverse_time_decay(0.1, 1.0, per="batch"), "per must be one of"),
+        (lambda: opt.step_decay(0.1, 0.5, 2, per=None), "per must be one of"),
+        (lambda: opt.exponential_decay(0.1, 0.5, per="epochs"), "per must be one of"),
+    ],
+)
+def test_a_bad_schedule_is_refused_when_built(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_optimizer_state_is_readable_by_name_and_t_is_one_counter():
+    """Adam's t, moments and momentum's velocity by name; the course's test case starts
+    from t = 2: with_t sets every counter, and the next update uses t = 3."""
+    params = {"W1": np.array([[1.0, -2.0]]), "b1": np.array([0.5])}
+    grads = {"W1": np.array([[0.5, -0.5]]), "b1": np.array([0.1])}
+    adam = opt.adam(0.1)
+    state = adam.init(params).with_t(2)
+    assert state.t == 2 and state.inner[0].count == 2
+    assert set(state["W1"]) == {"mu", "nu"}
+    _, new = adam.update(grads, state, params)
+    assert new.t == 3
+    b1, b2 = 0.9, 0.999
+    m = (1 - b1) * grads["W1"]
+    np.testing.assert_allclose(new["W1"]["mu"], m)
+    np.testing.assert_allclose(new["W1"]["nu"], (1 - b2) * grads["W1"] ** 2)
+    moved = params["W1"] - adam.update(grads, state, params)[0]["W1"]
+    expected = 0.1 * (m / (1 - b1**3)) / (np.sqrt((1 - b2) * grads["W1"] ** 2 / (1 - b2**3)) + 1e-8)
+    np.testing.assert_allclose(moved, expected, rtol=1e-12)
+    mom = opt.momentum(0.1).init(params)
+    assert set(mom["b1"]) == {"velocity"} and mom.t == 0
+    with pytest.raises(KeyError, match="W9"):
+        mom["W9"]
+    assert mom[0] == 0  # integer indexing is still a tuple's
+
+
+def test_network_takes_a_legacy_random_state_like_init_params():
+    """Network(rng=RandomState(3)) draws what np.random.seed(3); randn(...) * sqrt(2/n) draws."""
+    net = dg.Network([2, 5, 2, 1], "relu", init="he_normal", rng=np.random.RandomState(3),
+                     dtype="float64")  # fmt: skip
+    legacy = np.random.RandomState(3)
+    for layer, (n_out, n_in) in enumerate([(5, 2), (2, 5), (1, 2)], start=1):
+        W = legacy.standard_normal((n_out, n_in)) * np.sqrt(2 / n_in)
+        np.testing.assert_allclose(net.params[f"W{layer}"], W, rtol=1e-14)
+    with pytest.raises(TypeError, match="Generator or RandomState"):
+        dg.Network([2, 1], rng=3)
