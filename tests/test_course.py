@@ -122,8 +122,9 @@ def test_a_per_epoch_schedule_gives_every_update_of_an_epoch_the_same_rate():
     order = lambda e: epoch_permutation(50, 3, e)  # noqa: E731
     dg.fit(a, X, y, epochs=3, batch_size=16, learning_rate=rate, order=order, progress=False)
     for e in range(3):
+        b.training = None  # a fresh gd each epoch, its epochs counted by the order
         dg.fit(b, X, y, epochs=1, batch_size=16, learning_rate=rate(e), progress=False,
-               order=[order(e)])  # fmt: skip
+               order=lambda _, e=e: order(e))  # fmt: skip
     for k in a.params:
         np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-13)
 
@@ -243,3 +244,46 @@ def test_network_takes_a_legacy_random_state_like_init_params():
         np.testing.assert_allclose(net.params[f"W{layer}"], W, rtol=1e-14)
     with pytest.raises(TypeError, match="Generator or RandomState"):
         dg.Network([2, 1], rng=3)
+
+
+@pytest.mark.parametrize("engine", ["reference", "numpy-shards", "torch"])
+@pytest.mark.parametrize("name", ["gd", "momentum", "rmsprop", "adam"])
+def test_fit_twice_equals_one_fit_with_the_epochs_added(engine, name):
+    """Continued training, bit for bit: optimizer moments, its counter, per-epoch
+    schedules, the drawn order and the dropout masks all go on where they stopped."""
+    if engine == "torch":
+        pytest.importorskip("torch")
+    backend = "torch" if engine == "torch" else "numpy"
+    X = np.random.default_rng(4).normal(size=(45, 3))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    rate = opt.inverse_time_decay(0.05, 0.5, per="epoch")
+    kw = {"batch_size": 16, "seed": 3, "optimizer": name, "learning_rate": rate,
+          "keep_prob": 0.9, "engine": engine, "progress": False}  # fmt: skip
+    once = dg.Network([3, 5, 1], "tanh", seed=1, dtype="float64", backend=backend)
+    h = once.fit(X, y, epochs=5, **kw)
+    twice = dg.Network([3, 5, 1], "tanh", seed=1, dtype="float64", backend=backend)
+    h1 = twice.fit(X, y, epochs=2, **kw)
+    h2 = twice.fit(X, y, epochs=3, **kw)
+    assert h1.iteration_cost + h2.iteration_cost == h.iteration_cost
+    assert twice.training.epochs == 5 and twice.training.opt_state.t == h.iterations
+    for k in once.params:
+        assert np.array_equal(np.asarray(once.params[k]), np.asarray(twice.params[k]))
+
+
+def test_another_optimizer_starts_afresh_and_a_foreign_state_is_refused():
+    X = np.random.default_rng(4).normal(size=(30, 3))
+    y = (X[:, 0] > 0).astype(int)
+    net = dg.Network([3, 4, 1], seed=1, dtype="float64")
+    net.fit(X, y, epochs=2, optimizer="adam", learning_rate=0.01, progress=False)
+    net.fit(X, y, epochs=1, optimizer="gd", progress=False)
+    assert net.training.optimizer == "gd" and net.training.epochs == 1
+    other = dg.Network([3, 6, 1], seed=1, dtype="float64")
+    other.fit(X, y, epochs=1, optimizer="gd", progress=False)
+    net.training = other.training
+    before = {k: v.copy() for k, v in net.params.items()}
+    net.training = net.training._replace(opt_state=dg.optim.optimizers.momentum().init(other.params))
+    net.training = net.training._replace(optimizer="momentum")
+    with pytest.raises(ValueError, match="does not fit this network"):
+        net.fit(X, y, epochs=1, optimizer="momentum", progress=False)
+    for k in before:
+        np.testing.assert_array_equal(net.params[k], before[k])

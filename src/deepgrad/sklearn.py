@@ -48,17 +48,6 @@ __all__ = ["DeepClassifier", "DeepRegressor"]
 SCALE_FIX = "put a scaler in front: make_pipeline(StandardScaler(), estimator)"
 
 
-def _carry(optimizer: optimizers.Optimizer, owner) -> optimizers.Optimizer:
-    """``optimizer`` starting from the state in ``owner._opt_state`` (the previous epoch's,
-    taken from ``History.opt_state``), else from ``optimizer.init``. Its update rule and
-    flat form are kept, so every training engine can run it."""
-
-    def init(params):
-        return optimizer.init(params) if owner._opt_state is None else owner._opt_state
-
-    return optimizer._replace(init=init)
-
-
 class _DeepBase(BaseEstimator):
     """What the classifier and the regressor share: hyperparameters and the epoch loop."""
 
@@ -153,7 +142,6 @@ class _DeepBase(BaseEstimator):
         self.net_ = Network(
             layers, self.activation, output, init=self.init, seed=seed, dtype=self.dtype
         )
-        self._opt_state = None  # the optimizer's, carried from epoch to epoch
         self.loss_curve_, self.iteration_loss_curve_ = [], []
         self.n_iter_, self.t_ = 0, 0
 
@@ -161,7 +149,8 @@ class _DeepBase(BaseEstimator):
         """One epoch of deepgrad training on (X, Y) (Y as the network wants it)."""
         m = X.shape[0]
         b = "auto" if self.batch_size == "auto" else min(self.batch_size or m, m)
-        optimizer = _carry(optimizers.get(self.optimizer, self.learning_rate), self)
+        # The network keeps its optimizer state (net_.training): each epoch goes on from it.
+        optimizer = optimizers.get(self.optimizer, self.learning_rate)
         epoch_seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
         history = _train(
             self.net_,
@@ -177,7 +166,6 @@ class _DeepBase(BaseEstimator):
             shuffle=bool(self.shuffle),
             progress=False,
         )
-        self._opt_state = history.opt_state
         self.engine_ = history.engine
         self.n_iter_ += 1
         self.t_ += m

@@ -178,7 +178,10 @@ class EpochOrder:
             self._fn, self._table = order, None
             self.fingerprint = "callable " + getattr(order, "__qualname__", type(order).__name__)
             return
-        table = np.asarray(order)
+        try:
+            table = np.asarray(order)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"order must be a callable or an array, got {order!r}") from exc
         if table.ndim != 2 or table.shape[0] < epochs:
             raise ValueError(
                 f"order must be a callable epoch -> permutation or an array of shape "
@@ -189,6 +192,16 @@ class EpochOrder:
         )
         self._fn = None
         self.fingerprint = "array " + hashlib.sha256(self._table.tobytes()).hexdigest()[:16]
+
+    def check(self, first: int, last: int) -> None:
+        """ValueError now, before training, if epochs ``first`` .. ``last - 1`` cannot all
+        get an order (an array too short) or epoch ``first``'s is not a permutation."""
+        if self._table is not None and last > self._table.shape[0]:
+            raise ValueError(
+                f"order has {self._table.shape[0]} epochs' permutations; this fit trains "
+                f"epochs {first}..{last - 1} (epochs count on in continued training)"
+            )
+        self(first)
 
     def __call__(self, epoch: int) -> np.ndarray:
         if self._table is not None:

@@ -22,6 +22,7 @@ from deepgrad.core.checks import (
 from deepgrad.data.preprocessing import Preprocessing, check_columns
 from deepgrad.devices import torch_backend as tb
 from deepgrad.train.api import network_fit
+from deepgrad.train.types import TrainingState
 
 __all__ = ["Network", "DTYPES", "resolve_l2_normalization"]
 
@@ -105,6 +106,10 @@ class Network:
     Attributes
     ----------
     params : {"W1": (n^[1], n^[0]), "b1": (n^[1],), ..., "WL", "bL"}
+    training : a ``TrainingState`` (optimizer name, its state, epochs done) set by each
+        ``fit``; the next fit with the same optimizer continues from it (two fits equal
+        one fit with the epochs added, bit for bit). ``net.training = None`` starts the
+        optimizer afresh. None for a new or loaded network.
 
     Example
     -------
@@ -153,6 +158,7 @@ class Network:
         self.init = init
         self.params = nw.init_params(self.spec, init, rng, dtype)
         self.preprocessing: Preprocessing | None = None
+        self.training: TrainingState | None = None  # set by fit: continued training
         if backend != "numpy":
             self.params = tb.move_params(self.params, backend, device, dtype)
 
@@ -198,6 +204,7 @@ class Network:
         new = object.__new__(Network)
         new.spec, new.dtype, new.init = self.spec, self.dtype, self.init
         new.preprocessing = self.preprocessing  # immutable: shared
+        new.training = getattr(self, "training", None)  # immutable: shared
         xp = namespace(*self.params.values())
         new.params = {k: xp.asarray(v, copy=True) for k, v in self.params.items()}
         return new

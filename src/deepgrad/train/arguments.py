@@ -81,8 +81,8 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
     optimizer = optimizers.bind_epochs(optimizer, n_batches(X.shape[0], b))
     order = None
     if o.order is not None:
-        order = EpochOrder(o.order, X.shape[0], epochs)
-        order(0)  # the first epoch's order checked before anything trains
+        order = EpochOrder(o.order, X.shape[0], epochs)  # checked by the loop, knowing
+        # the first epoch (continued training counts on)
     check_checkpoint_every(o.checkpoint, o.checkpoint_every)
     check_training_memory(net, b)
     val = None

@@ -30,7 +30,15 @@ from deepgrad.train.arguments import FitArguments, check_fit_arguments
 from deepgrad.train.checkpoint import Checkpointer, training_config
 from deepgrad.train.options import FitOptions
 from deepgrad.train.progress import progress_bar
-from deepgrad.train.types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
+from deepgrad.train.types import (
+    DivergenceError,
+    History,
+    Plan,
+    Step,
+    StepInfo,
+    TrainingState,
+    divergence_message,
+)
 
 __all__ = ["Solo", "SOLO", "run_fit", "epoch_steps", "evaluate"]
 
@@ -122,11 +130,13 @@ def _seed(o: FitOptions, ckpt, group) -> int:
 
 def _resume(net, args, plan, o, ckpt, group):
     """(start epoch, batches done in it, params, opt_state, history): from the checkpoint
-    (read by the root alone, then broadcast), else the start of training."""
+    (read by the root alone, then broadcast), else from the network's training state
+    (continued training), else the start of training."""
     params, state = net.params, plan.optimizer.init(net.params)
     history = History(batch_size=plan.batch_size, seed=plan.seed)
     if o.checkpoint is None:
-        return 0, 0, params, state, history
+        start, state = carried_state(net, plan.optimizer, state)
+        return start, 0, params, state, history
 
     def read():
         if ckpt is None:
@@ -140,6 +150,36 @@ def _resume(net, args, plan, o, ckpt, group):
     return got if group.root else shared  # the root keeps the objects its checkpointer saves
 
 
+def carried_state(net, optimizer, fresh) -> tuple[int, object]:
+    """(epochs done, optimizer state) to go on from: the network's ``training`` when it
+    was trained with this optimizer (its state checked against ``fresh``, the state
+    ``optimizer.init`` makes for this network), else (0, fresh)."""
+    training = getattr(net, "training", None)
+    if training is None or training.optimizer != optimizer.name:
+        return 0, fresh
+    check_state_fits(training.opt_state, fresh)
+    return check_int("training.epochs", training.epochs, 0), training.opt_state
+
+
+def check_state_fits(state, fresh) -> None:
+    """ValueError unless ``state`` has the structure of ``fresh`` (same fields, parameter
+    names and shapes): an optimizer state for another network or optimizer."""
+
+    def shape(tree):
+        if isinstance(tree, dict):
+            return {k: tuple(getattr(v, "shape", ())) for k, v in tree.items()}
+        if isinstance(tree, tuple):
+            return (type(tree).__name__, tuple(shape(v) for v in tree))
+        return type(tree).__name__ if not isinstance(tree, int | np.integer) else "int"
+
+    if shape(state) != shape(fresh):
+        raise ValueError(
+            f"net.training.opt_state does not fit this network and optimizer: got "
+            f"{shape(state)!r}, this fit needs {shape(fresh)!r}; set net.training = None "
+            f"to start the optimizer afresh"
+        )
+
+
 def run_fit(net, X, Y, o: FitOptions, group) -> History:
     """``fit`` on ``group`` (SOLO, or the ranks of an MPI job), options already gathered."""
     group.agree(_check_backend, net, X, Y, o)
@@ -148,6 +188,9 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
     try:
         plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
         start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
+        if plan.order is not None:  # before anything trains
+            last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
+            group.agree(plan.order.check, start_epoch, last)
         net.params = params
         with group.guard():
             eng = group.engine(plan, params, state, o.engine)
@@ -237,7 +280,8 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     callbacks = o.callbacks if group.root else ()
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
     try:
-        for epoch in range(start_epoch, args.epochs):
+        last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
+        for epoch in range(start_epoch, last):
             done = start if epoch == start_epoch else 0
             if not _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0):
                 if o.on_divergence == "raise":
@@ -261,6 +305,9 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
         raise
     finally:
         net.params, history.opt_state = eng.state()  # the last finite ones, also after an error
+        # A checkpoint's history holds every epoch; a continued fit's only its own.
+        epochs = len(history.epoch_cost) + (0 if o.checkpoint is not None else start_epoch)
+        net.training = TrainingState(plan.optimizer.name, history.opt_state, epochs)
         bar.close()
     return history
 

@@ -13,7 +13,7 @@ from deepgrad.core import dropout
 from deepgrad.core import network as nw
 from deepgrad.optim.optimizers import Optimizer
 
-__all__ = ["History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
+__all__ = ["TrainingState", "History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
 
 
 class DivergenceError(FloatingPointError):
@@ -52,6 +52,22 @@ class History:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
+
+
+class TrainingState(NamedTuple):
+    """Where a network's training stands, kept on it (``Network.training``) after each fit.
+
+    ``optimizer`` names the optimizer, ``opt_state`` is its state after the last update
+    (``state.t`` updates, moments by name), ``epochs`` the epochs done. The next ``fit``
+    with the same optimizer goes on from here, Keras-style: epoch numbers (and so the
+    drawn order, dropout masks and per-epoch schedules) and the optimizer's moments and
+    counter continue, so two fits equal one fit with the epochs added, bit for bit. A fit
+    with another optimizer, or ``net.training = None``, starts afresh.
+    """
+
+    optimizer: str
+    opt_state: Any
+    epochs: int
 
 
 class StepInfo(NamedTuple):
