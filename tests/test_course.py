@@ -287,3 +287,66 @@ def test_another_optimizer_starts_afresh_and_a_foreign_state_is_refused():
         net.fit(X, y, epochs=1, optimizer="momentum", progress=False)
     for k in before:
         np.testing.assert_array_equal(net.params[k], before[k])
+
+
+def test_a_finite_rise_of_the_cost_warns_in_the_library_with_the_cli_wording():
+    """fit(learning_rate=1e6) on a linear output: the cost rises by orders of magnitude
+    and stays finite; fit says so (a DivergenceWarning), a sane rate says nothing."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    y = X[:, 0] - 0.5 * X[:, 1]
+    net = dg.Network([2, 4, 1], "relu", "linear", seed=0, dtype="float64")
+    with pytest.warns(dg.DivergenceWarning, match=r"the cost rose from .* learning rate 1e\+06 "
+                      r"is too large .*lower learning_rate \(e\.g\. 100000\)"):  # fmt: skip
+        net.fit(X, y, batch_size=None, epochs=20, learning_rate=1e6, seed=0, progress=False,
+                on_divergence="stop")  # fmt: skip
+    calm = dg.Network([2, 4, 1], "relu", "linear", seed=0, dtype="float64")
+    calm.fit(X, y, batch_size=None, epochs=20, learning_rate=0.01, seed=0, progress=False)
+
+
+def _overfit_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] + 0.8 * rng.normal(size=60) > 0).astype(int)
+    Xv = rng.normal(size=(200, 5))
+    yv = (Xv[:, 0] > 0).astype(int)
+    return X, y, Xv, yv
+
+
+def test_early_stopping_keeps_the_best_epoch_and_says_so_in_one_line():
+    X, y, Xv, yv = _overfit_data()
+    kw = {"epochs": 150, "batch_size": 16, "optimizer": "adam", "learning_rate": 0.02,
+          "seed": 0, "validation_data": (Xv, yv), "progress": False}  # fmt: skip
+    full = dg.Network([5, 64, 64, 1], "relu", seed=0, dtype="float64")
+    hf = full.fit(X, y, **kw)
+    best = int(np.argmin(hf.val_cost))
+    assert best + 10 < 150  # the data overfit: a best epoch well before the end
+    net = dg.Network([5, 64, 64, 1], "relu", seed=0, dtype="float64")
+    h = net.fit(X, y, early_stopping=True, patience=10, **kw)
+    assert h.best_epoch == best and len(h.epoch_cost) == best + 11
+    assert h.val_cost == hf.val_cost[: best + 11]  # the same run, cut short
+    assert h.early_stopped == (
+        f"early stopping at epoch {best + 11}: the validation cost did not improve for 10 "
+        f"epochs; kept the parameters of epoch {best + 1} (validation cost {hf.val_cost[best]:.4g})"
+    )
+    from deepgrad.train.loop import evaluate
+
+    assert evaluate(net.params, net.spec, Xv, yv, net.dtype)[0] == pytest.approx(hf.val_cost[best])
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({}, ValueError, "needs validation_data"),
+        ({"validation_data": "v", "patience": 0}, TypeError, "validation_data"),
+        ({"patience": 0}, ValueError, "patience"),
+        ({"monitor": "loss"}, ValueError, "monitor must be"),
+        ({"early_stopping": "yes"}, TypeError, "early_stopping must be"),
+    ],
+)
+def test_bad_early_stopping_options_are_refused(kw, error, match):
+    X, y, Xv, yv = _overfit_data()
+    kw = {"early_stopping": True, "validation_data": (Xv, yv), **kw}
+    if match == "needs validation_data":
+        kw.pop("validation_data")
+    with pytest.raises(error, match=match):
+        dg.Network([5, 3, 1], seed=0).fit(X, y, epochs=2, progress=False, **kw)

@@ -367,7 +367,7 @@ def _resume_note(args, quiet: bool) -> None:
 def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
     """net.fit with the library's warnings turned into one stderr line each."""
     from deepgrad.data.preprocessing import UnscaledFeaturesWarning, unscaled_features
-    from deepgrad.train.types import DivergenceError
+    from deepgrad.train.types import DivergenceError, DivergenceWarning
 
     validation = None if Xte is None or src.mapped else (Xte, yte)
     if net.preprocessing is None or net.preprocessing.inputs is None:
@@ -377,6 +377,7 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
             warn("train", f"training on unstandardized features: {problem}; {fix}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnscaledFeaturesWarning)  # said below, with flags
+        warnings.simplefilter("ignore", DivergenceWarning)  # said below, with --lr
         try:
             history = net.fit(
                 Xtr,
@@ -403,7 +404,7 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
 
 def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> None:
     """The summary lines, the held-out score beside its baseline, and the warnings."""
-    from deepgrad.diagnostics.metrics import cost_rise
+    from deepgrad.train.types import cost_rise, cost_rise_message
 
     if not quiet:
         print(
@@ -420,13 +421,7 @@ def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> Non
         print("\n".join(lines))
     rise = cost_rise(history.iteration_cost)
     if rise is not None:
-        first, peak, last = rise
-        warn(
-            "train",
-            f"the cost rose from {first:.3g} to {peak:.3g} (x{peak / first:.1e}) before "
-            f"settling at {last:.3g}: the learning rate {args.lr:g} is too large and has "
-            f"likely killed units; lower --lr (e.g. {args.lr / 10:g})",
-        )
+        warn("train", cost_rise_message(rise, args.lr, "--lr"))
     problem = score_warning(score, where.split(" (")[0].strip())
     if problem:
         warn("train", problem)

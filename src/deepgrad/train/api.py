@@ -80,7 +80,15 @@ FIT_DOC = """Train ``net`` in place with (mini-)batch gradient descent; returns 
         digest, or the callable's name). docs/course.md reproduces the course's
         ``random_mini_batches`` with it.
     validation_data : (X_val, Y_val), evaluated after every epoch (through the record).
+    early_stopping : stop when ``monitor`` ("val_cost", the default, or "val_accuracy"
+        of ``validation_data``, which it needs) has not improved by more than
+        ``min_delta`` for ``patience`` epochs, and keep the parameters of the best epoch
+        (``history.best_epoch``); ``history.early_stopped`` is the one line saying where
+        it stopped and which epoch's parameters were kept. The optimizer state kept
+        for continued training is the last epoch's.
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
+        A cost that rises by orders of magnitude and stays finite gives a
+        ``DivergenceWarning`` (the CLI's wording).
     checkpoint : a file path. Training state is saved there every ``checkpoint_every``
         iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
         written by the same configuration, training resumes from it
@@ -135,6 +143,10 @@ def _fit_function(preprocess_always: bool):
         distributed: bool = False,
         engine: str | None = None,
         order=None,
+        early_stopping: bool = False,
+        patience: int = 10,
+        monitor: str = "val_cost",
+        min_delta: float = 0.0,
     ) -> History:
         options = FitOptions(
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, l2=l2,
@@ -142,6 +154,8 @@ def _fit_function(preprocess_always: bool):
             seed=seed, shuffle=shuffle, validation_data=validation_data, callbacks=callbacks,
             on_divergence=on_divergence, progress=progress, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, engine=engine, order=order,
+            early_stopping=early_stopping, patience=patience, monitor=monitor,
+            min_delta=min_delta,
         )  # fmt: skip
         asked = standardize is not False or task is not None or classes is not None
         if preprocess_always or asked:

@@ -17,6 +17,7 @@ from deepgrad.core.network import check_allocation
 from deepgrad.data.arrays import EpochOrder, n_batches
 from deepgrad.optim import optimizers
 from deepgrad.train.options import FitOptions
+from deepgrad.train.stopping import check_early_stopping
 
 __all__ = ["FitArguments", "check_fit_arguments", "resolve_batch_size", "L2_NORMALIZATIONS"]
 
@@ -83,6 +84,9 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
     if o.order is not None:
         order = EpochOrder(o.order, X.shape[0], epochs)  # checked by the loop, knowing
         # the first epoch (continued training counts on)
+    check_early_stopping(
+        o.early_stopping, o.patience, o.monitor, o.min_delta, o.validation_data is not None
+    )
     check_checkpoint_every(o.checkpoint, o.checkpoint_every)
     check_training_memory(net, b)
     val = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -30,13 +31,17 @@ from deepgrad.train.arguments import FitArguments, check_fit_arguments
 from deepgrad.train.checkpoint import Checkpointer, training_config
 from deepgrad.train.options import FitOptions
 from deepgrad.train.progress import progress_bar
+from deepgrad.train.stopping import EarlyStopping
 from deepgrad.train.types import (
     DivergenceError,
+    DivergenceWarning,
     History,
     Plan,
     Step,
     StepInfo,
     TrainingState,
+    cost_rise,
+    cost_rise_message,
     divergence_message,
 )
 
@@ -196,9 +201,14 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
             eng = group.engine(plan, params, state, o.engine)
             history.engine = eng.name
             try:
-                return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
+                history = _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
             finally:
                 eng.close()
+        rise = cost_rise(history.iteration_cost) if group.root else None
+        if rise is not None:
+            lr = o.learning_rate if args.by_name else None
+            warnings.warn(cost_rise_message(rise, lr, "learning_rate"), DivergenceWarning, 3)
+        return history
     finally:
         if ckpt is not None:
             ckpt.close()  # the checkpoint's lock
@@ -279,6 +289,7 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     bar.update(history.iterations)
     callbacks = o.callbacks if group.root else ()
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
+    stopper = EarlyStopping(o.patience, o.monitor, o.min_delta) if o.early_stopping else None
     try:
         last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
         for epoch in range(start_epoch, last):
@@ -297,6 +308,10 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
                 vc, va = group.bcast(ev)
                 history.val_cost.append(vc)
                 history.val_accuracy.append(va)
+                value = vc if o.monitor == "val_cost" else va
+                if stopper is not None and stopper.update(epoch, value, params):
+                    history.early_stopped = stopper.message()
+                    break
             if ckpt is not None:
                 ckpt.epoch_end(epoch + 1, eng.state)
     except KeyboardInterrupt:
@@ -309,6 +324,8 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
         epochs = len(history.epoch_cost) + (0 if o.checkpoint is not None else start_epoch)
         net.training = TrainingState(plan.optimizer.name, history.opt_state, epochs)
         bar.close()
+    if stopper is not None and stopper.best_params is not None:
+        net.params, history.best_epoch = stopper.best_params, stopper.best_epoch
     return history
 
 
