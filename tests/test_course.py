@@ -350,3 +350,54 @@ def test_bad_early_stopping_options_are_refused(kw, error, match):
         kw.pop("validation_data")
     with pytest.raises(error, match=match):
         dg.Network([5, 3, 1], seed=0).fit(X, y, epochs=2, progress=False, **kw)
+
+
+def _npz(tmp_path):
+    X, y, Xv, yv = _overfit_data()
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.vstack([X, Xv]), y=np.r_[y, yv])
+    return str(path)
+
+
+def test_cli_early_stopping_says_where_it_stopped_and_a_long_run_warns(tmp_path, capsys):
+    from deepgrad.cli.main import main
+
+    argv = ["train", "--data", _npz(tmp_path), "--hidden", "64,64", "--lr", "0.3",
+            "--epochs", "150", "--test-fraction", "0.5", "--seed", "0"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "a"), "--early-stopping", "--patience", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "early stopping at epoch " in out and "kept the parameters of epoch " in out
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "held-out cost was lowest at epoch" in err and "--early-stopping" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--lr-decay", "-1"], "--lr-decay"),
+        (["--lr-decay-every", "10"], "--lr-decay-every applies with --lr-decay only"),
+        (["--lr-decay", "1", "--lr-decay-every", "0"], "--lr-decay-every"),
+        (["--early-stopping", "--test-fraction", "0"], "--early-stopping needs a held-out"),
+        (["--patience", "0"], "--patience"),
+    ],
+)
+def test_cli_learning_flags_refuse_bad_values_in_one_line(tmp_path, capsys, flags, match):
+    from deepgrad.cli.main import main
+
+    argv = ["train", "--data", _npz(tmp_path), "--epochs", "2", "--out", str(tmp_path / "o")]
+    assert main([*argv, *flags]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "model.npz").exists()
+
+
+def test_cli_lr_decay_reaches_fit_as_a_per_epoch_schedule(tmp_path, capsys):
+    from deepgrad.cli.main import main
+
+    argv = ["train", "--data", _npz(tmp_path), "--epochs", "3", "--seed", "0", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--lr-decay", "1e9"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    a = np.load(tmp_path / "a" / "model.npz")
+    b = np.load(tmp_path / "b" / "model.npz")
+    assert not np.array_equal(a["W1"], b["W1"])  # the decay changed the run

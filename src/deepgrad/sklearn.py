@@ -42,6 +42,7 @@ from deepgrad.model.net import DTYPES, Network
 from deepgrad.optim import optimizers
 from deepgrad.train.api import fit as _train
 from deepgrad.train.arguments import L2_NORMALIZATIONS
+from deepgrad.train.stopping import EarlyStopping
 
 __all__ = ["DeepClassifier", "DeepRegressor"]
 
@@ -186,24 +187,20 @@ class _DeepBase(BaseEstimator):
             )
         self.best_loss_, self.validation_scores_ = np.inf, []
         self.best_validation_score_ = -np.inf if self.early_stopping else None
-        best_params, stale = None, 0
-        for _ in range(self.epochs):
+        # The loss or the validation score, on fit's early-stopping tracker.
+        monitor = "score" if self.early_stopping else "val_cost"
+        stopper = EarlyStopping(self.n_iter_no_change, monitor, self.tol)
+        for epoch in range(self.epochs):
             loss = self._epoch(X, Y)
+            self.best_loss_ = min(self.best_loss_, loss)
             if self.early_stopping:
                 score = self._validation_score(Xv, yv)
                 self.validation_scores_.append(score)
-                improved = score > self.best_validation_score_ + self.tol
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best_params = {k: v.copy() for k, v in self.net_.params.items()}
-            else:
-                improved = loss < self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, loss)
-            stale = 0 if improved else stale + 1
-            if stale >= self.n_iter_no_change:
+                self.best_validation_score_ = max(self.best_validation_score_, score)
+            if stopper.update(epoch, score if self.early_stopping else loss, self.net_.params):
                 break
-        if best_params is not None:
-            self.net_.params = best_params  # the parameters of the best validation score
+        if self.early_stopping and stopper.best_params is not None:
+            self.net_.params = stopper.best_params  # the parameters of the best validation score
 
     def _validation_score(self, Xv, yv) -> float:
         pred = np.asarray(self.net_.predict(Xv))
