@@ -76,6 +76,7 @@ __all__ = [
     "state_from_flat",
 ]
 
+
 class FlatRule(NamedTuple):
     """An optimizer's update on one flat parameter vector, for the training engines.
 

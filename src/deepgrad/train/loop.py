@@ -201,7 +201,9 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
             eng = group.engine(plan, params, state, o.engine)
             history.engine = eng.name
             try:
-                history = _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
+                history = _epochs(
+                    net, eng, plan, args, o, ckpt, group, (start_epoch, start), history
+                )
             finally:
                 eng.close()
         rise = cost_rise(history.iteration_cost) if group.root else None

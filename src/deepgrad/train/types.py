@@ -17,7 +17,14 @@ __all__ = [
     "DivergenceWarning",
     "cost_rise",
     "cost_rise_message",
-    "TrainingState", "History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
+    "TrainingState",
+    "History",
+    "StepInfo",
+    "DivergenceError",
+    "Plan",
+    "Step",
+    "divergence_message",
+]
 
 
 class DivergenceError(FloatingPointError):
