@@ -402,3 +402,26 @@ def test_cli_lr_decay_reaches_fit_as_a_per_epoch_schedule(tmp_path, capsys):
     a = np.load(tmp_path / "a" / "model.npz")
     b = np.load(tmp_path / "b" / "model.npz")
     assert not np.array_equal(a["W1"], b["W1"])  # the decay changed the run
+
+
+@pytest.mark.slow
+def test_the_course_week1_he_initialization_run_prints_the_published_costs():
+    """Week 1, "Initialization": make_circles(300, noise .05) after np.random.seed(1) (test
+    set: 100 rows after seed 2), [2, 10, 5, 1], He init after np.random.seed(3), 15,000
+    full-batch steps of lr 0.01. Printed: cost 0.8830537463419761 at iteration 0,
+    0.6879825919728063 at 1000, 0.07357895962677366 at 14000; accuracy 0.9933 / 0.96."""
+    circles = sklearn_datasets.make_circles
+    Xtr, ytr = circles(n_samples=300, noise=0.05, random_state=np.random.RandomState(1))
+    Xte, yte = circles(n_samples=100, noise=0.05, random_state=np.random.RandomState(2))
+    net = dg.Network([2, 10, 5, 1], "relu", "sigmoid", init="he_normal",
+                     rng=np.random.RandomState(3), dtype="float64")  # fmt: skip
+    h = dg.fit(net, Xtr, ytr, batch_size=None, epochs=15000, learning_rate=0.01, seed=0,
+               progress=False)  # fmt: skip
+    printed = {0: 0.8830537463419761, 1000: 0.6879825919728063, 14000: 0.07357895962677366}
+    for t, cost in printed.items():
+        assert h.iteration_cost[t] == pytest.approx(cost, rel=1e-12)
+
+    def accuracy(X, y):
+        return float(np.mean((nw.forward(net.params, X, net.spec)[0][:, 0] > 0) == y))
+
+    assert round(accuracy(Xtr, ytr), 4) == 0.9933 and accuracy(Xte, yte) == 0.96

@@ -82,5 +82,3 @@ def regression_score(y_true, y_pred, reference_mean=None) -> RegressionScore:
         math.sqrt(float(np.mean((y_true - mean) ** 2))),
         len(y_true),
     )
-
-
