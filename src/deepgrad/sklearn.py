@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -43,6 +44,7 @@ from deepgrad.optim import optimizers
 from deepgrad.train.api import fit as _train
 from deepgrad.train.arguments import L2_NORMALIZATIONS
 from deepgrad.train.stopping import EarlyStopping
+from deepgrad.train.types import DivergenceWarning
 
 __all__ = ["DeepClassifier", "DeepRegressor"]
 
@@ -153,20 +155,11 @@ class _DeepBase(BaseEstimator):
         # The network keeps its optimizer state (net_.training): each epoch goes on from it.
         optimizer = optimizers.get(self.optimizer, self.learning_rate)
         epoch_seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
-        history = _train(
-            self.net_,
-            X,
-            Y,
-            batch_size=b,
-            epochs=1,
-            l2=self.l2,
-            l2_normalization=self.l2_normalization,
-            optimizer=optimizer,
-            keep_prob=self.keep_prob,
-            seed=epoch_seed,
-            shuffle=bool(self.shuffle),
-            progress=False,
-        )
+        with warnings.catch_warnings():
+            # One epoch per call: a rise within it, measured from its own first batch,
+            # says little (scikit-learn's MLP does not warn either).
+            warnings.simplefilter("ignore", DivergenceWarning)
+            history = self._train_one_epoch(X, Y, b, optimizer, epoch_seed)
         self.engine_ = history.engine
         self.n_iter_ += 1
         self.t_ += m
@@ -175,6 +168,22 @@ class _DeepBase(BaseEstimator):
         if self.verbose:
             print(f"Epoch {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}")
         return self.loss_curve_[-1]
+
+    def _train_one_epoch(self, X, Y, batch_size, optimizer, seed):
+        return _train(
+            self.net_,
+            X,
+            Y,
+            batch_size=batch_size,
+            epochs=1,
+            l2=self.l2,
+            l2_normalization=self.l2_normalization,
+            optimizer=optimizer,
+            keep_prob=self.keep_prob,
+            seed=seed,
+            shuffle=bool(self.shuffle),
+            progress=False,
+        )
 
     def _fit_epochs(self, X, Y, y_raw) -> None:
         """Epochs until ``epochs`` or until the loss (or the validation score, with

@@ -93,7 +93,11 @@ FIT_DOC = """Train ``net`` in place with (mini-)batch gradient descent; returns 
         iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
         written by the same configuration, training resumes from it
         (``deepgrad.train.checkpoint``).
-        With ``seed=None`` the checkpoint's seed is used.
+        With ``seed=None`` the checkpoint's seed is used. With a checkpoint, the
+        checkpoint (not ``net.training``) says where training goes on.
+    Continued training: each fit leaves ``net.training`` (optimizer name, state, epochs
+        done); the next fit with the same optimizer goes on from it (epochs, order, masks,
+        schedules and moments continue): two fits equal one fit with the epochs added.
     distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.train.mpi); same
         result as single-process up to the order of summation.
     engine : None (default) picks the fastest engine that runs this configuration
