@@ -425,3 +425,29 @@ def test_the_course_week1_he_initialization_run_prints_the_published_costs():
         return float(np.mean((nw.forward(net.params, X, net.spec)[0][:, 0] > 0) == y))
 
     assert round(accuracy(Xtr, ytr), 4) == 0.9933 and accuracy(Xte, yte) == 0.96
+
+
+def test_a_checkpoint_records_the_order_and_resumes_it_exactly(tmp_path):
+    X = np.random.default_rng(2).normal(size=(40, 3))
+    y = (X[:, 2] > 0).astype(int)
+    table = np.stack([np.random.default_rng(10 + e).permutation(40) for e in range(3)])
+    kw = {"epochs": 3, "batch_size": 8, "seed": 1, "optimizer": "adam", "order": table,
+          "learning_rate": 0.01, "progress": False}  # fmt: skip
+    ref = dg.Network([3, 4, 1], seed=0, dtype="float64")
+    href = ref.fit(X, y, **kw)
+
+    def interrupt(info):
+        if info.iteration == 7:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        dg.Network([3, 4, 1], seed=0, dtype="float64").fit(
+            X, y, checkpoint=path, callbacks=[interrupt], **kw
+        )
+    net = dg.Network([3, 4, 1], seed=0, dtype="float64")
+    h = net.fit(X, y, checkpoint=path, **kw)
+    assert h.iteration_cost == href.iteration_cost
+    other = {**kw, "order": table[::-1].copy()}
+    with pytest.raises(ValueError, match="order"):
+        dg.Network([3, 4, 1], seed=0, dtype="float64").fit(X, y, checkpoint=path, **other)
