@@ -108,7 +108,10 @@ def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dic
     if not args.by_name:  # an Optimizer object: learning_rate is not used
         learning_rate = None
     elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
-        learning_rate = getattr(learning_rate, "__qualname__", "schedule")
+        per = getattr(learning_rate, "per", "step")
+        rate = getattr(learning_rate, "rate", learning_rate)
+        learning_rate = getattr(rate, "__qualname__", "schedule")
+        learning_rate += " per epoch" if per == "epoch" else ""
     return training_config(
         net, args.X, args.Y, batch_size=plan.batch_size, l2=plan.l2,
         l2_normalization=o.l2_normalization, optimizer=plan.optimizer.name,
