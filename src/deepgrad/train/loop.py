@@ -209,7 +209,8 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
                 )
             finally:
                 eng.close()
-        rise = cost_rise(history.iteration_cost) if group.root else None
+        # A fit stopped by a divergence has said so already.
+        rise = cost_rise(history.iteration_cost) if group.root and not history.stopped else None
         if rise is not None:
             lr = o.learning_rate if args.by_name else None
             warnings.warn(cost_rise_message(rise, lr, "learning_rate"), DivergenceWarning, 3)

@@ -94,7 +94,11 @@ class History:
         return len(self.iteration_cost)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
+        for k in ("early_stopped", "best_epoch"):  # only when early stopping ran
+            if out[k] is None:
+                del out[k]
+        return out
 
 
 class TrainingState(NamedTuple):
