@@ -286,7 +286,7 @@ BAD_NETWORK = [
     ("dtype", {"dtype": None}, ValueError),
     ("dtype", {"dtype": "complex128"}, ValueError),
     ("rng", {"rng": 3}, TypeError),
-    ("rng", {"rng": np.random.RandomState(0)}, TypeError),
+    ("rng", {"rng": "seed 0"}, TypeError),
 ]
 
 

@@ -280,7 +280,7 @@ def test_estimators_reach_the_fast_engine_with_the_same_numbers():
     steps = 3 * -(-len(X) // 64)  # batch "auto" = min(64, m), as Network.fit
     assert len(fast.iteration_loss_curve_) == steps
     # Adam's state went on from epoch to epoch: its step count is every step's
-    assert fast._opt_state.count == steps
+    assert fast.net_.training.opt_state.count == steps
     assert fast.score(X, y) > 0.95
 
 

@@ -70,7 +70,10 @@ def test_old_model_files_without_a_record_still_load(tmp_path):
 
 def test_raw_unscaled_training_warns_and_standardize_does_not():
     X, y = _cancer()
-    with pytest.warns(dg.UnscaledFeaturesWarning, match="standardize=True"):
+    with (
+        pytest.warns(dg.DivergenceWarning, match="the cost rose"),  # raw features at lr 0.1
+        pytest.warns(dg.UnscaledFeaturesWarning, match="standardize=True"),
+    ):
         dg.Network([30, 8, 1], seed=0).fit(X, y, epochs=1, seed=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -23,6 +23,8 @@ _LAZY = {
     "History": "deepgrad.train.types",
     "StepInfo": "deepgrad.train.types",
     "DivergenceError": "deepgrad.train.types",
+    "DivergenceWarning": "deepgrad.train.types",
+    "TrainingState": "deepgrad.train.types",
     "save": "deepgrad.model.file",
     "load": "deepgrad.model.file",
     "gradcheck": "deepgrad.diagnostics.gradcheck",

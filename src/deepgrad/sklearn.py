@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -42,21 +43,12 @@ from deepgrad.model.net import DTYPES, Network
 from deepgrad.optim import optimizers
 from deepgrad.train.api import fit as _train
 from deepgrad.train.arguments import L2_NORMALIZATIONS
+from deepgrad.train.stopping import EarlyStopping
+from deepgrad.train.types import DivergenceWarning
 
 __all__ = ["DeepClassifier", "DeepRegressor"]
 
 SCALE_FIX = "put a scaler in front: make_pipeline(StandardScaler(), estimator)"
-
-
-def _carry(optimizer: optimizers.Optimizer, owner) -> optimizers.Optimizer:
-    """``optimizer`` starting from the state in ``owner._opt_state`` (the previous epoch's,
-    taken from ``History.opt_state``), else from ``optimizer.init``. Its update rule and
-    flat form are kept, so every training engine can run it."""
-
-    def init(params):
-        return optimizer.init(params) if owner._opt_state is None else owner._opt_state
-
-    return optimizer._replace(init=init)
 
 
 class _DeepBase(BaseEstimator):
@@ -153,7 +145,6 @@ class _DeepBase(BaseEstimator):
         self.net_ = Network(
             layers, self.activation, output, init=self.init, seed=seed, dtype=self.dtype
         )
-        self._opt_state = None  # the optimizer's, carried from epoch to epoch
         self.loss_curve_, self.iteration_loss_curve_ = [], []
         self.n_iter_, self.t_ = 0, 0
 
@@ -161,23 +152,14 @@ class _DeepBase(BaseEstimator):
         """One epoch of deepgrad training on (X, Y) (Y as the network wants it)."""
         m = X.shape[0]
         b = "auto" if self.batch_size == "auto" else min(self.batch_size or m, m)
-        optimizer = _carry(optimizers.get(self.optimizer, self.learning_rate), self)
+        # The network keeps its optimizer state (net_.training): each epoch goes on from it.
+        optimizer = optimizers.get(self.optimizer, self.learning_rate)
         epoch_seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
-        history = _train(
-            self.net_,
-            X,
-            Y,
-            batch_size=b,
-            epochs=1,
-            l2=self.l2,
-            l2_normalization=self.l2_normalization,
-            optimizer=optimizer,
-            keep_prob=self.keep_prob,
-            seed=epoch_seed,
-            shuffle=bool(self.shuffle),
-            progress=False,
-        )
-        self._opt_state = history.opt_state
+        with warnings.catch_warnings():
+            # One epoch per call: a rise within it, measured from its own first batch,
+            # says little (scikit-learn's MLP does not warn either).
+            warnings.simplefilter("ignore", DivergenceWarning)
+            history = self._train_one_epoch(X, Y, b, optimizer, epoch_seed)
         self.engine_ = history.engine
         self.n_iter_ += 1
         self.t_ += m
@@ -186,6 +168,22 @@ class _DeepBase(BaseEstimator):
         if self.verbose:
             print(f"Epoch {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}")
         return self.loss_curve_[-1]
+
+    def _train_one_epoch(self, X, Y, batch_size, optimizer, seed):
+        return _train(
+            self.net_,
+            X,
+            Y,
+            batch_size=batch_size,
+            epochs=1,
+            l2=self.l2,
+            l2_normalization=self.l2_normalization,
+            optimizer=optimizer,
+            keep_prob=self.keep_prob,
+            seed=seed,
+            shuffle=bool(self.shuffle),
+            progress=False,
+        )
 
     def _fit_epochs(self, X, Y, y_raw) -> None:
         """Epochs until ``epochs`` or until the loss (or the validation score, with
@@ -198,24 +196,20 @@ class _DeepBase(BaseEstimator):
             )
         self.best_loss_, self.validation_scores_ = np.inf, []
         self.best_validation_score_ = -np.inf if self.early_stopping else None
-        best_params, stale = None, 0
-        for _ in range(self.epochs):
+        # The loss or the validation score, on fit's early-stopping tracker.
+        monitor = "score" if self.early_stopping else "val_cost"
+        stopper = EarlyStopping(self.n_iter_no_change, monitor, self.tol)
+        for epoch in range(self.epochs):
             loss = self._epoch(X, Y)
+            self.best_loss_ = min(self.best_loss_, loss)
             if self.early_stopping:
                 score = self._validation_score(Xv, yv)
                 self.validation_scores_.append(score)
-                improved = score > self.best_validation_score_ + self.tol
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best_params = {k: v.copy() for k, v in self.net_.params.items()}
-            else:
-                improved = loss < self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, loss)
-            stale = 0 if improved else stale + 1
-            if stale >= self.n_iter_no_change:
+                self.best_validation_score_ = max(self.best_validation_score_, score)
+            if stopper.update(epoch, score if self.early_stopping else loss, self.net_.params):
                 break
-        if best_params is not None:
-            self.net_.params = best_params  # the parameters of the best validation score
+        if self.early_stopping and stopper.best_params is not None:
+            self.net_.params = stopper.best_params  # the parameters of the best validation score
 
     def _validation_score(self, Xv, yv) -> float:
         pred = np.asarray(self.net_.predict(Xv))

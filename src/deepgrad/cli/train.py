@@ -107,6 +107,52 @@ def add_arguments(p) -> None:
         "the silent ranks and aborts the job (default: the DEEPGRAD_MPI_TIMEOUT variable; "
         "unset, wait forever)",
     )
+    add_learning_arguments(p)
+
+
+def add_learning_arguments(p) -> None:
+    """--lr-decay, --lr-decay-every, --lr-decay-per, --early-stopping, --patience."""
+    p.add_argument(
+        "--lr-decay",
+        type=float,
+        metavar="RATE",
+        help="inverse-time decay: alpha_k = lr / (1 + RATE * k), k counting epochs "
+        "(or steps, --lr-decay-per step)",
+    )
+    p.add_argument(
+        "--lr-decay-every",
+        type=int,
+        metavar="N",
+        help="with --lr-decay: k = floor(epochs / N), the rate changes every N epochs "
+        "(the course's schedule_lr_decay with time_interval N)",
+    )
+    p.add_argument(
+        "--lr-decay-per",
+        default="epoch",
+        choices=["epoch", "step"],
+        help="what --lr-decay counts (default epoch)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop when the held-out cost has not improved for --patience epochs and keep "
+        "the best epoch's parameters (needs a held-out split)",
+    )
+    p.add_argument(
+        "--patience", type=int, default=10, metavar="N", help="--early-stopping: epochs (10)"
+    )
+
+
+def learning_rate(args):
+    """--lr, or its schedule when --lr-decay is given."""
+    from deepgrad.optim.optimizers import inverse_time_decay
+
+    if args.lr_decay is None:
+        return args.lr
+    every = args.lr_decay_every
+    return inverse_time_decay(
+        args.lr, args.lr_decay, every or 1, staircase=every is not None, per=args.lr_decay_per
+    )
 
 
 def check_flags(args) -> None:
@@ -124,6 +170,13 @@ def check_flags(args) -> None:
     check_int("--seed", args.seed, 0)
     if args.checkpoint_every is not None:
         check_int("--checkpoint-every", args.checkpoint_every, 1)
+    if args.lr_decay is not None:
+        check_float("--lr-decay", args.lr_decay, 0.0)
+    if args.lr_decay_every is not None:
+        check_int("--lr-decay-every", args.lr_decay_every, 1)
+        if args.lr_decay is None:
+            raise ValueError("--lr-decay-every applies with --lr-decay only")
+    check_int("--patience", args.patience, 1)
     if args.mpi_timeout is not None:
         check_float("--mpi-timeout", args.mpi_timeout, 0.0, low_open=True)
         if not args.distributed:
@@ -367,9 +420,14 @@ def _resume_note(args, quiet: bool) -> None:
 def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
     """net.fit with the library's warnings turned into one stderr line each."""
     from deepgrad.data.preprocessing import UnscaledFeaturesWarning, unscaled_features
-    from deepgrad.train.types import DivergenceError
+    from deepgrad.train.types import DivergenceError, DivergenceWarning
 
     validation = None if Xte is None or src.mapped else (Xte, yte)
+    if args.early_stopping and validation is None:
+        raise ValueError(
+            "--early-stopping needs a held-out split in memory (--test-fraction > 0, "
+            "not a memory-mapped directory)"
+        )
     if net.preprocessing is None or net.preprocessing.inputs is None:
         problem = unscaled_features(Xtr, src.feature_names)
         if problem:  # said before training: a divergence may follow
@@ -377,13 +435,14 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
             warn("train", f"training on unstandardized features: {problem}; {fix}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnscaledFeaturesWarning)  # said below, with flags
+        warnings.simplefilter("ignore", DivergenceWarning)  # said below, with --lr
         try:
             history = net.fit(
                 Xtr,
                 ytr,
                 batch_size=batch_size,
                 epochs=args.epochs,
-                learning_rate=args.lr,
+                learning_rate=learning_rate(args),
                 l2=args.l2,
                 l2_normalization=args.l2_normalization,
                 keep_prob=args.keep_prob,
@@ -393,6 +452,8 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
                 checkpoint=args.checkpoint,
                 checkpoint_every=args.checkpoint_every,
                 distributed=args.distributed,
+                early_stopping=args.early_stopping,
+                patience=args.patience,
             )
         except (ValueError, TypeError) as exc:
             raise as_flag_error(exc) from exc
@@ -403,7 +464,7 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
 
 def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> None:
     """The summary lines, the held-out score beside its baseline, and the warnings."""
-    from deepgrad.diagnostics.metrics import cost_rise
+    from deepgrad.train.types import cost_rise, cost_rise_message
 
     if not quiet:
         print(
@@ -420,13 +481,29 @@ def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> Non
         print("\n".join(lines))
     rise = cost_rise(history.iteration_cost)
     if rise is not None:
-        first, peak, last = rise
-        warn(
-            "train",
-            f"the cost rose from {first:.3g} to {peak:.3g} (x{peak / first:.1e}) before "
-            f"settling at {last:.3g}: the learning rate {args.lr:g} is too large and has "
-            f"likely killed units; lower --lr (e.g. {args.lr / 10:g})",
-        )
+        warn("train", cost_rise_message(rise, args.lr, "--lr"))
+    if history.early_stopped:
+        print(history.early_stopped)
+    elif len(history.val_cost) >= 2:
+        past = trained_past_best(history.val_cost)
+        if past:
+            warn("train", past)
     problem = score_warning(score, where.split(" (")[0].strip())
     if problem:
         warn("train", problem)
+
+
+def trained_past_best(val_cost, margin: float = 0.2) -> str | None:
+    """A warning line when training went on well past the best held-out epoch: the cost
+    at the end more than ``margin`` above its minimum, at least 5 epochs and a quarter of
+    the run after it."""
+    n = len(val_cost)
+    best = min(range(n), key=lambda e: val_cost[e])
+    last, low = val_cost[-1], val_cost[best]
+    if n - 1 - best < max(5, n // 4) or not last > (1 + margin) * low:
+        return None
+    return (
+        f"the held-out cost was lowest at epoch {best + 1} ({low:.4g}) and rose "
+        f"{100 * (last / low - 1):.0f}% by epoch {n} ({last:.4g}); --early-stopping "
+        f"would have kept epoch {best + 1}'s parameters"
+    )

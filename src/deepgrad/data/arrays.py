@@ -39,6 +39,7 @@ noise), whatever the chunking.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -54,6 +55,8 @@ __all__ = [
     "shuffle_block",
     "batch_slices",
     "batch_indices",
+    "check_permutation",
+    "EpochOrder",
     "n_batches",
     "BLOCK_ROWS",
     "teacher",
@@ -112,16 +115,105 @@ def batch_slices(m: int, batch_size: int) -> Iterator[slice]:
 
 
 def batch_indices(
-    m: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, block: int | None = None
+    m: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    block: int | None = None,
+    order: np.ndarray | None = None,
 ):
     """Index arrays of each mini-batch of ``epoch`` (``block``: see ``epoch_permutation``).
 
-    Sorted within a batch: the batch holds the same examples either way, and ascending
-    reads are much faster on memory-mapped files.
+    ``order``: this epoch's permutation of the rows, given by the user (``fit(order=)``);
+    it replaces the drawn one. Sorted within a batch: the batch holds the same examples
+    either way, and ascending reads are much faster on memory-mapped files.
     """
-    order = epoch_permutation(m, seed, epoch, block) if shuffle else np.arange(m)
+    if order is None:
+        order = epoch_permutation(m, seed, epoch, block) if shuffle else np.arange(m)
     for s in batch_slices(m, batch_size):
         yield np.sort(order[s])
+
+
+def check_permutation(name: str, perm, m: int) -> np.ndarray:
+    """``perm`` as an int64 array if it is a permutation of range(m), else ValueError
+    saying how it is not (length, a repeated row, a row out of range)."""
+    try:
+        p = np.asarray(perm)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a permutation of the {m} rows, got {perm!r}") from exc
+    if p.ndim != 1 or p.shape[0] != m:
+        raise ValueError(
+            f"{name} must be a permutation of the {m} rows (shape ({m},)), got shape {p.shape}"
+        )
+    if p.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer row indices, got dtype {p.dtype}")
+    p = p.astype(np.int64)
+    if m and (p.min() < 0 or p.max() >= m):
+        bad = p[(p < 0) | (p >= m)][0]
+        raise ValueError(f"{name} must hold rows 0..{m - 1}, got row {bad}")
+    counts = np.bincount(p, minlength=m)
+    if np.any(counts != 1):
+        raise ValueError(
+            f"{name} must be a permutation of the {m} rows: row {int(np.argmax(counts))} "
+            f"appears {int(counts.max())} times"
+        )
+    return p
+
+
+class EpochOrder:
+    """The batch order a user gave ``fit``: ``order(epoch)`` is that epoch's checked
+    permutation of the m rows.
+
+    ``order`` is a callable ``epoch -> permutation`` (called once per epoch: a callable
+    that draws from a generator is not asked twice for the same epoch) or an array of
+    shape (epochs, m), row e being epoch e's order. ``fingerprint`` names it for
+    checkpoints (the arrays' digest, or the callable's name).
+    """
+
+    def __init__(self, order, m: int, epochs: int):
+        self.m = m
+        self._last: tuple[int, np.ndarray] | None = None
+        if callable(order):
+            self._fn, self._table = order, None
+            self.fingerprint = "callable " + getattr(order, "__qualname__", type(order).__name__)
+            return
+        try:
+            table = np.asarray(order)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"order must be a callable or an array, got {order!r}") from exc
+        if table.ndim != 2 or table.shape[0] < epochs:
+            raise ValueError(
+                f"order must be a callable epoch -> permutation or an array of shape "
+                f"(epochs, m) = ({epochs}, {m}) or more rows, got shape {table.shape}"
+            )
+        self._table = np.stack(
+            [check_permutation(f"order[{e}]", table[e], m) for e in range(table.shape[0])]
+        )
+        self._fn = None
+        self.fingerprint = "array " + hashlib.sha256(self._table.tobytes()).hexdigest()[:16]
+
+    def check(self, first: int, last: int) -> None:
+        """ValueError now, before training, if epochs ``first`` .. ``last - 1`` cannot all
+        get an order (an array too short) or epoch ``first``'s is not a permutation."""
+        if self._table is not None and last > self._table.shape[0]:
+            raise ValueError(
+                f"order has {self._table.shape[0]} epochs' permutations; this fit trains "
+                f"epochs {first}..{last - 1} (epochs count on in continued training)"
+            )
+        self(first)
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        if self._table is not None:
+            if epoch >= self._table.shape[0]:
+                raise ValueError(
+                    f"order has {self._table.shape[0]} epochs' permutations, epoch {epoch} "
+                    f"needs one more row"
+                )
+            return self._table[epoch]
+        if self._last is None or self._last[0] != epoch:
+            self._last = (epoch, check_permutation(f"order({epoch})", self._fn(epoch), self.m))
+        return self._last[1]
 
 
 # -- synthetic data ---------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from deepgrad.train.types import cost_rise  # the one definition, shared with fit
+
 __all__ = [
     "ClassificationScore",
     "RegressionScore",
@@ -80,15 +82,3 @@ def regression_score(y_true, y_pred, reference_mean=None) -> RegressionScore:
         math.sqrt(float(np.mean((y_true - mean) ** 2))),
         len(y_true),
     )
-
-
-def cost_rise(iteration_cost, factor: float = 100.0) -> tuple[float, float, float] | None:
-    """(first, peak, last) cost when the cost rose above ``factor`` times its first value
-    at some point (a learning rate too large: units die, the net stalls), else None."""
-    costs = np.asarray(iteration_cost, dtype=np.float64)
-    if costs.size < 2 or not np.all(np.isfinite(costs)) or costs[0] <= 0:
-        return None
-    peak = float(costs.max())
-    if peak <= factor * costs[0]:
-        return None
-    return float(costs[0]), peak, float(costs[-1])

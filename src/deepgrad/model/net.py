@@ -22,6 +22,7 @@ from deepgrad.core.checks import (
 from deepgrad.data.preprocessing import Preprocessing, check_columns
 from deepgrad.devices import torch_backend as tb
 from deepgrad.train.api import network_fit
+from deepgrad.train.types import TrainingState
 
 __all__ = ["Network", "DTYPES", "resolve_l2_normalization"]
 
@@ -92,7 +93,9 @@ class Network:
         "linear" (half mean squared error).
     init : an initializer name (``deepgrad.initializers.names()``) or a callable
         ``(shape, rng, dtype) -> array``. "auto": He for ReLU, Xavier for tanh/sigmoid.
-    seed : seeds the initializer (``rng`` may be passed instead).
+    seed : seeds the initializer (``rng`` may be passed instead: a ``Generator``, or a
+        legacy ``RandomState``, e.g. ``RandomState(3)`` draws what the course's
+        ``np.random.seed(3)`` followed by ``np.random.randn`` draws).
     dtype : "float32" (default) or "float64".
     backend : "numpy" (default) or "torch": parameters as torch tensors, trained by the
         same hand-written forward/backward/update code (no autograd). Needs PyTorch.
@@ -103,6 +106,10 @@ class Network:
     Attributes
     ----------
     params : {"W1": (n^[1], n^[0]), "b1": (n^[1],), ..., "WL", "bL"}
+    training : a ``TrainingState`` (optimizer name, its state, epochs done) set by each
+        ``fit``; the next fit with the same optimizer continues from it (two fits equal
+        one fit with the epochs added, bit for bit). ``net.training = None`` starts the
+        optimizer afresh. None for a new or loaded network.
 
     Example
     -------
@@ -122,7 +129,7 @@ class Network:
         init="auto",
         seed: int | None = None,
         dtype: str = "float32",
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | np.random.RandomState | None = None,
         backend: str = "numpy",
         device=None,
     ):
@@ -142,13 +149,16 @@ class Network:
             if seed is not None:
                 check_int("seed", seed, 0)
             rng = np.random.default_rng(seed)
-        elif not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        elif not isinstance(rng, np.random.Generator | np.random.RandomState):
+            raise TypeError(
+                f"rng must be a numpy.random.Generator or RandomState, got {type(rng).__name__}"
+            )
         self.spec = nw.Spec(sizes, hidden_activation, output)
         self.dtype = dtype
         self.init = init
         self.params = nw.init_params(self.spec, init, rng, dtype)
         self.preprocessing: Preprocessing | None = None
+        self.training: TrainingState | None = None  # set by fit: continued training
         if backend != "numpy":
             self.params = tb.move_params(self.params, backend, device, dtype)
 
@@ -194,6 +204,7 @@ class Network:
         new = object.__new__(Network)
         new.spec, new.dtype, new.init = self.spec, self.dtype, self.init
         new.preprocessing = self.preprocessing  # immutable: shared
+        new.training = getattr(self, "training", None)  # immutable: shared
         xp = namespace(*self.params.values())
         new.params = {k: xp.asarray(v, copy=True) for k, v in self.params.items()}
         return new

@@ -60,19 +60,21 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_rms",
     "scale_by_adam",
+    "Schedule",
+    "PERS",
+    "per_epoch",
     "constant",
     "inverse_time_decay",
     "exponential_decay",
     "step_decay",
     "get",
+    "bind_epochs",
     "OPTIMIZERS",
     "FlatRule",
     "sqrt_",
     "flat_state",
     "state_from_flat",
 ]
-
-Schedule = Callable[[int], float]
 
 
 class FlatRule(NamedTuple):
@@ -117,6 +119,8 @@ class Optimizer(NamedTuple):
     init: Callable[[dict], Any]
     update: Callable[[dict, Any, dict], tuple[dict, Any]]
     flat: FlatRule | None = None  # the same rule on a flat vector (built-in optimizers)
+    learning_rate: Any = None  # the float or Schedule it was built with
+    with_learning_rate: Callable[[Any], Optimizer] | None = None  # the same, another rate
 
 
 class Direction(NamedTuple):
@@ -181,6 +185,52 @@ def from_direction(state_type: type, flat: Direction) -> Transform:
 class GDState(NamedTuple):
     count: int  # updates done so far (the schedule's step)
 
+    @property
+    def t(self) -> int:
+        """Updates done so far (the course's t after its last update)."""
+        return self.count
+
+
+PERS = ("step", "epoch")
+
+
+class Schedule(NamedTuple):
+    """A learning rate that changes with the count of updates or of epochs.
+
+    ``schedule(k)`` is alpha after ``k`` units of ``per``: ``per="step"`` counts updates
+    (k = 0 for the first update), ``per="epoch"`` counts epochs (every update of epoch k
+    uses alpha(k)). ``fit`` turns a per-epoch schedule into a per-step one with
+    ``per_step(steps_per_epoch)`` (every epoch of a fit has the same number of batches),
+    so the optimizers and the engines only ever see a count of updates.
+    """
+
+    rate: Callable[[int], float]
+    per: str = "step"
+
+    def __call__(self, count: int) -> float:
+        return self.rate(count)
+
+    def per_step(self, steps_per_epoch: int) -> Schedule:
+        """This schedule counted in updates, with ``steps_per_epoch`` updates an epoch."""
+        if self.per == "step":
+            return self
+        n = check_int("steps_per_epoch", steps_per_epoch, 1)
+        rate = self.rate
+        return Schedule(lambda count: rate(count // n), "step")
+
+
+def _check_per(per) -> str:
+    if not isinstance(per, str) or per not in PERS:
+        raise ValueError(f"per must be one of {list(PERS)}, got {per!r}")
+    return per
+
+
+def per_epoch(rate: Callable[[int], float]) -> Schedule:
+    """A schedule ``epoch -> alpha`` written by hand (the course's ``update_lr`` style)."""
+    if not callable(rate):
+        raise TypeError(f"rate must be a callable epoch -> learning rate, got {rate!r}")
+    return Schedule(rate, "epoch")
+
 
 def _as_schedule(learning_rate: float | Schedule) -> Schedule:
     if callable(learning_rate):
@@ -192,31 +242,52 @@ def _as_schedule(learning_rate: float | Schedule) -> Schedule:
 def constant(learning_rate: float) -> Schedule:
     """alpha_t = alpha."""
     lr = check_float("learning_rate", learning_rate, 0.0, low_open=True)
-    return lambda step: lr
+    return Schedule(lambda step: lr)
 
 
-def inverse_time_decay(learning_rate: float, decay_rate: float, decay_steps: int = 1) -> Schedule:
-    """alpha_t = alpha / (1 + decay_rate * t / decay_steps) (the course's 1/(1 + k t))."""
+def inverse_time_decay(
+    learning_rate: float,
+    decay_rate: float,
+    decay_steps: int = 1,
+    *,
+    staircase: bool = False,
+    per: str = "step",
+) -> Schedule:
+    """alpha_k = alpha / (1 + decay_rate * k / decay_steps) (the course's 1/(1 + k t)).
+
+    ``per``: k counts updates ("step") or epochs ("epoch"). ``staircase=True`` takes
+    floor(k / decay_steps): the rate changes once every ``decay_steps`` (the course's
+    ``schedule_lr_decay`` with ``time_interval=decay_steps``, ``per="epoch"``).
+    """
     lr = check_float("learning_rate", learning_rate, 0.0, low_open=True)
     k = check_float("decay_rate", decay_rate, 0.0)
     s = check_int("decay_steps", decay_steps, 1)
-    return lambda step: lr / (1.0 + k * step / s)
+    if not isinstance(staircase, bool):
+        raise TypeError(f"staircase must be True or False, got {staircase!r}")
+    per = _check_per(per)
+    if staircase:
+        return Schedule(lambda step: lr / (1.0 + k * (step // s)), per)
+    return Schedule(lambda step: lr / (1.0 + k * step / s), per)
 
 
-def exponential_decay(learning_rate: float, decay_rate: float, decay_steps: int = 1) -> Schedule:
-    """alpha_t = alpha * decay_rate ** (t / decay_steps), decay_rate in (0, 1]."""
+def exponential_decay(
+    learning_rate: float, decay_rate: float, decay_steps: int = 1, *, per: str = "step"
+) -> Schedule:
+    """alpha_k = alpha * decay_rate ** (k / decay_steps), decay_rate in (0, 1]; k counts
+    ``per`` ("step" or "epoch")."""
     lr = check_float("learning_rate", learning_rate, 0.0, low_open=True)
     r = check_float("decay_rate", decay_rate, 0.0, 1.0, low_open=True)
     s = check_int("decay_steps", decay_steps, 1)
-    return lambda step: lr * r ** (step / s)
+    return Schedule(lambda step: lr * r ** (step / s), _check_per(per))
 
 
-def step_decay(learning_rate: float, factor: float, every: int) -> Schedule:
-    """alpha_t = alpha * factor ** floor(t / every): drop by ``factor`` every ``every`` steps."""
+def step_decay(learning_rate: float, factor: float, every: int, *, per: str = "step") -> Schedule:
+    """alpha_k = alpha * factor ** floor(k / every): drop by ``factor`` every ``every``
+    steps or epochs (``per``)."""
     lr = check_float("learning_rate", learning_rate, 0.0, low_open=True)
     f = check_float("factor", factor, 0.0, 1.0, low_open=True)
     e = check_int("every", every, 1)
-    return lambda step: lr * f ** math.floor(step / e)
+    return Schedule(lambda step: lr * f ** math.floor(step / e), _check_per(per))
 
 
 def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
@@ -234,7 +305,7 @@ def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
         theta -= _scaled(work[0], g, scalars[0])
 
     rule = FlatRule(0, lambda count: (schedule(count),), flat_step)
-    return Optimizer("gd", init, update, rule)
+    return Optimizer("gd", init, update, rule, learning_rate, gd)
 
 
 class MomentumState(NamedTuple):
@@ -252,8 +323,39 @@ class AdamState(NamedTuple):
 
 
 class ChainState(NamedTuple):
+    """An optimizer's state, readable by name.
+
+    ``state.t`` is the number of updates done (the course's t after its last update;
+    the next update uses t + 1 in Adam's bias corrections); ``state["W1"]`` the slots of
+    one parameter by name, e.g. ``{"velocity": v}`` (momentum) or ``{"mu": m, "nu": v}``
+    (Adam); ``state.with_t(2)`` the same state with its counter set (every counter in
+    it, kept in step). Integer indexing is a tuple's, as for any NamedTuple.
+    """
+
     count: int  # updates done so far (the schedule's step)
     inner: tuple  # the state of each transformation in the chain
+
+    @property
+    def t(self) -> int:
+        return self.count
+
+    def __getitem__(self, key):
+        if not isinstance(key, str):
+            return tuple.__getitem__(self, key)
+        out = {}
+        for s in self.inner:
+            for name, value in zip(s._fields, s, strict=True):
+                if isinstance(value, dict):
+                    if key not in value:
+                        raise KeyError(f"no parameter {key!r}; the state has {sorted(value)}")
+                    out[name] = value[key]
+        return out
+
+    def with_t(self, t: int) -> ChainState:
+        """This state with t updates done (Adam's counter and the schedule's)."""
+        t = check_int("t", t, 0)
+        inner = tuple(s._replace(count=t) if "count" in s._fields else s for s in self.inner)
+        return ChainState(t, inner)
 
 
 def _zeros_like(params: dict) -> dict:
@@ -367,7 +469,23 @@ def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) ->
         rule = FlatRule(
             flat.slots, lambda count: (schedule(count), *flat.scalars(count)), flat_step
         )
-    return Optimizer(name, init, update, rule)
+    return Optimizer(
+        name, init, update, rule, learning_rate, lambda lr: chain(name, lr, *transforms)
+    )
+
+
+def bind_epochs(optimizer: Optimizer, steps_per_epoch: int) -> Optimizer:
+    """``optimizer`` with a per-epoch schedule turned into a per-step one (``fit`` does
+    this once, knowing the batches of an epoch); any other optimizer as it is."""
+    lr = optimizer.learning_rate
+    if not (isinstance(lr, Schedule) and lr.per == "epoch"):
+        return optimizer
+    if optimizer.with_learning_rate is None:
+        raise ValueError(
+            f"optimizer {optimizer.name!r} has a per-epoch schedule but no way to rebuild it "
+            f"(with_learning_rate is None); build it with optim.optimizers.chain"
+        )
+    return optimizer.with_learning_rate(lr.per_step(steps_per_epoch))
 
 
 def momentum(learning_rate: float | Schedule = 0.1, beta: float = 0.9) -> Optimizer:

@@ -65,17 +65,39 @@ FIT_DOC = """Train ``net`` in place with (mini-)batch gradient descent; returns 
         depend on the batch size, and summing J^{t}'s gradients over an epoch matches the
         full-batch gradient of the full-batch cost).
     optimizer : "gd", "momentum", "rmsprop", "adam" or an ``Optimizer`` (then
-        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule.
+        ``learning_rate`` is ignored). ``learning_rate`` may be a schedule
+        (``optim.optimizers.Schedule``) counting updates (``per="step"``) or epochs
+        (``per="epoch"``: every update of epoch e uses alpha(e)).
     keep_prob : inverted-dropout keep probability on hidden layers, in (0, 1]; the masks
         are a pure function of (seed, epoch, step) (``dropout.step_masks``).
     seed : shuffling and dropout masks are pure functions of it.
+    order : the batch order as data, replacing the drawn one: a callable
+        ``epoch -> permutation of range(m)`` (called once per epoch; over MPI every rank
+        calls it, so it must not depend on the rank) or an array of shape (epochs, m)
+        whose row e is epoch e's order. Epoch e's batches are rows
+        ``order[e][k*b:(k+1)*b]`` (sorted within the batch, which changes only the
+        summation order). ``shuffle`` is then unused. A checkpoint records it (the array's
+        digest, or the callable's name). docs/course.md reproduces the course's
+        ``random_mini_batches`` with it.
     validation_data : (X_val, Y_val), evaluated after every epoch (through the record).
+    early_stopping : stop when ``monitor`` ("val_cost", the default, or "val_accuracy"
+        of ``validation_data``, which it needs) has not improved by more than
+        ``min_delta`` for ``patience`` epochs, and keep the parameters of the best epoch
+        (``history.best_epoch``); ``history.early_stopped`` is the one line saying where
+        it stopped and which epoch's parameters were kept. The optimizer state kept
+        for continued training is the last epoch's.
     on_divergence : "raise" (DivergenceError) or "stop" (return, reason in history.stopped).
+        A cost that rises by orders of magnitude and stays finite gives a
+        ``DivergenceWarning`` (the CLI's wording).
     checkpoint : a file path. Training state is saved there every ``checkpoint_every``
         iterations, at each epoch end and on KeyboardInterrupt; if the file exists and was
         written by the same configuration, training resumes from it
         (``deepgrad.train.checkpoint``).
-        With ``seed=None`` the checkpoint's seed is used.
+        With ``seed=None`` the checkpoint's seed is used. With a checkpoint, the
+        checkpoint (not ``net.training``) says where training goes on.
+    Continued training: each fit leaves ``net.training`` (optimizer name, state, epochs
+        done); the next fit with the same optimizer goes on from it (epochs, order, masks,
+        schedules and moments continue): two fits equal one fit with the epochs added.
     distributed : data-parallel over the ranks of ``mpiexec`` (deepgrad.train.mpi); same
         result as single-process up to the order of summation.
     engine : None (default) picks the fastest engine that runs this configuration
@@ -124,13 +146,20 @@ def _fit_function(preprocess_always: bool):
         checkpoint_every: int | None = None,
         distributed: bool = False,
         engine: str | None = None,
+        order=None,
+        early_stopping: bool = False,
+        patience: int = 10,
+        monitor: str = "val_cost",
+        min_delta: float = 0.0,
     ) -> History:
         options = FitOptions(
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, l2=l2,
             l2_normalization=l2_normalization, optimizer=optimizer, keep_prob=keep_prob,
             seed=seed, shuffle=shuffle, validation_data=validation_data, callbacks=callbacks,
             on_divergence=on_divergence, progress=progress, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, engine=engine,
+            checkpoint_every=checkpoint_every, engine=engine, order=order,
+            early_stopping=early_stopping, patience=patience, monitor=monitor,
+            min_delta=min_delta,
         )  # fmt: skip
         asked = standardize is not False or task is not None or classes is not None
         if preprocess_always or asked:

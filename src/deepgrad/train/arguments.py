@@ -14,8 +14,10 @@ from deepgrad.core.checks import (
     check_targets,
 )
 from deepgrad.core.network import check_allocation
+from deepgrad.data.arrays import EpochOrder, n_batches
 from deepgrad.optim import optimizers
 from deepgrad.train.options import FitOptions
+from deepgrad.train.stopping import check_early_stopping
 
 __all__ = ["FitArguments", "check_fit_arguments", "resolve_batch_size", "L2_NORMALIZATIONS"]
 
@@ -48,6 +50,7 @@ class FitArguments(NamedTuple):
     optimizer: optimizers.Optimizer
     by_name: bool
     validation: tuple | None  # (Xv, Yv) checked, or None
+    order: EpochOrder | None = None  # the user's batch order, checked
 
 
 def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
@@ -75,6 +78,15 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
         optimizer = optimizers.get(optimizer, o.learning_rate)
     elif not isinstance(optimizer, optimizers.Optimizer):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
+    # A per-epoch schedule counts updates from here on: every epoch has the same batches.
+    optimizer = optimizers.bind_epochs(optimizer, n_batches(X.shape[0], b))
+    order = None
+    if o.order is not None:
+        order = EpochOrder(o.order, X.shape[0], epochs)  # checked by the loop, knowing
+        # the first epoch (continued training counts on)
+    check_early_stopping(
+        o.early_stopping, o.patience, o.monitor, o.min_delta, o.validation_data is not None
+    )
     check_checkpoint_every(o.checkpoint, o.checkpoint_every)
     check_training_memory(net, b)
     val = None
@@ -84,7 +96,7 @@ def check_fit_arguments(net, X, Y, o: FitOptions) -> FitArguments:
         Yv = check_targets("validation_data[1]", Yv, spec.output, spec.layer_sizes[-1], len(Xv))
         check_fits_dtype("validation_data[1]", Yv, net.dtype)
         val = (Xv, Yv)
-    return FitArguments(X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val)
+    return FitArguments(X, Y, b, epochs, l2, keep_prob, optimizer, by_name, val, order)
 
 
 def check_checkpoint_every(checkpoint, every) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -30,7 +31,19 @@ from deepgrad.train.arguments import FitArguments, check_fit_arguments
 from deepgrad.train.checkpoint import Checkpointer, training_config
 from deepgrad.train.options import FitOptions
 from deepgrad.train.progress import progress_bar
-from deepgrad.train.types import DivergenceError, History, Plan, Step, StepInfo, divergence_message
+from deepgrad.train.stopping import EarlyStopping
+from deepgrad.train.types import (
+    DivergenceError,
+    DivergenceWarning,
+    History,
+    Plan,
+    Step,
+    StepInfo,
+    TrainingState,
+    cost_rise,
+    cost_rise_message,
+    divergence_message,
+)
 
 __all__ = ["Solo", "SOLO", "run_fit", "epoch_steps", "evaluate"]
 
@@ -85,7 +98,7 @@ def make_plan(net, args: FitArguments, o: FitOptions, seed: int) -> Plan:
     return Plan(
         X, Y, spec, args.optimizer, args.batch_size, l2=args.l2, m_reg=m_reg,
         keep_prob=args.keep_prob, seed=seed, shuffle=bool(o.shuffle), dtype=net.dtype,
-        check_batches=isinstance(args.X, np.memmap),
+        check_batches=isinstance(args.X, np.memmap), order=args.order,
     )  # fmt: skip
 
 
@@ -95,12 +108,16 @@ def checkpoint_config(net, args: FitArguments, plan: Plan, o: FitOptions) -> dic
     if not args.by_name:  # an Optimizer object: learning_rate is not used
         learning_rate = None
     elif callable(learning_rate):  # a schedule: its name (a closure's repr changes per run)
-        learning_rate = getattr(learning_rate, "__qualname__", "schedule")
+        per = getattr(learning_rate, "per", "step")
+        rate = getattr(learning_rate, "rate", learning_rate)
+        learning_rate = getattr(rate, "__qualname__", "schedule")
+        learning_rate += " per epoch" if per == "epoch" else ""
     return training_config(
         net, args.X, args.Y, batch_size=plan.batch_size, l2=plan.l2,
         l2_normalization=o.l2_normalization, optimizer=plan.optimizer.name,
         learning_rate=learning_rate, keep_prob=plan.keep_prob, seed=plan.seed,
         shuffle=plan.shuffle,
+        **({} if plan.order is None else {"order": plan.order.fingerprint}),
     )  # fmt: skip
 
 
@@ -121,11 +138,13 @@ def _seed(o: FitOptions, ckpt, group) -> int:
 
 def _resume(net, args, plan, o, ckpt, group):
     """(start epoch, batches done in it, params, opt_state, history): from the checkpoint
-    (read by the root alone, then broadcast), else the start of training."""
+    (read by the root alone, then broadcast), else from the network's training state
+    (continued training), else the start of training."""
     params, state = net.params, plan.optimizer.init(net.params)
     history = History(batch_size=plan.batch_size, seed=plan.seed)
     if o.checkpoint is None:
-        return 0, 0, params, state, history
+        start, state = carried_state(net, plan.optimizer, state)
+        return start, 0, params, state, history
 
     def read():
         if ckpt is None:
@@ -139,6 +158,36 @@ def _resume(net, args, plan, o, ckpt, group):
     return got if group.root else shared  # the root keeps the objects its checkpointer saves
 
 
+def carried_state(net, optimizer, fresh) -> tuple[int, object]:
+    """(epochs done, optimizer state) to go on from: the network's ``training`` when it
+    was trained with this optimizer (its state checked against ``fresh``, the state
+    ``optimizer.init`` makes for this network), else (0, fresh)."""
+    training = getattr(net, "training", None)
+    if training is None or training.optimizer != optimizer.name:
+        return 0, fresh
+    check_state_fits(training.opt_state, fresh)
+    return check_int("training.epochs", training.epochs, 0), training.opt_state
+
+
+def check_state_fits(state, fresh) -> None:
+    """ValueError unless ``state`` has the structure of ``fresh`` (same fields, parameter
+    names and shapes): an optimizer state for another network or optimizer."""
+
+    def shape(tree):
+        if isinstance(tree, dict):
+            return {k: tuple(getattr(v, "shape", ())) for k, v in tree.items()}
+        if isinstance(tree, tuple):
+            return (type(tree).__name__, tuple(shape(v) for v in tree))
+        return type(tree).__name__ if not isinstance(tree, int | np.integer) else "int"
+
+    if shape(state) != shape(fresh):
+        raise ValueError(
+            f"net.training.opt_state does not fit this network and optimizer: got "
+            f"{shape(state)!r}, this fit needs {shape(fresh)!r}; set net.training = None "
+            f"to start the optimizer afresh"
+        )
+
+
 def run_fit(net, X, Y, o: FitOptions, group) -> History:
     """``fit`` on ``group`` (SOLO, or the ranks of an MPI job), options already gathered."""
     group.agree(_check_backend, net, X, Y, o)
@@ -147,14 +196,25 @@ def run_fit(net, X, Y, o: FitOptions, group) -> History:
     try:
         plan = group.agree(make_plan, net, args, o, _seed(o, ckpt, group))
         start_epoch, start, params, state, history = _resume(net, args, plan, o, ckpt, group)
+        if plan.order is not None:  # before anything trains
+            last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
+            group.agree(plan.order.check, start_epoch, last)
         net.params = params
         with group.guard():
             eng = group.engine(plan, params, state, o.engine)
             history.engine = eng.name
             try:
-                return _epochs(net, eng, plan, args, o, ckpt, group, (start_epoch, start), history)
+                history = _epochs(
+                    net, eng, plan, args, o, ckpt, group, (start_epoch, start), history
+                )
             finally:
                 eng.close()
+        # A fit stopped by a divergence has said so already.
+        rise = cost_rise(history.iteration_cost) if group.root and not history.stopped else None
+        if rise is not None:
+            lr = o.learning_rate if args.by_name else None
+            warnings.warn(cost_rise_message(rise, lr, "learning_rate"), DivergenceWarning, 3)
+        return history
     finally:
         if ckpt is not None:
             ckpt.close()  # the checkpoint's lock
@@ -201,7 +261,10 @@ def epoch_steps(plan: Plan, epoch: int, start: int = 0):
     block = _data.shuffle_block(X)  # block shuffle for memory-mapped X (see data.py)
     memmap = isinstance(X, np.memmap)
     read, row_bytes = 0, X.strides[0] if memmap else 0
-    batches = _data.batch_indices(plan.m, plan.batch_size, plan.seed, epoch, plan.shuffle, block)
+    order = None if plan.order is None else plan.order(epoch)
+    batches = _data.batch_indices(
+        plan.m, plan.batch_size, plan.seed, epoch, plan.shuffle, block, order
+    )
     for i, idx in enumerate(batches):
         if i < start:
             continue
@@ -232,8 +295,10 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     bar.update(history.iterations)
     callbacks = o.callbacks if group.root else ()
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
+    stopper = EarlyStopping(o.patience, o.monitor, o.min_delta) if o.early_stopping else None
     try:
-        for epoch in range(start_epoch, args.epochs):
+        last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
+        for epoch in range(start_epoch, last):
             done = start if epoch == start_epoch else 0
             if not _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0):
                 if o.on_divergence == "raise":
@@ -249,6 +314,10 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
                 vc, va = group.bcast(ev)
                 history.val_cost.append(vc)
                 history.val_accuracy.append(va)
+                value = vc if o.monitor == "val_cost" else va
+                if stopper is not None and stopper.update(epoch, value, params):
+                    history.early_stopped = stopper.message()
+                    break
             if ckpt is not None:
                 ckpt.epoch_end(epoch + 1, eng.state)
     except KeyboardInterrupt:
@@ -257,7 +326,12 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
         raise
     finally:
         net.params, history.opt_state = eng.state()  # the last finite ones, also after an error
+        # A checkpoint's history holds every epoch; a continued fit's only its own.
+        epochs = len(history.epoch_cost) + (0 if o.checkpoint is not None else start_epoch)
+        net.training = TrainingState(plan.optimizer.name, history.opt_state, epochs)
         bar.close()
+    if stopper is not None and stopper.best_params is not None:
+        net.params, history.best_epoch = stopper.best_params, stopper.best_epoch
     return history
 
 

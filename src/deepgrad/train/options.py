@@ -34,3 +34,8 @@ class FitOptions:
     checkpoint: Any = None
     checkpoint_every: int | None = None
     engine: str | None = None
+    early_stopping: bool = False  # stop when the validation cost stops improving
+    patience: int = 10  # epochs without improvement before stopping
+    monitor: str = "val_cost"  # or "val_accuracy"
+    min_delta: float = 0.0  # smallest change that counts as an improvement
+    order: Any = None  # None, a callable epoch -> permutation, or an (epochs, m) array

@@ -13,11 +13,52 @@ from deepgrad.core import dropout
 from deepgrad.core import network as nw
 from deepgrad.optim.optimizers import Optimizer
 
-__all__ = ["History", "StepInfo", "DivergenceError", "Plan", "Step", "divergence_message"]
+__all__ = [
+    "DivergenceWarning",
+    "cost_rise",
+    "cost_rise_message",
+    "TrainingState",
+    "History",
+    "StepInfo",
+    "DivergenceError",
+    "Plan",
+    "Step",
+    "divergence_message",
+]
 
 
 class DivergenceError(FloatingPointError):
     """The cost or a gradient became NaN or inf during training."""
+
+
+class DivergenceWarning(UserWarning):
+    """The cost rose by orders of magnitude during training but stayed finite."""
+
+
+def cost_rise(iteration_cost, factor: float = 100.0) -> tuple[float, float, float] | None:
+    """(first, peak, last) cost when the cost rose above ``factor`` times its first value
+    at some point (a learning rate too large: units die, the net stalls), else None."""
+    costs = np.asarray(iteration_cost, dtype=np.float64)
+    if costs.size < 2 or not np.all(np.isfinite(costs)) or costs[0] <= 0:
+        return None
+    peak = float(costs.max())
+    if peak <= factor * costs[0]:
+        return None
+    return float(costs[0]), peak, float(costs[-1])
+
+
+def cost_rise_message(rise: tuple[float, float, float], learning_rate, name: str) -> str:
+    """The one wording of a finite divergence (``cost_rise``), for fit and the CLI;
+    ``name`` is how the user sets the rate ("learning_rate", "--lr")."""
+    first, peak, last = rise
+    fixed = isinstance(learning_rate, int | float) and not isinstance(learning_rate, bool)
+    rate = f" {learning_rate:g}" if fixed else ""
+    fix = f"lower {name} (e.g. {learning_rate / 10:g})" if fixed else f"lower {name}"
+    return (
+        f"the cost rose from {first:.3g} to {peak:.3g} (x{peak / first:.1e}) before "
+        f"settling at {last:.3g}: the learning rate{rate} is too large and has likely "
+        f"killed units; {fix}"
+    )
 
 
 @dataclass
@@ -44,6 +85,8 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     stopped: str | None = None
     engine: str | None = None
+    early_stopped: str | None = None  # the early-stopping line, when it stopped the fit
+    best_epoch: int | None = None  # with early stopping: the epoch whose parameters are kept
     opt_state: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -51,7 +94,27 @@ class History:
         return len(self.iteration_cost)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opt_state"}
+        for k in ("early_stopped", "best_epoch"):  # only when early stopping ran
+            if out[k] is None:
+                del out[k]
+        return out
+
+
+class TrainingState(NamedTuple):
+    """Where a network's training stands, kept on it (``Network.training``) after each fit.
+
+    ``optimizer`` names the optimizer, ``opt_state`` is its state after the last update
+    (``state.t`` updates, moments by name), ``epochs`` the epochs done. The next ``fit``
+    with the same optimizer goes on from here, Keras-style: epoch numbers (and so the
+    drawn order, dropout masks and per-epoch schedules) and the optimizer's moments and
+    counter continue, so two fits equal one fit with the epochs added, bit for bit. A fit
+    with another optimizer, or ``net.training = None``, starts afresh.
+    """
+
+    optimizer: str
+    opt_state: Any
+    epochs: int
 
 
 class StepInfo(NamedTuple):
@@ -92,6 +155,7 @@ class Plan:
     shuffle: bool = True
     dtype: str = "float64"
     check_batches: bool = False
+    order: Any = None  # data.EpochOrder: the user's batch order, or None (drawn from seed)
 
     @property
     def m(self) -> int:
