@@ -1076,7 +1076,9 @@ def differences(
             f"missing {sorted(set(saved_arrays) - set(arrays))}"
         )
     for k in sorted(set(arrays) & set(saved_arrays)):
-        why = _array_differs(k, arrays[k], saved_arrays[k], tolerance(group, case, k, str(arrays[k].dtype)))
+        why = _array_differs(
+            k, arrays[k], saved_arrays[k], tolerance(group, case, k, str(arrays[k].dtype))
+        )
         if why:
             out.append(why)
     if set(values) != set(saved_values):
