@@ -292,7 +292,8 @@ def test_another_optimizer_starts_afresh_and_a_foreign_state_is_refused():
 
 def test_a_finite_rise_of_the_cost_warns_in_the_library_with_the_cli_wording():
     """fit(learning_rate=1e6) on a linear output: for 3 epochs the cost rises by orders of
-    magnitude and stays finite (0.674 -> 4.5e86; a 5th epoch overflows and stops); fit says so (a DivergenceWarning), a sane rate says nothing."""
+    magnitude and stays finite (0.674 -> 4.5e86; a 5th epoch overflows and stops); fit
+    says so (a DivergenceWarning), a sane rate says nothing."""
     X = np.random.default_rng(0).normal(size=(40, 2))
     y = X[:, 0] - 0.5 * X[:, 1]
     net = dg.Network([2, 4, 1], "relu", "linear", seed=0, dtype="float64")
@@ -451,3 +452,45 @@ def test_a_checkpoint_records_the_order_and_resumes_it_exactly(tmp_path):
     other = {**kw, "order": table[::-1].copy()}
     with pytest.raises(ValueError, match="order"):
         dg.Network([3, 4, 1], seed=0, dtype="float64").fit(X, y, checkpoint=path, **other)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam"])
+def test_a_model_saved_with_its_optimizer_state_goes_on_training_after_load(tmp_path, optimizer):
+    """save(optimizer_state=True) + load + fit == the fit that never left memory, bit for
+    bit; without the flag the loaded net starts afresh (epoch 0's order, no moments)."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(200, noise=0.2, random_state=3)
+    kw = dict(optimizer=optimizer, batch_size=64, learning_rate=0.01, seed=0, progress=False)
+    a = dg.Network([2, 5, 2, 1], "relu", "sigmoid", seed=1)
+    a.fit(X, y, epochs=3, **kw)
+    dg.save(a, tmp_path / "with.npz", optimizer_state=True)
+    dg.save(a, tmp_path / "without.npz")
+    b, c = dg.load(tmp_path / "with.npz"), dg.load(tmp_path / "without.npz")
+    assert b.training.epochs == 3 and b.training.opt_state.t == a.training.opt_state.t == 12
+    assert c.training is None
+    for net in (a, b, c):
+        net.fit(X, y, epochs=2, **kw)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    same = all(np.array_equal(a.params[k], c.params[k]) for k in a.params)
+    assert not same  # epochs (the drawn order) and moments start afresh without the flag
+
+
+def test_saving_an_optimizer_state_refuses_what_it_cannot_keep(tmp_path):
+    net = dg.Network([2, 3, 1], "relu", "sigmoid", seed=0)
+    with pytest.raises(ValueError, match=r"net.training is None: fit the network first"):
+        dg.save(net, tmp_path / "m.npz", optimizer_state=True)
+    with pytest.raises(TypeError, match=r"optimizer_state must be True or False, got 'yes'"):
+        dg.save(net, tmp_path / "m.npz", optimizer_state="yes")
+    assert not (tmp_path / "m.npz").exists()
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    net.fit(X, (X[:, 0] > 0).astype(int), optimizer="adam", epochs=1, progress=False)
+    dg.save(net, tmp_path / "m.npz", optimizer_state=True)
+    with np.load(tmp_path / "m.npz") as z:
+        members = {k: z[k] for k in z.files}
+    members["optimizer.1.W1"] = np.full_like(members["optimizer.1.W1"], np.nan)
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(
+        ValueError, match=r"bad.npz' has an invalid optimizer state: moment 1 of W1"
+    ):
+        dg.load(tmp_path / "bad.npz")

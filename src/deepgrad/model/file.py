@@ -17,23 +17,34 @@ from deepgrad.io.files import (
     read_npz,
 )
 from deepgrad.model.net import Network
+from deepgrad.optim import optimizers
+from deepgrad.train.types import TrainingState
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2  # 2: may hold a preprocessing record; files without one are written as 1
+FORMAT_VERSION = 2  # 2: may hold a preprocessing record or an optimizer state
 READS_VERSIONS = (1, 2)
+OPT_PREFIX = "optimizer."  # members "optimizer.<slot>.<param>": the moments, by name
 
 
-def save(net, path) -> None:
-    """Write ``net`` (architecture, dtype and parameters) to ``path`` (.npz), atomically."""
+def save(net, path, optimizer_state: bool = False) -> None:
+    """Write ``net`` (architecture, dtype and parameters) to ``path`` (.npz), atomically.
+
+    ``optimizer_state=True`` also keeps where training stands (``net.training``: the
+    built-in optimizer's name, its moments and counter, the epochs done), so that a
+    ``fit`` after ``load`` with the same optimizer goes on exactly as without the save.
+    """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a deepgrad Network, got {type(net).__name__}")
+    if not isinstance(optimizer_state, bool):
+        raise TypeError(f"optimizer_state must be True or False, got {optimizer_state!r}")
+    training = _training_record(net) if optimizer_state else None
     path = check_path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write the model to {str(path)!r}: it is a directory")
     meta = {
         "format": "deepgrad-network",
-        "version": 1 if net.preprocessing is None else FORMAT_VERSION,
+        "version": 1 if net.preprocessing is None and training is None else FORMAT_VERSION,
         "layer_sizes": list(net.spec.layer_sizes),
         "hidden_activation": net.spec.hidden_activation,
         "output": net.spec.output,
@@ -45,6 +56,9 @@ def save(net, path) -> None:
         record, pre_arrays = records.to_file(net.preprocessing)
         meta["preprocessing"] = record
         arrays.update(pre_arrays)
+    if training is not None:
+        meta["training"], opt_arrays = training
+        arrays.update(opt_arrays)
     arrays["__meta__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -71,6 +85,7 @@ def load(path, max_bytes=None):
             f"or another format): {exc}"
         ) from exc
     pre_arrays = {k: arrays.pop(k) for k in list(arrays) if k.startswith(records.PREFIX)}
+    opt_arrays = {k: arrays.pop(k) for k in list(arrays) if k.startswith(OPT_PREFIX)}
     net = _network(path, meta)
     expected = net.spec.shapes()
     for k in expected:
@@ -88,7 +103,54 @@ def load(path, max_bytes=None):
             raise ValueError(
                 f"model file {str(path)!r} has an invalid preprocessing record: {exc}"
             ) from exc
+    if "training" in meta or opt_arrays:
+        net.training = _training_state(path, meta.get("training"), opt_arrays, net)
     return net
+
+
+def _training_record(net) -> tuple[dict, dict]:
+    """(JSON record, arrays) of ``net.training``, a built-in optimizer's state."""
+    t = getattr(net, "training", None)
+    if t is None:
+        raise ValueError("optimizer_state=True, but net.training is None: fit the network first")
+    if t.optimizer not in optimizers.OPTIMIZERS:
+        raise ValueError(
+            f"optimizer_state=True keeps the built-in optimizers' states "
+            f"({sorted(optimizers.OPTIMIZERS)}), not {t.optimizer!r}'s"
+        )
+    count, slots = optimizers.flat_state(t.opt_state, lambda d: d)
+    arrays = {
+        f"{OPT_PREFIX}{i}.{k}": to_numpy(v) for i, slot in enumerate(slots) for k, v in slot.items()
+    }
+    record = {"optimizer": t.optimizer, "count": count, "slots": len(slots), "epochs": t.epochs}
+    return record, arrays
+
+
+def _training_state(path, record, arrays: dict, net) -> TrainingState:
+    """The ``TrainingState`` a file keeps, checked against the network it belongs to."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"model file {str(path)!r} has an invalid optimizer state: {why}")
+
+    if not isinstance(record, dict) or record.get("optimizer") not in optimizers.OPTIMIZERS:
+        raise bad(f"its record must name a built-in optimizer, got {_short(record)}")
+    count, epochs = record.get("count"), record.get("epochs")
+    if not (type(count) is int and count >= 0 and type(epochs) is int and epochs >= 0):
+        raise bad(f"count and epochs must be ints >= 0, got {count!r} and {epochs!r}")
+    template = optimizers.get(record["optimizer"], 1.0).init(net.params)
+    n_slots = len(optimizers.flat_state(template, lambda d: d)[1])
+    shapes = {k: v.shape for k, v in net.params.items()}
+    slots = []
+    for i in range(n_slots):
+        slot = {k: arrays.pop(f"{OPT_PREFIX}{i}.{k}", None) for k in shapes}
+        for k, v in slot.items():
+            if v is None or v.shape != shapes[k] or v.dtype.kind != "f" or not np.isfinite(v).all():
+                raise bad(f"moment {i} of {k} must be finite floats of shape {shapes[k]}")
+        slots.append({k: np.ascontiguousarray(v, dtype=net.dtype) for k, v in slot.items()})
+    if arrays or record.get("slots") != n_slots:
+        raise bad(f"{record['optimizer']} keeps {n_slots} moments per parameter")
+    state = optimizers.state_from_flat(template, count, tuple(slots), lambda d: d)
+    return TrainingState(record["optimizer"], state, epochs)
 
 
 def _check_layout(path, meta, members: dict) -> None:
@@ -103,7 +165,7 @@ def _check_layout(path, meta, members: dict) -> None:
     if "layer_sizes" not in meta:
         raise FileRefused(f"model file {str(path)!r} has no 'layer_sizes' in its metadata")
     sizes = meta["layer_sizes"]
-    params = {k: m for k, m in members.items() if not k.startswith(records.PREFIX)}
+    params = {k: m for k, m in members.items() if not k.startswith((records.PREFIX, OPT_PREFIX))}
     if (
         not isinstance(sizes, list)
         or not 2 <= len(sizes) <= len(params) + 1  # bounded by what the file stores
