@@ -58,6 +58,17 @@ CASES = {
         memmap=True,
         block_bytes=40,
     ),
+    # the caller's batch order, then a second fit that continues the first (Adam's moments
+    # and counter, the epoch numbers): both under MPI as in one process
+    "f64_adam_order_continued": dict(
+        dtype="float64",
+        output="sigmoid",
+        batch_size=16,
+        epochs=2,
+        opt="adam",
+        order=True,
+        more_epochs=1,
+    ),
 }
 
 
@@ -113,12 +124,24 @@ def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
     return Result(params, list(hist.iteration_cost), list(hist.val_cost))
 
 
+def _order(epoch: int) -> np.ndarray:
+    return np.random.default_rng([5, epoch]).permutation(50)
+
+
 def _fit(net, c, X, y, opt, distributed):
+    hist = _fit_epochs(net, c, X, y, opt, distributed, c["epochs"])
+    if c.get("more_epochs"):
+        hist = _fit_epochs(net, c, X, y, opt, distributed, c["more_epochs"])
+    return hist
+
+
+def _fit_epochs(net, c, X, y, opt, distributed, epochs):
     return net.fit(
         X,
         y,
+        order=_order if c.get("order") else None,
         batch_size=c["batch_size"],
-        epochs=c["epochs"],
+        epochs=epochs,
         learning_rate=0.01 if opt == "adam" else 0.3,
         l2=c.get("l2", 0.0),
         l2_normalization=c.get("l2_normalization", "batch"),
