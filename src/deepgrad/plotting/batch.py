@@ -176,6 +176,9 @@ def validation_figure(val, fig=None, title: str | None = None):
         ylabel="seconds to the target",
         title=val.message if len(val.message) < 60 else "measured time to the target",
     )
+    sizes = sorted({bb for bb, _, _ in val.runs})
+    ax.set_xticks(sizes, [str(s) for s in sizes])  # the candidate sizes, not log minor ticks
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:
