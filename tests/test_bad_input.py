@@ -466,10 +466,10 @@ BAD_FILES = {
         ValueError,
         "not a deepgrad network",
     ),
-    "version 3": (
-        lambda p, good: _write_model(p, {"format": "deepgrad-network", "version": 3}),
+    "version 4": (
+        lambda p, good: _write_model(p, {"format": "deepgrad-network", "version": 4}),
         ValueError,
-        "format version 3; this deepgrad reads versions 1, 2",
+        "format version 4; this deepgrad reads versions 1, 2, 3",
     ),
     "version 0": (
         lambda p, good: _write_model(p, {"format": "deepgrad-network", "version": 0}),
@@ -722,7 +722,7 @@ def files(tmp_path_factory):
     net = dg.Network([3, 4, 1], seed=0)
     dg.save(net, d / "model.npz")
     (d / "trunc_model.npz").write_bytes((d / "model.npz").read_bytes()[:300])
-    _write_model(d / "v2_model.npz", {"format": "deepgrad-network", "version": 3})
+    _write_model(d / "v2_model.npz", {"format": "deepgrad-network", "version": 4})
     _write_tables(d, X)
     return d
 
@@ -740,6 +740,13 @@ def _write_tables(d: Path, X) -> None:
     (d / "inf.csv").write_text(head + rows + "1,2,inf,no\n")
     (d / "blank.csv").write_text(head + "1,,3,yes\n" + rows)
     (d / "word.csv").write_text(head + "1,two,3,yes\n" + rows)
+    (d / "all_dropped.csv").write_text(
+        head + "".join(f"1,,id{i},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    )
+    (d / "lacks_b.csv").write_text(
+        "a,c,label\n" + "".join(f"{r[0]},{r[2]},{'yes' if r[0] > 0 else 'no'}\n" for r in X)
+    )
+    (d / "latin1.csv").write_bytes((head + "1,2,3,caf\xe9\n" + rows).encode("latin-1"))
     (d / "one_class.csv").write_text(head + rows.replace(",no\n", ",yes\n"))
     (d / "order.csv").write_text("b,a,c,label\n" + rows)
     (d / "no_target.csv").write_text(head + rows.replace(",yes\n", ",NA\n").replace(",no\n", ",\n"))
@@ -833,10 +840,22 @@ CLI_CASES = {
     "train: csv header only": lambda d: _csv(d, "header_only.csv"),
     "train: ragged csv (long row)": lambda d: _csv(d, "ragged.csv"),
     "train: ragged csv (short row)": lambda d: _csv(d, "short.csv"),
-    "train: csv NaN cell": lambda d: _csv(d, "nan.csv"),
+    "train: csv NaN cell with --missing error": lambda d: _csv(
+        d, "nan.csv", "--missing", "error"
+    ),
     "train: csv inf cell": lambda d: _csv(d, "inf.csv"),
-    "train: csv empty cell": lambda d: _csv(d, "blank.csv"),
-    "train: csv non-numeric column": lambda d: _csv(d, "word.csv"),
+    "train: csv empty cell with --missing error": lambda d: _csv(
+        d, "blank.csv", "--missing", "error"
+    ),
+    "train: csv where every column would be dropped": lambda d: _csv(d, "all_dropped.csv"),
+    "train: csv not UTF-8": lambda d: _csv(d, "latin1.csv"),
+    "train: --features naming no column": lambda d: _csv(d, "ok.csv", "--features", "a,zz"),
+    "train: --drop naming the target": lambda d: _csv(d, "ok.csv", "--drop", "label"),
+    "train: --drop every feature": lambda d: _csv(d, "ok.csv", "--drop", "a,b,c"),
+    "train: --categorical naming no column": lambda d: _csv(d, "ok.csv", "--categorical", "zz"),
+    "train: --categorical with a .npz": lambda d: _train(d, "--categorical", "a"),
+    "train: --features with a .npz": lambda d: _train(d, "--features", "a"),
+    "train: --out below a file": lambda d: _train(d)[:-1] + [str(d / "a_file" / "run")],
     "train: csv target with one class": lambda d: _csv(d, "one_class.csv"),
     "train: csv target missing in every row": lambda d: _csv(d, "no_target.csv"),
     "train: --target with a bundled set": lambda d: ["train", "--data", "iris", "--target", "y"],
@@ -850,8 +869,12 @@ CLI_CASES = {
         d, "--output", "linear", "--task", "classification"
     ),
     "train: --hidden 128,,64": lambda d: _train(d, "--hidden", "4,,4"),
-    "predict: csv columns in another order": lambda d: _predict_csv(d, "csv_model", "order.csv"),
-    "predict: csv with an extra column": lambda d: _predict_csv(d, "csv_model", "four.csv"),
+    "predict: csv lacking a training column": lambda d: _predict_csv(
+        d, "csv_model", "lacks_b.csv"
+    ),
+    "predict: csv with text in a numeric column": lambda d: _predict_csv(
+        d, "csv_model", "word.csv"
+    ),
     "predict: model from another task (regression on text labels)": lambda d: _predict_csv(
         d, "reg_model", "ok.csv"
     ),

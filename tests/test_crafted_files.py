@@ -320,7 +320,7 @@ def test_predict_out_never_overwrites_its_inputs_nor_silently_a_file(model, tmp_
     rc, err = _predict(model / "good.npz", data, out)
     assert rc == 2 and "already exists; pass --force" in err and out.read_text() == "keep me\n"
     rc, err = _predict(model / "good.npz", data, out, "--force")
-    assert rc == 0 and out.read_text().startswith("prediction\n"), err
+    assert rc == 0 and out.read_text().startswith("prediction,P(benign),P(malignant)\n"), err
 
 
 def test_a_write_error_names_the_file(tmp_path):

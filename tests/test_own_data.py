@@ -343,7 +343,7 @@ def test_missing_targets_are_dropped_with_a_count_never_a_class(tmp_path, capsys
     assert len(t.y) == 145 and set(t.y) == {"setosa", "versicolor", "virginica"}
     assert t.notes == ("5 of 150 rows without a target 'species' dropped",)
     kept = np.delete(df.drop(columns="species").to_numpy(), rows, axis=0)
-    np.testing.assert_array_equal(t.X, kept)
+    np.testing.assert_array_equal(t.frame.astype(float).to_numpy(), kept)
     out = tmp_path / "run"
     argv = ["train", "--data", str(path), "--target", "species", "--epochs", "5", "--out"]
     assert main([*argv, str(out)]) == 0
@@ -361,8 +361,13 @@ def test_a_bad_cell_after_dropped_targets_names_its_real_line(tmp_path):
     df.loc[10, "sepal width (cm)"] = "wide"
     path = tmp_path / "bad.csv"
     df.to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"not numeric: line 12 holds 'wide'"):
-        read_table(path, target="species")
+    t = read_table(path, target="species")
+    enc = dg.TableEncoder.fit(t.frame, lines=True, source="bad.csv")  # one stray: missing
+    assert enc.notes == (
+        "column 'sepal width (cm)': 1 cell(s) 'wide' in a column of numbers read as missing",
+    )
+    with pytest.raises(ValueError, match=r"1 missing cell\(s\), the first at line 12"):
+        dg.TableEncoder.fit(t.frame, missing="error", lines=True, source="bad.csv")
 
 
 def test_an_all_missing_target_is_an_error_naming_the_column(tmp_path):
@@ -385,7 +390,7 @@ def test_the_index_column_pandas_or_r_wrote_is_dropped(tmp_path, start):
     path = tmp_path / "indexed.csv"
     df.to_csv(path)  # the default: an unnamed first column of row numbers
     t = read_table(path, target="species")
-    assert "Unnamed: 0" not in t.feature_names and t.X.shape == (150, 4)
+    assert "Unnamed: 0" not in t.feature_names and t.frame.shape == (150, 4)
     assert t.notes == ("the unnamed first column (row numbers, an index) dropped",)
 
 

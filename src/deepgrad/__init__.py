@@ -31,6 +31,8 @@ _LAZY = {
     "gradcheck_network": "deepgrad.diagnostics.gradcheck",
     "GradcheckReport": "deepgrad.diagnostics.gradcheck",
     "Standardizer": "deepgrad.data.preprocessing",
+    "TableEncoder": "deepgrad.data.columns",
+    "UnseenCategoryWarning": "deepgrad.data.columns",
     "Preprocessing": "deepgrad.data.preprocessing",
     "UnscaledFeaturesWarning": "deepgrad.data.preprocessing",
     "probe": "deepgrad.diagnostics.probe",

@@ -74,6 +74,26 @@ def write_json(path, obj) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
+def check_writable_dir(path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that cannot be made or written: a
+    file in the way, or a directory (or its nearest existing parent) without write access."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{flag} {str(path)!r} is a file; give a directory")
+    probe = out
+    while not probe.exists():
+        parent = probe.parent
+        if parent == probe:
+            break
+        probe = parent
+    if probe.exists() and not probe.is_dir():
+        raise NotADirectoryError(f"cannot create {flag} {str(path)!r}: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write {flag} {str(path)!r}: no write permission in {str(probe)!r}"
+        )
+
+
 def out_dir(path) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +17,7 @@ HELP = (
 )
 
 DEFAULT_INITS = "he_normal,xavier_normal,random,zeros,standard_normal"
+DEFAULT_PLOT = "out/compare_init.png"
 
 
 def add_arguments(p) -> None:
@@ -30,9 +32,10 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--data",
         default="digits",
-        help="bundled dataset or .npz with X and y (default digits); features are "
-        "standardized to mean 0, variance 1",
+        help="bundled dataset, .npz with X and y, or a CSV/TSV table with --target "
+        "(default digits); features are standardized to mean 0, variance 1",
     )
+    p.add_argument("--target", metavar="COLUMN", help="the target column of a CSV/TSV --data")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=0.01)
@@ -40,9 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
     p.add_argument(
         "--plot",
-        default="out/compare_init.png",
+        default=DEFAULT_PLOT,
         metavar="FILE",
-        help="figure to write (default out/compare_init.png)",
+        help=f"figure to write (default {DEFAULT_PLOT}, out/ made when missing)",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="write the histories as JSON")
 
@@ -105,9 +108,11 @@ def run(args) -> int:
         check_int(flag, value, 1)
     check_float("--lr", args.lr, 0.0, low_open=True)
     inits = parse_inits(args.init)
+    if args.plot == DEFAULT_PLOT:
+        Path(DEFAULT_PLOT).parent.mkdir(exist_ok=True)  # out/, as compare-batch makes it
     check_output_path("--plot", args.plot)
     check_output_path("--json", args.json)
-    X, y, _ = load_data(args.data)
+    X, y, _ = load_data(args.data, args.target)
     X, output = standardize(X), guess_output(y)
     layers = [X.shape[1], *[args.width] * args.depth, n_outputs(y, output)]
     print(

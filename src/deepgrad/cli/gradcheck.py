@@ -14,8 +14,9 @@ HELP = "check backprop against central differences; exit 0 if it passes, 1 if no
 ARGUMENTS = (
     ("--model", dict(help="a model.npz written by deepgrad train (else a fresh network)")),
     ("--layers", dict(
-        type=int_list, default=int_list("10,16,16,3"),
-        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3)",
+        type=int_list, default=None,
+        help="all layer sizes of a fresh network, inputs to outputs (default 10,16,16,3; "
+        "with --data, its features,16,16,its outputs)",
     )),
     ("--activation", dict(
         default=None,
@@ -24,9 +25,10 @@ ARGUMENTS = (
     ("--init", dict(default="auto", help="initializer of a fresh network")),
     ("--output", dict(default="softmax", choices=["sigmoid", "softmax", "linear"])),
     ("--data", dict(
-        help="take the examples from this dataset (bundled name or .npz); "
-        "default: random inputs and labels",
+        help="take the examples from this dataset (bundled name, .npz, or a CSV/TSV table "
+        "with --target); default: random inputs and labels",
     )),
+    ("--target", dict(metavar="COLUMN", help="the target column of a CSV/TSV --data")),
     ("--examples", dict(type=int, default=32, help="batch size m of the check")),
     ("--l2", dict(type=float, default=None, help="lambda of the L2 term (default 0)")),
     ("--keep-prob", dict(
@@ -91,7 +93,7 @@ def _examples(net, args, rng):
 
     m = check_int("--examples", args.examples, 1)
     if args.data:
-        X, y, _ = load_data(args.data)
+        X, y, _ = load_data(args.data, args.target)
         idx = rng.permutation(len(X))[:m]
         return np.asarray(X[idx], dtype=np.float64), np.asarray(y[idx])
     n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
@@ -102,6 +104,16 @@ def _examples(net, args, rng):
         y = (rng.random((m, n_out)) < 0.5).astype(np.float64)
         return X, y[:, 0] if n_out == 1 else y
     return X, rng.normal(size=(m, n_out))
+
+
+def _default_layers(args) -> list[int]:
+    """10,16,16,3, or the --data's features and outputs around 16,16."""
+    if not args.data:
+        return [10, 16, 16, 3]
+    from deepgrad.cli.sources import load_data, n_outputs
+
+    X, y, _ = load_data(args.data, args.target)
+    return [int(np.shape(X)[1]), 16, 16, n_outputs(np.asarray(y), args.output)]
 
 
 def run(args) -> int:
@@ -125,6 +137,8 @@ def run(args) -> int:
     _, l2, keep = _settings(args, bug)
     if not args.model:
         activation = _settings(args, bug)[0]
+        if args.layers is None:
+            args.layers = _default_layers(args)
         net = dg.Network(
             args.layers,
             activation,

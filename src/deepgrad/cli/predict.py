@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--out",
-        help="write the predictions here: .csv (one column, 'prediction') or .npy; "
+        help="write the predictions here: .csv (a 'prediction' column and, for a "
+        "classifier, one probability column per class, 'P(<class>)') or .npy; "
         "without it the first few are shown; never --data or --model, and an existing file "
         "only with --force",
     )
@@ -68,8 +69,10 @@ def run(args) -> int:
         if problem:
             warn("predict", problem)
     if args.out:
-        _write(args.out, pred)
-        print(f"wrote {len(pred)} predictions to {args.out}")
+        proba = _probabilities(net, X, task) if args.out.endswith(".csv") else None
+        _write(args.out, pred, proba)
+        what = " and the probability of each class" if proba is not None else ""
+        print(f"wrote {len(pred)} predictions{what} to {args.out}")
     else:
         shown = ", ".join(_fmt(v) for v in pred[:PREVIEW])
         more = f" (first {PREVIEW} of {len(pred)}; --out FILE.csv keeps them all)"
@@ -114,14 +117,13 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _features(net, src):
-    """X, checked against what the model was trained on (names when both are known)."""
+    """X, checked against what the model was trained on: a table's columns picked by
+    name and encoded as in training (extra columns ignored, any order)."""
     pre = net.preprocessing
     n_in = net.layer_sizes[0]
     names = pre.feature_names if pre is not None else None
-    if src.feature_names is not None and names is not None and not src.bundled:
-        from deepgrad.data.preprocessing import check_columns
-
-        check_columns(src.feature_names, names, source=f"--data {src.what.split(':')[0]!r}")
+    if src.frame is not None:
+        return _table_features(net, src)
     if np.ndim(src.X) != 2 or np.shape(src.X)[1] != n_in:
         raise ValueError(
             f"--data has {np.shape(src.X)[-1] if np.ndim(src.X) else 0} feature columns but "
@@ -129,6 +131,37 @@ def _features(net, src):
             + (f" ({', '.join(map(repr, names[:4]))}, ...)" if names else "")
         )
     return src.X
+
+
+def _table_features(net, src) -> np.ndarray:
+    """A table through the model's column record (or, for a model that kept only its
+    feature names, those columns read as numbers; for one with neither, every column)."""
+    import warnings
+
+    from deepgrad.data.columns import TableEncoder
+
+    pre = net.preprocessing
+    source = repr(src.what.split(":")[0])
+    if pre is not None and (pre.columns is not None or pre.feature_names is not None):
+        encode = pre.encode_columns
+    else:
+        encoder = TableEncoder.numeric(src.frame.columns)
+
+        def encode(frame, lines, source):
+            return encoder.transform(frame, lines=lines, source=source)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        X = encode(src.frame, lines=True, source=source)
+    for w in caught:
+        warn("predict", str(w.message))
+    n_in = net.layer_sizes[0]
+    if X.shape[1] != n_in:
+        raise ValueError(
+            f"--data has {X.shape[1]} feature columns but the model was trained on {n_in} "
+            f"(and keeps no column names to pick them by)"
+        )
+    return X
 
 
 def _targets(net, src, task):
@@ -165,16 +198,37 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _write(path: str, pred: np.ndarray) -> None:
+def _probabilities(net, X, task):
+    """(names, (m, K) probabilities) of a one-label classifier, None otherwise: one
+    column per class, named after it (a single sigmoid unit gives both classes)."""
+    if task != "classification" or (net.spec.output == "sigmoid" and net.layer_sizes[-1] > 1):
+        return None
+    chunk = 65_536
+    P = np.concatenate(
+        [np.asarray(net.predict_proba(X[a : a + chunk])) for a in range(0, len(X), chunk)]
+    ).astype(np.float64)
+    if P.shape[1] == 1:
+        P = np.column_stack([1.0 - P[:, 0], P[:, 0]])
+    pre = net.preprocessing
+    classes = pre.classes if pre is not None and pre.classes is not None else range(P.shape[1])
+    names = [f"P({c.item() if hasattr(c, 'item') else c})" for c in classes]
+    return names, P
+
+
+def _write(path: str, pred: np.ndarray, proba=None) -> None:
     from deepgrad.io.files import atomic_write
 
     if path.endswith(".npy"):
         atomic_write(path, lambda f: np.save(f, pred, allow_pickle=False))
         return
     cols = 1 if pred.ndim == 1 else pred.shape[1]
-    header = "prediction" if cols == 1 else ",".join(f"prediction_{i}" for i in range(cols))
-    rows = pred.reshape(len(pred), -1)
-    text = header + "\n" + "".join(",".join(_csv_cell(v) for v in r) + "\n" for r in rows)
+    header = ["prediction"] if cols == 1 else [f"prediction_{i}" for i in range(cols)]
+    rows = pred.reshape(len(pred), -1).tolist()
+    if proba is not None:
+        header += proba[0]
+        rows = [r + p for r, p in zip(rows, proba[1].tolist(), strict=True)]
+    text = ",".join(_csv_cell(h) for h in header) + "\n"
+    text += "".join(",".join(_csv_cell(v) for v in r) + "\n" for r in rows)
     atomic_write(path, lambda f: f.write(text.encode()))
 
 

@@ -25,13 +25,22 @@ class Source(NamedTuple):
     bundled: bool
     mapped: bool  # X is memory-mapped: never loaded whole
     notes: tuple[str, ...] = ()  # what reading the table dropped or left out
+    frame: object = None  # a table's feature columns as text (X is None until encoded)
 
 
 def load_source(
-    spec: str, target: str | None = None, need_y: bool = True, require_target: bool = False
+    spec: str,
+    target: str | None = None,
+    need_y: bool = True,
+    require_target: bool = False,
+    features=None,
+    drop=None,
 ) -> Source:
     """Read --data; ``need_y=False`` allows X-only files (predict), where a table's target
-    column may be absent unless ``require_target``."""
+    column may be absent unless ``require_target``. A table comes back as ``frame`` (its
+    feature columns as text) with X None: the columns are encoded on the training rows
+    (``data.columns.TableEncoder``). ``features``/``drop``: a table's columns to use or
+    leave out."""
     from deepgrad.data import bundled as datasets
     from deepgrad.data import tables
 
@@ -46,20 +55,29 @@ def load_source(
         return Source(X, y, names, None, _what(f"the bundled {spec} set", X), True, False)
     if target is not None and not tables.is_table(path):
         raise ValueError(f"--target is for CSV/TSV tables; --data {spec!r} is not one")
+    if (features is not None or drop is not None) and not tables.is_table(path):
+        raise ValueError(f"--features/--drop are for CSV/TSV tables; --data {spec!r} is not one")
     if tables.is_table(path):
         if target is None and need_y:
             raise ValueError(
                 f"--data {spec!r} is a table: name its target column with --target COLUMN"
             )
         t = tables.read_table(
-            path, target, require_target=need_y or require_target, drop_missing=need_y
+            path,
+            target,
+            require_target=need_y or require_target,
+            drop_missing=need_y,
+            features=features,
+            drop=drop,
         )
         what = (
-            _what(spec, t.X, "feature columns")
+            _what(spec, t.frame, "feature columns")
             + (f", target {t.target_name!r}" if t.target_name else "")
             + "".join(f"; {note}" for note in t.notes)
         )
-        return Source(t.X, t.y, t.feature_names, t.target_name, what, False, False, t.notes)
+        return Source(
+            None, t.y, t.feature_names, t.target_name, what, False, False, t.notes, t.frame
+        )
     if path.is_dir():
         from deepgrad.data.arrays import open_dataset
 
@@ -106,15 +124,31 @@ def _what(name: str, X, features: str = "features") -> str:
 
 
 # -- for the diagnostic commands (gradcheck, compare-init, compare-batch) ----------------
-def load_data(spec: str):
-    """(X, y, suggested output); bundled sets min-max scaled over all rows (these commands
-    report no held-out score)."""
+def load_data(spec: str, target: str | None = None):
+    """(X, y, suggested output); bundled sets min-max scaled over all rows, a table's
+    columns encoded on all its rows and text labels numbered 0..K-1 in sorted order
+    (these commands report no held-out score)."""
     from deepgrad.data import bundled as datasets
 
-    if spec in datasets.BUNDLED:
+    if spec in datasets.BUNDLED and target is None:
         return datasets.load_bundled(spec, scale="minmax")
-    src = load_source(spec)
-    return src.X, src.y, guess_output(src.y)
+    src = load_source(spec, target)
+    X, y = src.X, src.y
+    if src.frame is not None:
+        X = encode_all_rows(src, spec)
+    if y is not None and np.asarray(y).dtype.kind == "U":
+        from deepgrad.data.preprocessing import class_names, encode_labels
+
+        y = encode_labels(y, class_names(y, f"target column {src.target_name!r}"))
+    return X, y, guess_output(y)
+
+
+def encode_all_rows(src: Source, spec: str) -> np.ndarray:
+    """A table's feature columns encoded with roles learned on all its rows."""
+    from deepgrad.data.columns import TableEncoder
+
+    encoder = TableEncoder.fit(src.frame, lines=True, source=repr(spec))
+    return encoder.transform(src.frame, lines=True, source=repr(spec))
 
 
 def guess_output(y) -> str:

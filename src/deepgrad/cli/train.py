@@ -16,6 +16,7 @@ from deepgrad.cli.common import (
     add_training_arguments,
     as_flag_error,
     batch_size_for,
+    check_writable_dir,
     classification_lines,
     evaluate,
     out_dir,
@@ -48,6 +49,7 @@ def add_arguments(p) -> None:
         "(memory-mapped)",
     )
     p.add_argument("--target", metavar="COLUMN", help="the target column of a CSV/TSV table")
+    add_column_arguments(p)
     p.add_argument(
         "--task",
         choices=["classification", "regression"],
@@ -108,6 +110,46 @@ def add_arguments(p) -> None:
         "unset, wait forever)",
     )
     add_learning_arguments(p)
+
+
+def column_list(text: str) -> list[str]:
+    """'a,b, c' -> ['a', 'b', 'c'] (column names for --features, --drop, --categorical)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, got {text!r}")
+    return names
+
+
+def add_column_arguments(p) -> None:
+    """A table's columns: --features, --drop, --categorical, --missing, --explain."""
+    p.add_argument(
+        "--features",
+        type=column_list,
+        metavar="A,B,...",
+        help="a table's feature columns: only these (default: every column but --target)",
+    )
+    p.add_argument(
+        "--drop", type=column_list, metavar="C,...", help="a table's columns to leave out"
+    )
+    p.add_argument(
+        "--categorical",
+        type=column_list,
+        metavar="C,...",
+        help="text columns to one-hot encode however many distinct values they have (a "
+        "text column with more distinct values than half its rows is dropped otherwise)",
+    )
+    p.add_argument(
+        "--missing",
+        default="median",
+        choices=["median", "mean", "error"],
+        help="a numeric column's missing cells: filled with the training rows' median "
+        "(default) or mean, with a 0/1 column flagging them; error: refuse them",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="list every column of a table with how it is encoded (or why it was dropped)",
+    )
 
 
 def add_learning_arguments(p) -> None:
@@ -237,19 +279,21 @@ def choose_output(args, y, classes) -> tuple[str, int]:
 
 
 def split(src, y, task: str, args):
-    """(Xtr, Xte, ytr, yte, description); Xte is None without a held-out set."""
+    """(Xtr, Xte, ytr, yte, description); Xte is None without a held-out set. For a
+    table, Xtr and Xte are the row positions of its frame (encoded afterwards)."""
     from deepgrad.data import bundled as datasets
 
     m = len(y)
+    X = src.X if src.frame is None else np.arange(m)
     if args.test_fraction == 0:
-        return src.X, None, y, None, f"no held-out split (--test-fraction 0): all {m:,} rows"
+        return X, None, y, None, f"no held-out split (--test-fraction 0): all {m:,} rows"
     if src.mapped:
         Xtr, Xte, ytr, yte = datasets.tail_split(src.X, y, args.test_fraction)
         how = "the last rows of the memory-mapped files, not loaded (rows must be in random order)"
     else:
         strat = task == "classification"
         Xtr, Xte, ytr, yte = datasets.train_test_split(
-            src.X, y, args.test_fraction, args.seed, stratify=strat
+            X, y, args.test_fraction, args.seed, stratify=strat
         )
         how = f"random rows{', stratified by class' if strat else ''}, --seed {args.seed}"
     if len(yte) == 0 or len(ytr) == 0:
@@ -269,14 +313,14 @@ def run(args) -> int:
     from deepgrad.core.checks import check_int
 
     check_flags(args)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise FileExistsError(f"--out {args.out!r} is a file; give a directory")
+    check_writable_dir(args.out)  # before the work, not after it
     src = _load(args)
     task, how = resolve_task(args, src.y, src.bundled)
     classes = check_targets_for(task, src.y, src.target_name)
     output, n_out = choose_output(args, src.y, classes)
     _fill_defaults(args, task)
     Xtr, Xte, ytr, yte, split_text = split(src, src.y, task, args)
+    encoder, Xtr, Xte, column_lines = _encode_columns(args, src, Xtr, Xte)
     batch_size = batch_size_for(args.batch_size, len(ytr))
     standardize = args.standardize and not src.mapped
     try:
@@ -291,16 +335,21 @@ def run(args) -> int:
         )
     except (ValueError, TypeError) as exc:
         raise as_flag_error(exc) from exc
-    pre = _record(Xtr, ytr, output, n_out, standardize, classes, src)
+    pre = _record(Xtr, ytr, output, n_out, standardize, classes, src, encoder)
     net.preprocessing = None if pre.is_identity else pre
     quiet = args.quiet or (args.distributed and _rank() != 0)
     if not quiet:
-        lines = [f"data: {src.what}", f"task: {task} ({how})" + _classes_text(classes)]
+        lines = [f"data: {src.what}", *column_lines]
+        lines += [f"task: {task} ({how})" + _classes_text(classes)]
         lines += [split_text, _scaling_text(args, src, task), repr(net)]
         print("\n".join([*lines, _settings_text(args, task, batch_size, len(ytr))]))
     _resume_note(args, quiet)
     t0 = time.perf_counter()
-    history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src)
+    try:
+        history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src)
+    except KeyboardInterrupt:
+        _interrupted(args)
+        raise
     seconds = time.perf_counter() - t0
     if args.distributed and _rank() != 0:
         return 0  # rank 0 alone writes and prints
@@ -348,17 +397,20 @@ def _rank() -> int:
 def _load(args):
     from deepgrad.cli.sources import load_source
 
+    columns = {"features": args.features, "drop": args.drop}
     if args.distributed:  # one-line error outside mpiexec; ranks fail together
         from deepgrad.train import distributed
 
         if args.mpi_timeout is not None:  # read by the engine (distributed.collective_timeout)
             os.environ[distributed.TIMEOUT_ENV] = repr(float(args.mpi_timeout))
             distributed.collective_timeout()  # a bad value: one line, before any work
-        return distributed.agree(distributed.world(), load_source, args.data, args.target)
-    return load_source(args.data, args.target)
+        return distributed.agree(
+            distributed.world(), load_source, args.data, args.target, **columns
+        )
+    return load_source(args.data, args.target, **columns)
 
 
-def _record(Xtr, ytr, output, n_out, standardize, classes, src):
+def _record(Xtr, ytr, output, n_out, standardize, classes, src, encoder=None):
     from deepgrad.data.preprocessing import fit_preprocessing
 
     return fit_preprocessing(
@@ -370,7 +422,61 @@ def _record(Xtr, ytr, output, n_out, standardize, classes, src):
         classes=classes,
         feature_names=src.feature_names,
         target_name=src.target_name,
+        columns=encoder,
     )
+
+
+def _encode_columns(args, src, train_rows, test_rows):
+    """(encoder or None, Xtr, Xte, the lines to print): a table's column roles learned on
+    its training rows, then applied to both parts (a category only in the held-out rows
+    is a warning line)."""
+    if src.frame is None:
+        if args.categorical:
+            raise ValueError(
+                f"--categorical is for CSV/TSV tables; --data {args.data!r} is not one"
+            )
+        return None, train_rows, test_rows, []
+    from deepgrad.data.columns import TableEncoder
+
+    name = repr(args.data)
+    train = src.frame.iloc[train_rows]
+    encoder = TableEncoder.fit(
+        train,
+        missing=args.missing,
+        categorical=args.categorical or (),
+        lines=True,
+        source=name,
+    )
+    Xtr = encoder.transform(train, lines=True, source=name)
+    Xte = None
+    if test_rows is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Xte = encoder.transform(src.frame.iloc[test_rows], lines=True, source=name)
+        for w in caught:
+            warn("train", f"held-out rows: {w.message}")
+    lines = [f"columns: {encoder.summary()}"] + [f"columns: {n}" for n in encoder.notes]
+    if args.explain:
+        lines += encoder.describe()
+    return encoder, Xtr, Xte, lines
+
+
+def _interrupted(args) -> None:
+    """Ctrl-C during training: say what was kept and how to go on."""
+    import sys
+
+    if args.checkpoint:
+        print(
+            f"deepgrad train: interrupted; the training state is saved in {args.checkpoint}: "
+            f"run the same command again to resume (nothing written to {args.out})",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"deepgrad train: interrupted; nothing was written to {args.out} (with "
+            f"--checkpoint PATH a run can be resumed)",
+            file=sys.stderr,
+        )
 
 
 def _classes_text(classes) -> str:
@@ -458,7 +564,9 @@ def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src):
         except (ValueError, TypeError) as exc:
             raise as_flag_error(exc) from exc
         except DivergenceError as exc:
-            raise DivergenceError(f"{exc} (--lr {args.lr:g})") from exc
+            raise DivergenceError(
+                f"{exc} (--lr {args.lr:g}); nothing was written to {args.out}"
+            ) from exc
     return history
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepgrad.core.backend import namespace, to_numpy
+from deepgrad.data.columns import TableEncoder, is_frame
 
 __all__ = [
     "TASKS",
@@ -102,7 +103,10 @@ class Preprocessing:
     classes : (K,) class names of a classification (output unit i is ``classes[i]``;
         one sigmoid unit: ``classes[0]`` below 0.5, ``classes[1]`` above), or None when the
         labels already are the output's indices 0..K-1.
-    feature_names, target_name : the table's column names, when known.
+    feature_names, target_name : the network's input names and the target column's,
+        when known.
+    columns : a TableEncoder (a table's columns -> the network's inputs: fills, one-hot
+        categories), or None when the inputs are numbers already.
     """
 
     task: str
@@ -111,6 +115,7 @@ class Preprocessing:
     classes: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
     target_name: str | None = None
+    columns: TableEncoder | None = None
 
     @property
     def is_identity(self) -> bool:
@@ -120,10 +125,24 @@ class Preprocessing:
             and self.targets is None
             and self.classes is None
             and self.feature_names is None
+            and self.columns is None
         )
 
+    def encode_columns(self, X, lines: bool = False, source: str = "the data"):
+        """A DataFrame -> its numeric inputs (m, n): the encoder's columns picked by name,
+        or the training feature names when the model has them (any order, extra columns
+        ignored). Anything else is returned as given."""
+        if not is_frame(X):
+            return X
+        encoder = self.columns
+        if encoder is None and self.feature_names is not None:
+            encoder = TableEncoder.numeric(self.feature_names)
+        return X if encoder is None else encoder.transform(X, lines=lines, source=source)
+
     def transform(self, X):
-        """Raw rows (m, n) -> the network's inputs."""
+        """Raw rows (m, n), or a DataFrame with the training columns -> the network's
+        inputs."""
+        X = self.encode_columns(X)
         return X if self.inputs is None else self.inputs.transform(X)
 
     def encode(self, y):
@@ -274,15 +293,19 @@ def fit_preprocessing(
     classes=None,
     feature_names=None,
     target_name=None,
+    columns: TableEncoder | None = None,
 ) -> Preprocessing:
     """The record for training a network with ``output``/``n_out`` units on (X, Y).
 
     ``standardize``: fit the input standardization on X (and, for a linear output, the
     target scaling on Y). ``classes``: the class names, output unit i = classes[i]
     (default: the distinct labels of Y when they are text, else none: the labels are
-    the output's indices).
+    the output's indices). ``columns``: the encoder that made X from a table (its
+    feature names are the network's inputs).
     """
     task = task_of(output)
+    if columns is not None:
+        feature_names = columns.feature_names
     inputs = Standardizer.fit(X) if standardize else None
     targets = None
     if task == "regression" and standardize:
@@ -300,7 +323,7 @@ def fit_preprocessing(
                 f"build it with layer_sizes[-1] = {len(classes) if len(classes) > 2 else 1}"
             )
     names = None if feature_names is None else tuple(str(n) for n in feature_names)
-    return Preprocessing(task, inputs, targets, classes, names, target_name)
+    return Preprocessing(task, inputs, targets, classes, names, target_name, columns)
 
 
 def check_columns(columns, expected, source: str = "the data") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepgrad.data.columns import TableEncoder
 from deepgrad.data.preprocessing import TASKS, Preprocessing, Standardizer, task_of
 
 __all__ = ["PREFIX", "to_file", "from_file"]
@@ -26,6 +27,8 @@ def to_file(pre: Preprocessing) -> tuple[dict, dict[str, np.ndarray]]:
         "feature_names": None if pre.feature_names is None else list(pre.feature_names),
         "target_name": pre.target_name,
     }
+    if pre.columns is not None:
+        meta["columns"] = pre.columns.to_record()
     arrays = {}
     for which in _SCALERS:
         s = getattr(pre, which)
@@ -71,8 +74,17 @@ def from_file(meta, arrays: dict[str, np.ndarray], spec) -> Preprocessing:
     target = meta.get("target_name")
     if target is not None and not isinstance(target, str):
         raise ValueError(f"target_name must be a string, got {target!r}")
+    columns = None
+    if meta.get("columns") is not None:
+        columns = TableEncoder.from_record(meta["columns"])
+        if columns.width != n_in or (names is not None and tuple(names) != columns.feature_names):
+            raise ValueError(
+                f"the columns record makes {columns.width} inputs "
+                f"({', '.join(columns.feature_names[:3])}, ...), the network takes {n_in}"
+                + ("" if names is None else " or its feature_names differ")
+            )
     return Preprocessing(
-        task, inputs, targets, classes, None if names is None else tuple(names), target
+        task, inputs, targets, classes, None if names is None else tuple(names), target, columns
     )
 
 

@@ -1,11 +1,12 @@
-"""CSV and TSV tables with a header row, read by pandas: numeric feature columns and an
-optional target column (numbers or text labels).
+"""CSV and TSV tables with a header row, read by pandas: feature columns (numbers, text,
+booleans, with or without gaps) and an optional target column (numbers or text labels).
 
-Every cell is read as text first and converted column by column, so a bad table gets an
-error naming the line and column: a ragged row, an empty cell, a word in a numeric
-column, NaN or inf. Two cleanups are made and said in ``Table.notes``: rows whose target
-is missing (empty, NA, NaN, null, ...) are dropped, never a class; an index column that
-pandas or R wrote (empty header, values 0..m-1 or 1..m) is dropped.
+Every cell is read as text; ``data.columns.TableEncoder`` then learns each feature
+column's role on the training rows. Reading makes these cleanups, said in
+``Table.notes``: rows whose target is missing (empty, NA, NaN, null, ...) are dropped,
+never a class; an index column that pandas or R wrote (empty header, values 0..m-1 or
+1..m) is dropped; a .csv whose header holds no comma but semicolons is read as
+;-separated. ``features``/``drop`` choose the columns.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Table", "TABLE_SUFFIXES", "is_table", "read_table"]
+from deepgrad.data.columns import MISSING_MARKERS
+
+__all__ = ["Table", "TABLE_SUFFIXES", "is_table", "read_table", "select_columns"]
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-# the usual spellings of a missing cell (pandas' defaults, R's NA, SQL's NULL), lower case
-MISSING_MARKERS = frozenset(
-    ["", "na", "n/a", "nan", "-nan", "null", "none", "<na>", "#n/a", "#na", "nil"]
-)
 
 
 class Table(NamedTuple):
-    """X (m, n) float64 features, y (m,) targets (numbers, or text as a unicode array) or
-    None, and the column names."""
+    """frame: the feature columns as text cells (a pandas DataFrame, index = the file's
+    data row numbers, so that line = index + 2), y (m,) targets (numbers, or text as a
+    unicode array) or None, and the column names."""
 
-    X: np.ndarray
+    frame: object
     y: np.ndarray | None
     feature_names: tuple[str, ...]
     target_name: str | None
@@ -52,7 +52,12 @@ def _pandas():
 
 
 def read_table(
-    path, target: str | None = None, require_target: bool = True, drop_missing: bool = True
+    path,
+    target: str | None = None,
+    require_target: bool = True,
+    drop_missing: bool = True,
+    features=None,
+    drop=None,
 ) -> Table:
     """Read a CSV/TSV file with a header row.
 
@@ -61,34 +66,24 @@ def read_table(
     drop_missing : rows whose target is missing are dropped (training); False keeps every
         row and leaves the target out (y None, said in ``notes``) when any is missing, so
         that predictions line up with the file's rows.
+    features, drop : column names to use (only these) or to leave out.
     """
     pd = _pandas()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     name = str(path)
-    try:
-        df = pd.read_csv(
-            path,
-            sep=TABLE_SUFFIXES.get(path.suffix.lower(), ","),
-            dtype=str,
-            keep_default_na=False,  # an empty cell stays "", a missing field becomes NaN
-            skipinitialspace=True,
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"data file {name!r} is empty (no header row)") from exc
-    except pd.errors.ParserError as exc:
-        raise ValueError(
-            f"data file {name!r} is ragged or not a table: {_first_line(exc)}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"data file {name!r} is not a text table: {exc}") from exc
+    notes = []
+    sep = TABLE_SUFFIXES.get(path.suffix.lower(), ",")
+    df = _read(pd, path, sep)
+    if sep == "," and df.shape[1] == 1 and ";" in str(df.columns[0]):
+        df = _read(pd, path, ";")  # Excel in many locales writes ;-separated "CSV"
+        notes.append("read as ;-separated (the header has semicolons, no commas)")
     columns = [str(c) for c in df.columns]
     if len(df) == 0:
         raise ValueError(f"data file {name!r} has a header but no rows")
-    _check_ragged(df, path)
+    _check_ragged(df, path, sep if not notes else ";")
     y = None
-    notes = []
     index = _index_column(df, columns, target)
     if index is not None:
         columns.remove(index)
@@ -108,11 +103,61 @@ def read_table(
             + ", ".join(repr(c) for c in columns[:8])
             + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
         )
-    features = [c for c in columns if c != target]
-    if not features:
-        raise ValueError(f"data file {name!r} has no feature columns besides {target!r}")
-    X = np.column_stack([_numeric(df[c], c, name) for c in features])
-    return Table(X, y, tuple(features), target if y is not None else None, tuple(notes))
+    features_ = select_columns([c for c in columns if c != target], features, drop, name, target)
+    frame = df[features_]
+    return Table(frame, y, tuple(features_), target if y is not None else None, tuple(notes))
+
+
+def select_columns(columns, features, drop, name: str, target=None) -> list[str]:
+    """The feature columns after --features (only these, in the file's order) and --drop;
+    an unknown name is an error listing the columns."""
+    chosen = list(columns)
+    for flag, names in (("--features", features), ("--drop", drop)):
+        if names is None:
+            continue
+        unknown = [n for n in names if n not in columns]
+        if target is not None and target in names:
+            raise ValueError(f"{flag} names the target column {target!r}")
+        if unknown:
+            raise ValueError(
+                f"{flag} names {', '.join(map(repr, unknown))}, not a feature column of "
+                f"{name!r}; its columns: "
+                + ", ".join(repr(c) for c in columns[:12])
+                + (f" and {len(columns) - 12} more" if len(columns) > 12 else "")
+            )
+        keep = set(names)
+        chosen = [c for c in chosen if (c in keep) == (flag == "--features")]
+    if not chosen:
+        raise ValueError(
+            f"data file {name!r} has no feature columns left"
+            + (f" besides {target!r}" if target else "")
+            + (" after --features/--drop" if features is not None or drop is not None else "")
+        )
+    return chosen
+
+
+def _read(pd, path: Path, sep: str):
+    name = str(path)
+    try:
+        return pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,  # an empty cell stays "", a missing field becomes NaN
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"data file {name!r} is empty (no header row)") from exc
+    except pd.errors.ParserError as exc:
+        raise ValueError(
+            f"data file {name!r} is ragged or not a table: {_first_line(exc)}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"data file {name!r} is not UTF-8 text (it holds the byte "
+            f"0x{exc.object[exc.start]:02x}); save it as UTF-8 (Excel: 'CSV UTF-8'), or convert it: "
+            f"iconv -f latin1 -t utf-8 {name} > utf8.csv"
+        ) from exc
 
 
 def _index_column(df, columns: list[str], target: str | None) -> str | None:
@@ -153,7 +198,7 @@ def _first_line(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def _check_ragged(df, path: Path) -> None:
+def _check_ragged(df, path: Path, sep: str) -> None:
     """pandas pads a short row with empty cells (a long row is a ParserError): a row with
     an empty cell is re-read by the csv module to tell a short row from an empty cell."""
     empty = (df.isna() | (df == "")).any(axis=1).to_numpy()
@@ -164,37 +209,13 @@ def _check_ragged(df, path: Path) -> None:
 
     row = int(np.flatnonzero(empty)[0])
     with open(path, newline="") as fh:
-        reader = csv.reader(fh, delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ","))
+        reader = csv.reader(fh, delimiter=sep)
         fields = next(itertools.islice(reader, row + 1, None), [])
     if len(fields) < df.shape[1]:
         raise ValueError(
             f"data file {str(path)!r} is ragged: line {row + 2} has {len(fields)} fields, "
             f"the header has {df.shape[1]}"
         )
-
-
-def _numeric(col, column: str, name: str) -> np.ndarray:
-    pd = _pandas()
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        line = int(col.index[row]) + 2  # the file's line, kept after dropped rows
-        cell = col.iloc[row]
-        if cell.strip() == "":
-            what = "an empty cell"
-        elif np.isnan(values[row]) and cell.strip().lower() not in ("nan", "na", "n/a"):
-            raise ValueError(
-                f"column {column!r} of {name!r} is not numeric: line {line} holds "
-                f"{cell!r}; every column except --target must hold numbers"
-            )
-        else:
-            what = f"{cell.strip()!r}"
-        raise ValueError(
-            f"column {column!r} of {name!r} has {what} at line {line} "
-            f"({int(bad.sum())} cell(s) NaN, inf or empty); fill or drop them first"
-        )
-    return values
 
 
 def _target(col, column: str, name: str) -> np.ndarray:

@@ -22,8 +22,8 @@ from deepgrad.train.types import TrainingState
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2  # 2: may hold a preprocessing record or an optimizer state
-READS_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2: a preprocessing record or an optimizer state; 3: column roles
+READS_VERSIONS = (1, 2, 3)
 OPT_PREFIX = "optimizer."  # members "optimizer.<slot>.<param>": the moments, by name
 
 
@@ -44,7 +44,7 @@ def save(net, path, optimizer_state: bool = False) -> None:
         raise IsADirectoryError(f"cannot write the model to {str(path)!r}: it is a directory")
     meta = {
         "format": "deepgrad-network",
-        "version": 1 if net.preprocessing is None and training is None else FORMAT_VERSION,
+        "version": _version(net.preprocessing, training),
         "layer_sizes": list(net.spec.layer_sizes),
         "hidden_activation": net.spec.hidden_activation,
         "output": net.spec.output,
@@ -61,6 +61,13 @@ def save(net, path, optimizer_state: bool = False) -> None:
         arrays.update(opt_arrays)
     arrays["__meta__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _version(pre, training) -> int:
+    """The oldest format that holds what is saved (older deepgrads still read the rest)."""
+    if pre is not None and pre.columns is not None:
+        return 3
+    return 1 if pre is None and training is None else 2
 
 
 def load(path, max_bytes=None):

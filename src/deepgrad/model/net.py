@@ -19,7 +19,7 @@ from deepgrad.core.checks import (
     check_targets,
     encode_targets,
 )
-from deepgrad.data.preprocessing import Preprocessing, check_columns
+from deepgrad.data.preprocessing import Preprocessing
 from deepgrad.devices import torch_backend as tb
 from deepgrad.train.api import network_fit
 from deepgrad.train.types import TrainingState
@@ -346,17 +346,21 @@ class Network:
         pre = self.preprocessing
         if pre is None:
             return X
-        names = getattr(X, "columns", None)  # a pandas DataFrame: check its column names
-        if names is not None and pre.feature_names is not None:
-            check_columns([str(c) for c in names], pre.feature_names)
+        # a pandas DataFrame: the training columns picked by name (any order, extra
+        # columns ignored), text and missing cells encoded as in training
+        X = pre.encode_columns(X)
         if pre.inputs is not None:
             X = self.validate_inputs(X)  # shape and value checks before any arithmetic
-        return pre.transform(X)
+        return X if pre.inputs is None else pre.inputs.transform(X)
 
     def predict_proba(self, X):
-        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax (column i is class
-        ``preprocessing.classes[i]`` when labels were mapped), values for linear (in the
-        user's units when the targets were scaled)."""
+        """A^[L], shape (m, n^[L]): probabilities for sigmoid/softmax, values for linear
+        (in the user's units when the targets were scaled).
+
+        softmax: column i is class ``preprocessing.classes[i]`` (or label i). One sigmoid
+        unit: the single column is the probability of the second class,
+        ``preprocessing.classes[1]`` (or label 1); the first class's is 1 minus it.
+        """
         ZL, _ = self.forward(self._model_X(X))
         A = losses.get(self.spec.output).activation(ZL)
         pre = self.preprocessing

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from deepgrad.core.checks import as_2d_float
+from deepgrad.data.columns import TableEncoder, is_frame, needs_encoding
 from deepgrad.data.preprocessing import (
     TASKS,
     class_names,
@@ -203,7 +204,7 @@ def _fit_through_record(net, X, Y, options: FitOptions, distributed: bool, recor
     Xm, Ym = (X, Y) if pre is None else (pre.transform(X), pre.encode(Y))
     validation = options.validation_data
     if pre is not None and isinstance(validation, tuple | list) and len(validation) == 2:
-        Xv = validation[0]
+        Xv = pre.encode_columns(validation[0], source="validation_data[0]")
         if pre.inputs is not None:  # checked before any arithmetic
             Xv = as_2d_float("validation_data[0]", Xv, net.layer_sizes[0], dtype=net.dtype)
         validation = (pre.transform(Xv), pre.encode(validation[1]))
@@ -225,6 +226,10 @@ def _fit_through_record(net, X, Y, options: FitOptions, distributed: bool, recor
 def _fit_record(net, X, Y, standardize: bool, classes):
     """(X checked when standardizing, the new record or None when it changes nothing)."""
     columns = getattr(X, "columns", None)  # a pandas DataFrame: keep its names
+    encoder = None
+    if is_frame(X) and needs_encoding(X):  # text, booleans or missing cells
+        encoder = TableEncoder.fit(X, source="X")
+        X = _encoded(net, encoder, X)
     if standardize and isinstance(X, np.memmap):
         raise ValueError(
             "standardize=True would load the memory-mapped X into memory; write "
@@ -240,8 +245,21 @@ def _fit_record(net, X, Y, standardize: bool, classes):
         standardize,
         classes=_sorted(classes),
         feature_names=None if columns is None else [str(c) for c in columns],
+        columns=encoder,
     )
     return X, None if pre.is_identity else pre
+
+
+def _encoded(net, encoder: TableEncoder, X) -> np.ndarray:
+    """X through the encoder just fitted on it; its width must be the network's input."""
+    n_in = net.layer_sizes[0]
+    if encoder.width != n_in:
+        raise ValueError(
+            f"X's columns encode to {encoder.width} inputs ({encoder.summary()}) but the "
+            f"network takes {n_in}: build it with layer_sizes[0] = {encoder.width} "
+            f"(deepgrad.TableEncoder.fit(X).width; .describe() lists each column's role)"
+        )
+    return encoder.transform(X, source="X")
 
 
 def _check_task(net, task) -> None:
