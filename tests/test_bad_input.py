@@ -441,7 +441,64 @@ def _good_bytes(tmp_path):
     return (tmp_path / "good.npz").read_bytes()
 
 
+def _columns_model(path, columns, n_in: int = 1):
+    """A model file whose preprocessing record holds ``columns`` (a TableEncoder record)."""
+    pre = {"task": "classification", "feature_names": None, "target_name": None}
+    pre |= {"members": [], "columns": {"version": 1, "columns": columns}}
+    meta = {
+        "format": "deepgrad-network",
+        "version": 3,
+        "layer_sizes": [n_in, 1],
+        "hidden_activation": "relu",
+        "output": "sigmoid",
+        "dtype": "float32",
+        "preprocessing": pre,
+    }
+    _write_model(path, meta, W1=np.ones((1, n_in)), b1=np.zeros(1))
+
+
+_NUMERIC = {"name": "a", "kind": "numeric", "fill": None, "indicator": False}
+
 BAD_FILES = {
+    "columns: unknown kind": (
+        lambda p, good: _columns_model(p, [_NUMERIC | {"kind": "date"}]),
+        ValueError,
+        "kind must be 'numeric' or 'category'",
+    ),
+    "columns: NaN fill": (
+        lambda p, good: _columns_model(p, [_NUMERIC | {"fill": float("nan"), "indicator": True}]),
+        ValueError,
+        "fill must be a finite number",
+    ),
+    "columns: indicator without a fill": (
+        lambda p, good: _columns_model(p, [_NUMERIC | {"indicator": True}]),
+        ValueError,
+        "a missing indicator needs a fill",
+    ),
+    "columns: categories not strings": (
+        lambda p, good: _columns_model(
+            p, [{"name": "c", "kind": "category", "categories": [1, 2]}], 2
+        ),
+        ValueError,
+        "categories must be a list of strings",
+    ),
+    "columns: too many categories": (
+        lambda p, good: _columns_model(
+            p, [{"name": "c", "kind": "category", "categories": [str(i) for i in range(10001)]}]
+        ),
+        ValueError,
+        "categories must hold 1 to 10,000 values",
+    ),
+    "columns: width not the network's": (
+        lambda p, good: _columns_model(p, [_NUMERIC, _NUMERIC | {"name": "b"}]),
+        ValueError,
+        "the columns record makes 2 inputs",
+    ),
+    "columns: a name twice": (
+        lambda p, good: _columns_model(p, [_NUMERIC, _NUMERIC], 2),
+        ValueError,
+        "names a column twice",
+    ),
     "missing": (lambda p, good: None, FileNotFoundError, "does not exist"),
     "directory": (lambda p, good: p.mkdir(), IsADirectoryError, "is a directory"),
     "empty": (lambda p, good: p.write_bytes(b""), ValueError, "not a readable deepgrad model"),
@@ -840,9 +897,7 @@ CLI_CASES = {
     "train: csv header only": lambda d: _csv(d, "header_only.csv"),
     "train: ragged csv (long row)": lambda d: _csv(d, "ragged.csv"),
     "train: ragged csv (short row)": lambda d: _csv(d, "short.csv"),
-    "train: csv NaN cell with --missing error": lambda d: _csv(
-        d, "nan.csv", "--missing", "error"
-    ),
+    "train: csv NaN cell with --missing error": lambda d: _csv(d, "nan.csv", "--missing", "error"),
     "train: csv inf cell": lambda d: _csv(d, "inf.csv"),
     "train: csv empty cell with --missing error": lambda d: _csv(
         d, "blank.csv", "--missing", "error"
@@ -869,9 +924,7 @@ CLI_CASES = {
         d, "--output", "linear", "--task", "classification"
     ),
     "train: --hidden 128,,64": lambda d: _train(d, "--hidden", "4,,4"),
-    "predict: csv lacking a training column": lambda d: _predict_csv(
-        d, "csv_model", "lacks_b.csv"
-    ),
+    "predict: csv lacking a training column": lambda d: _predict_csv(d, "csv_model", "lacks_b.csv"),
     "predict: csv with text in a numeric column": lambda d: _predict_csv(
         d, "csv_model", "word.csv"
     ),

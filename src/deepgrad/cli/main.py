@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which has stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, TypeError, OSError, DivergenceError) as exc:
+    except (ValueError, TypeError, OSError, DivergenceError, ImportError) as exc:
+        # ImportError: an optional part missing (pandas for tables); its message says how
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"deepgrad {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -155,8 +155,8 @@ def _read(pd, path: Path, sep: str):
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"data file {name!r} is not UTF-8 text (it holds the byte "
-            f"0x{exc.object[exc.start]:02x}); save it as UTF-8 (Excel: 'CSV UTF-8'), or convert it: "
-            f"iconv -f latin1 -t utf-8 {name} > utf8.csv"
+            f"0x{exc.object[exc.start]:02x}); save it as UTF-8 (Excel: 'CSV UTF-8'), or "
+            f"convert it: iconv -f latin1 -t utf-8 {name} > utf8.csv"
         ) from exc
 
 

@@ -1,0 +1,359 @@
+"""Real tables: column roles learned on the training rows (data.columns.TableEncoder), kept
+in the model file, applied by predict by name; the library and the command line."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deepgrad as dg
+from deepgrad.cli.main import main
+
+pd = pytest.importorskip("pandas")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _frame():
+    return pd.DataFrame(
+        {
+            "size": [1.0, np.nan, 3.0, 10.0, np.nan, 6.0],
+            "colour": ["red", "blue", None, "red", "green", "blue"],
+            "flag": [True, False, True, True, False, False],
+            "id": [f"row{i}" for i in range(6)],
+        }
+    )
+
+
+# -- the encoder ---------------------------------------------------------------------------
+def test_numeric_fill_is_the_training_median_with_a_flag_column():
+    df = _frame()
+    enc = dg.TableEncoder.fit(df[["size"]])
+    (col,) = enc.columns
+    assert col.fill == np.median([1.0, 3.0, 10.0, 6.0]) == 4.5 and col.indicator
+    X = enc.transform(pd.DataFrame({"size": [np.nan, 2.0, "NA"]}))
+    np.testing.assert_array_equal(X, [[4.5, 1.0], [2.0, 0.0], [4.5, 1.0]])
+    assert enc.feature_names == ("size", "size (missing)")
+    assert dg.TableEncoder.fit(df[["size"]], missing="mean").columns[0].fill == 5.0
+
+
+def test_text_and_booleans_are_one_hot_with_missing_as_its_own_category():
+    df = _frame()
+    enc = dg.TableEncoder.fit(df[["colour", "flag"]])
+    assert enc.feature_names == (
+        "colour=blue",
+        "colour=green",
+        "colour=red",
+        "colour=(missing)",
+        "flag=False",
+        "flag=True",
+    )
+    X = enc.transform(df)
+    assert X.shape == (6, 6) and np.all(X.sum(axis=1) == 2)  # one hot per column
+    np.testing.assert_array_equal(X[2], [0, 0, 0, 1, 0, 1])  # None: the missing category
+
+
+def test_an_unseen_category_is_zeros_with_one_warning_naming_column_and_values():
+    enc = dg.TableEncoder.fit(pd.DataFrame({"c": ["a", "b", "a"]}))
+    new = pd.DataFrame({"c": ["a", "zebra", "yak", "zebra", ""]})
+    with pytest.warns(dg.UnseenCategoryWarning) as record:
+        X = enc.transform(new)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "column 'c'" in message and "'yak', 'zebra'" in message and "4 row(s)" in message
+    assert "1 missing cell(s)" in message  # training had no missing cell: unseen too
+    np.testing.assert_array_equal(X, [[1, 0], [0, 0], [0, 0], [0, 0], [0, 0]])
+
+
+def test_ids_constants_and_empty_columns_are_dropped_with_the_reason():
+    m = 50
+    df = pd.DataFrame(
+        {
+            "x": np.arange(m, dtype=float),
+            "name": [f"person {i}" for i in range(m)],
+            "const": ["k"] * m,
+            "empty": [None] * m,
+            "one": [2.0] * m,
+        }
+    )
+    enc = dg.TableEncoder.fit(df)
+    assert enc.input_names == ("x",)
+    why = dict(enc.dropped)
+    assert why["name"].startswith("50 distinct text values in 50 rows")
+    assert "--categorical name" in why["name"]
+    assert why["const"].startswith("constant") and why["one"].startswith("constant")
+    assert why["empty"].startswith("every cell is missing")
+    kept = dg.TableEncoder.fit(df, categorical=["name"])
+    assert kept.width == 1 + m
+    with pytest.raises(ValueError, match="every column of X would be dropped"):
+        dg.TableEncoder.fit(df[["const", "empty"]], source="X")
+    with pytest.raises(ValueError, match=r"categorical column\(s\) \['nope'\]"):
+        dg.TableEncoder.fit(df, categorical=["nope"])
+
+
+def test_a_few_stray_tokens_in_a_numeric_column_are_read_as_missing():
+    cells = [str(v) for v in range(40)] + ["?", "?"]
+    enc = dg.TableEncoder.fit(pd.DataFrame({"hp": cells}))
+    (col,) = enc.columns
+    assert col.kind == "numeric" and col.missing_tokens == ("?",) and col.indicator
+    assert enc.notes == ("column 'hp': 2 cell(s) '?' in a column of numbers read as missing",)
+    X = enc.transform(pd.DataFrame({"hp": ["?", "5"]}))
+    np.testing.assert_array_equal(X, [[col.fill, 1.0], [5.0, 0.0]])
+    with pytest.raises(ValueError, match=r"column 'hp' of the data holds 'many' at row 1"):
+        enc.transform(pd.DataFrame({"hp": ["1", "many"]}))
+
+
+def test_transform_picks_columns_by_name_and_names_the_missing_ones():
+    df = _frame()
+    enc = dg.TableEncoder.fit(df[["size", "colour"]])
+    shuffled = df[["id", "colour", "flag", "size"]]  # another order, extra columns
+    np.testing.assert_array_equal(enc.transform(shuffled), enc.transform(df))
+    with pytest.raises(ValueError, match=r"lacks 1 column\(s\) the model was trained on: 'size'"):
+        enc.transform(df[["colour"]])
+
+
+def test_the_record_round_trips_through_json():
+    enc = dg.TableEncoder.fit(_frame())
+    back = dg.TableEncoder.from_record(json.loads(json.dumps(enc.to_record())))
+    assert back.columns == enc.columns and back.dropped == enc.dropped
+    df = _frame()
+    np.testing.assert_array_equal(back.transform(df), enc.transform(df))
+
+
+# -- the library ---------------------------------------------------------------------------
+def _cars(year_as_text: bool = True):
+    vega = pytest.importorskip("vega_datasets")
+    with warnings.catch_warnings():  # vega_datasets' own call into pandas' read_json
+        warnings.simplefilter("ignore")
+        df = vega.data.cars()
+    if year_as_text:  # a text column of 12 values ('1970', ...) in the DataFrame
+        df["Year"] = df["Year"].dt.year.astype(str)
+    return df
+
+
+def test_network_fit_on_a_dataframe_with_text_and_nans_saves_and_predicts_by_name(tmp_path):
+    df = _cars()
+    y = df.pop("Origin").to_numpy().astype(str)
+    assert df["Horsepower"].isna().sum() == 6 and df["Miles_per_Gallon"].isna().sum() == 8
+    enc = dg.TableEncoder.fit(df)
+    net = dg.Network([enc.width, 16, 3], output="softmax", seed=0)
+    net.fit(df, y, standardize=True, epochs=40, seed=0, progress=False)
+    assert net.preprocessing.columns is not None
+    assert net.preprocessing.feature_names == enc.feature_names
+    accuracy = np.mean(net.predict(df) == y)
+    assert accuracy > 0.75  # the majority class is 0.62
+    dg.save(net, tmp_path / "cars.npz")
+    back = dg.load(tmp_path / "cars.npz")
+    reordered = df[df.columns[::-1]].assign(extra=1.0)
+    np.testing.assert_array_equal(back.predict(reordered), net.predict(df))
+    np.testing.assert_allclose(back.predict_proba(reordered), net.predict_proba(df))
+    with np.load(tmp_path / "cars.npz", allow_pickle=False) as z:  # no pickle needed
+        meta = json.loads(str(z["__meta__"]))
+    assert meta["version"] == 3 and meta["preprocessing"]["columns"]["version"] == 1
+
+
+def test_a_network_of_the_wrong_width_is_told_the_encoded_width():
+    df = _frame()
+    net = dg.Network([3, 4, 1], seed=0)
+    with pytest.raises(ValueError, match=r"encode to 14 inputs .* layer_sizes\[0\] = 14"):
+        net.fit(df, np.array([0, 1, 0, 1, 0, 1]), epochs=1, progress=False)
+
+
+def test_validation_data_as_a_dataframe_goes_through_the_same_encoding():
+    df = _cars()
+    y = df.pop("Origin").to_numpy().astype(str)
+    width = dg.TableEncoder.fit(df.iloc[:300]).width
+    net = dg.Network([width, 8, 3], output="softmax", seed=0)
+    h = net.fit(
+        df.iloc[:300],
+        y[:300],
+        standardize=True,
+        epochs=3,
+        progress=False,
+        validation_data=(df.iloc[300:], y[300:]),
+    )
+    assert len(h.val_cost) == 3 and np.all(np.isfinite(h.val_cost))
+
+
+# -- the command line ----------------------------------------------------------------------
+def _write_cars(path: Path) -> pd.DataFrame:
+    df = _cars(year_as_text=False)
+    df.to_csv(path, index=False)  # text kept (Year as '1970-01-01'), missing cells as ""
+    return df
+
+
+def test_train_and_predict_on_a_real_table_with_text_and_missing_cells(tmp_path, capsys):
+    _write_cars(tmp_path / "cars.csv")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "cars.csv"), "--target", "Origin", "--explain"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "columns: 7 columns used (6 numeric, 1 one-hot) -> 20 inputs" in text
+    assert "dropped 'Name'" in text and "Horsepower" in text
+    assert any(line.split()[:2] == ["Name", "dropped:"] for line in text.splitlines())
+    accuracy = float(text.split("held-out accuracy: ")[1].split()[0])
+    assert accuracy > 0.7
+    # predict: the columns in another order, the target and an extra column present
+    df = pd.read_csv(tmp_path / "cars.csv")
+    shuffled = df.assign(extra="x")[["extra", *df.columns[::-1]]]
+    shuffled.to_csv(tmp_path / "new.csv", index=False)
+    pred = tmp_path / "pred.csv"
+    argv = ["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "new.csv")]
+    assert main([*argv, "--out", str(pred)]) == 0
+    rows = list(csv.reader(pred.read_text().splitlines()))
+    assert rows[0] == ["prediction", "P(Europe)", "P(Japan)", "P(USA)"]
+    assert len(rows) == 1 + len(df)
+    P = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    names = np.array(["Europe", "Japan", "USA"])
+    assert [r[0] for r in rows[1:]] == list(names[P.argmax(axis=1)])
+
+
+def test_a_category_only_in_the_held_out_rows_is_one_warning_line(tmp_path, capsys):
+    from deepgrad.data.bundled import train_test_split
+
+    rng = np.random.default_rng(0)
+    m = 200
+    x = rng.normal(size=m)
+    y = np.where(x > 0, "yes", "no")
+    colour = np.where(rng.random(m) < 0.5, "red", "blue").astype(object)
+    _, held_out, _, _ = train_test_split(np.arange(m), y, 0.2, 0, stratify=True)
+    colour[held_out[3]] = "violet"  # the split train makes with --seed 0
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": x, "colour": colour, "y": y}).to_csv(path, index=False)
+    argv = ["train", "--data", str(path), "--target", "y", "--epochs", "1", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "violet" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("deepgrad train: warning: held-out rows: column 'colour'")
+    assert "1 row(s) hold values not seen in training ('violet')" in lines[0]
+
+
+def test_predict_with_a_model_trained_before_column_roles_picks_columns_by_name(tmp_path):
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=np.where(X[:, 0] > 0, "p", "q"))
+    df.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--epochs", "2",
+                 "--quiet", "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    net = dg.load(tmp_path / "o" / "model.npz")
+    assert net.preprocessing.columns is not None
+    old = dg.Network(net.layer_sizes, output="sigmoid", seed=0)  # a version-2 style record
+    old.params = net.params
+    old.preprocessing = _old_record(net)
+    dg.save(old, tmp_path / "old.npz")
+    with np.load(tmp_path / "old.npz", allow_pickle=False) as z:
+        assert json.loads(str(z["__meta__"]))["version"] == 2
+    df[["c", "y", "b", "a"]].to_csv(tmp_path / "shuffled.csv", index=False)
+    pred = tmp_path / "p.csv"
+    argv = ["predict", "--model", str(tmp_path / "old.npz"), "--data"]
+    assert main([*argv, str(tmp_path / "shuffled.csv"), "--out", str(pred)]) == 0
+    expected = net.predict(df.drop(columns="y"))
+    rows = list(csv.reader(pred.read_text().splitlines()))
+    assert [r[0] for r in rows[1:]] == list(expected)
+
+
+def _old_record(net):
+    from deepgrad.data.preprocessing import Preprocessing
+
+    pre = net.preprocessing
+    return Preprocessing("classification", pre.inputs, None, pre.classes, ("a", "b", "c"))
+
+
+def test_a_regression_target_written_as_na_is_dropped_not_trained(tmp_path, capsys):
+    df = _cars()
+    df.to_csv(tmp_path / "cars.csv", index=False, na_rep="NA")
+    argv = ["train", "--data", str(tmp_path / "cars.csv"), "--target", "Miles_per_Gallon"]
+    assert main([*argv, "--epochs", "5", "--out", str(tmp_path / "o")]) == 0
+    text = capsys.readouterr().out
+    assert "8 of 406 rows without a target 'Miles_per_Gallon' dropped" in text
+    assert "task: regression" in text
+
+
+def test_features_and_drop_choose_the_columns(tmp_path, capsys):
+    _write_cars(tmp_path / "cars.csv")
+    base = ["train", "--data", str(tmp_path / "cars.csv"), "--target", "Origin", "--epochs", "1"]
+    assert main([*base, "--features", "Weight_in_lbs,Year", "--out", str(tmp_path / "a")]) == 0
+    assert "2 columns used (1 numeric, 1 one-hot) -> 13 inputs" in capsys.readouterr().out
+    assert main([*base, "--drop", "Name,Year", "--out", str(tmp_path / "b")]) == 0
+    text = capsys.readouterr().out
+    assert "6 columns used (6 numeric, 0 one-hot)" in text and "'Name'" not in text
+
+
+def test_a_semicolon_separated_csv_is_read_and_said_so(tmp_path, capsys):
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    df = pd.DataFrame(X, columns=["a", "b"]).assign(y=np.where(X[:, 0] > 0, "p", "q"))
+    df.to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    argv = ["train", "--data", str(tmp_path / "semi.csv"), "--target", "y", "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    assert "read as ;-separated" in capsys.readouterr().out
+
+
+def _python(code: str, **popen):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, **popen,
+    )  # fmt: skip
+
+
+def test_without_pandas_a_table_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "t.csv").write_text("a,y\n1,p\n2,q\n")
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"  # import pandas raises ImportError
+        "from deepgrad.cli.main import main\n"
+        f"sys.exit(main(['train', '--data', {str(tmp_path / 't.csv')!r}, '--target', 'y',"
+        f" '--out', {str(tmp_path / 'o')!r}]))"
+    )
+    p = _python(code)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err
+    assert err.strip().count("\n") == 0 and "needs pandas" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_checkpoint", [False, True])
+def test_ctrl_c_says_what_was_kept_and_how_to_go_on(tmp_path, with_checkpoint):
+    """A real SIGINT to a training process: one line on what was written, exit 130."""
+    X = np.random.default_rng(0).normal(size=(20000, 20))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--epochs", "100000", "--out",
+            str(tmp_path / "o")]  # fmt: skip
+    if with_checkpoint:
+        argv += ["--checkpoint", str(tmp_path / "ck.npz")]
+    code = f"import sys\nfrom deepgrad.cli.main import main\nsys.exit(main({argv!r}))"
+    p = _python(code)
+    assert p.stdout.readline().startswith("data: ")  # started; training follows
+    for line in p.stdout:
+        if line.startswith("training:"):
+            break
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o" / "model.npz").exists()
+    if with_checkpoint:
+        assert "training state is saved in" in err and "run the same command again" in err
+        assert (tmp_path / "ck.npz").exists()
+    else:
+        assert "nothing was written" in err and "--checkpoint PATH" in err
+
+
+def test_a_divergence_says_nothing_was_written(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(200, 3)) * 1e3
+    np.savez(tmp_path / "d.npz", X=X, y=X[:, 0] * 1e3)
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--task", "regression", "--lr", "50",
+            "--no-standardize", "--quiet", "--out", str(tmp_path / "o")]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "nothing was written to" in err and not (tmp_path / "o" / "model.npz").exists()
