@@ -357,3 +357,27 @@ def test_a_divergence_says_nothing_was_written(tmp_path, capsys):
         assert main(argv) == 2
     err = capsys.readouterr().err
     assert "nothing was written to" in err and not (tmp_path / "o" / "model.npz").exists()
+
+
+def test_the_sklearn_estimator_works_inside_a_column_transformer_pipeline():
+    pytest.importorskip("sklearn")
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from deepgrad.sklearn import DeepClassifier
+
+    df = _cars().drop(columns="Name")
+    y = df.pop("Origin").to_numpy().astype(str)
+    numeric = [c for c in df.columns if c != "Year"]
+    pipe = make_pipeline(
+        make_column_transformer(
+            (make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (OneHotEncoder(handle_unknown="ignore"), ["Year"]),
+            sparse_threshold=0,
+        ),
+        DeepClassifier(hidden_layer_sizes=(16,), epochs=40, random_state=0),
+    )
+    pipe.fit(df.iloc[::2], y[::2])
+    assert pipe.score(df.iloc[1::2], y[1::2]) > 0.7  # the majority class: 0.62
