@@ -902,6 +902,9 @@ CLI_CASES = {
     "train: csv empty cell with --missing error": lambda d: _csv(
         d, "blank.csv", "--missing", "error"
     ),
+    "train: csv missing targets with --missing-target error": lambda d: _csv(
+        d, "one_left.csv", "--missing-target", "error"
+    ),
     "train: csv where every column would be dropped": lambda d: _csv(d, "all_dropped.csv"),
     "train: csv not UTF-8": lambda d: _csv(d, "latin1.csv"),
     "train: --features naming no column": lambda d: _csv(d, "ok.csv", "--features", "a,zz"),

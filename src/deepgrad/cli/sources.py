@@ -35,6 +35,7 @@ def load_source(
     require_target: bool = False,
     features=None,
     drop=None,
+    missing_target: str = "drop",
 ) -> Source:
     """Read --data; ``need_y=False`` allows X-only files (predict), where a table's target
     column may be absent unless ``require_target``. A table comes back as ``frame`` (its
@@ -69,6 +70,7 @@ def load_source(
             drop_missing=need_y,
             features=features,
             drop=drop,
+            missing_target=missing_target,
         )
         what = (
             _what(spec, t.frame, "feature columns")

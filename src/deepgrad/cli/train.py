@@ -146,6 +146,13 @@ def add_column_arguments(p) -> None:
         "(default) or mean, with a 0/1 column flagging them; error: refuse them",
     )
     p.add_argument(
+        "--missing-target",
+        default="drop",
+        choices=["drop", "error"],
+        help="rows whose target is missing (empty, NA, NaN, null, ...): dropped with a count "
+        "(default), or an error",
+    )
+    p.add_argument(
         "--explain",
         action="store_true",
         help="list every column of a table with how it is encoded (or why it was dropped)",
@@ -398,6 +405,7 @@ def _load(args):
     from deepgrad.cli.sources import load_source
 
     columns = {"features": args.features, "drop": args.drop}
+    columns["missing_target"] = args.missing_target
     if args.distributed:  # one-line error outside mpiexec; ranks fail together
         from deepgrad.train import distributed
 

@@ -58,6 +58,7 @@ def read_table(
     drop_missing: bool = True,
     features=None,
     drop=None,
+    missing_target: str = "drop",
 ) -> Table:
     """Read a CSV/TSV file with a header row.
 
@@ -67,6 +68,8 @@ def read_table(
         row and leaves the target out (y None, said in ``notes``) when any is missing, so
         that predictions line up with the file's rows.
     features, drop : column names to use (only these) or to leave out.
+    missing_target : "drop" (the rows, with a count in ``notes``) or "error" (refuse the
+        table, naming the first such line).
     """
     pd = _pandas()
     path = Path(path)
@@ -89,6 +92,15 @@ def read_table(
         columns.remove(index)
         notes.append("the unnamed first column (row numbers, an index) dropped")
     if target is not None and target in columns:
+        if missing_target not in ("drop", "error"):
+            raise ValueError(f"missing_target must be 'drop' or 'error', got {missing_target!r}")
+        if drop_missing and missing_target == "error" and _missing(df[target]).any():
+            miss = _missing(df[target])
+            raise ValueError(
+                f"target column {target!r} of {name!r} is missing in {int(miss.sum())} "
+                f"row(s), the first at line {int(df.index[miss][0]) + 2} (--missing-target "
+                f"drop leaves those rows out)"
+            )
         df = _drop_missing_targets(df, target, name, notes) if drop_missing else df
         if drop_missing or not _missing(df[target]).any():
             y = _target(df[target], target, name)
