@@ -381,3 +381,23 @@ def test_the_sklearn_estimator_works_inside_a_column_transformer_pipeline():
     )
     pipe.fit(df.iloc[::2], y[::2])
     assert pipe.score(df.iloc[1::2], y[1::2]) > 0.7  # the majority class: 0.62
+
+
+def test_a_table_whose_encoding_exceeds_the_load_ceiling_is_refused(tmp_path, monkeypatch):
+    m = 400
+    cells = {f"t{j}": [f"v{i % 150}" for i in range(m)] for j in range(4)}
+    pd.DataFrame({**cells, "y": ["a", "b"] * (m // 2)}).to_csv(tmp_path / "w.csv", index=False)
+    monkeypatch.setenv("DEEPGRAD_MAX_LOAD_BYTES", str(1_000_000))  # 4 x 150 one-hot: 1.9 MB
+    argv = ["train", "--data", str(tmp_path / "w.csv"), "--target", "y", "--quiet", "--out"]
+    with pytest.raises(ValueError, match=r"encode to 320 rows x \d{3} inputs = 1.\d+ MiB, above the 0.954 MiB"):
+        from deepgrad.cli import train
+
+        args = _parse([*argv, str(tmp_path / "o")])
+        train.run(args)
+    assert not (tmp_path / "o" / "model.npz").exists()
+
+
+def _parse(argv):
+    from deepgrad.cli.main import build_parser
+
+    return build_parser().parse_args(argv)

@@ -139,6 +139,7 @@ def _table_features(net, src) -> np.ndarray:
     import warnings
 
     from deepgrad.data.columns import TableEncoder
+    from deepgrad.io.files import max_load_bytes
 
     pre = net.preprocessing
     source = repr(src.what.split(":")[0])
@@ -147,12 +148,12 @@ def _table_features(net, src) -> np.ndarray:
     else:
         encoder = TableEncoder.numeric(src.frame.columns)
 
-        def encode(frame, lines, source):
-            return encoder.transform(frame, lines=lines, source=source)
+        def encode(frame, lines, source, max_bytes):
+            return encoder.transform(frame, lines=lines, source=source, max_bytes=max_bytes)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        X = encode(src.frame, lines=True, source=source)
+        X = encode(src.frame, lines=True, source=source, max_bytes=max_load_bytes())
     for w in caught:
         warn("predict", str(w.message))
     n_in = net.layer_sizes[0]

@@ -150,7 +150,8 @@ def encode_all_rows(src: Source, spec: str) -> np.ndarray:
     from deepgrad.data.columns import TableEncoder
 
     encoder = TableEncoder.fit(src.frame, lines=True, source=repr(spec))
-    return encoder.transform(src.frame, lines=True, source=repr(spec))
+    limit = files.max_load_bytes()
+    return encoder.transform(src.frame, lines=True, source=repr(spec), max_bytes=limit)
 
 
 def guess_output(y) -> str:

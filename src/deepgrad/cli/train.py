@@ -445,6 +445,7 @@ def _encode_columns(args, src, train_rows, test_rows):
             )
         return None, train_rows, test_rows, []
     from deepgrad.data.columns import TableEncoder
+    from deepgrad.io.files import max_load_bytes
 
     name = repr(args.data)
     train = src.frame.iloc[train_rows]
@@ -455,12 +456,14 @@ def _encode_columns(args, src, train_rows, test_rows):
         lines=True,
         source=name,
     )
-    Xtr = encoder.transform(train, lines=True, source=name)
+    limit = max_load_bytes()  # what a file may make us allocate
+    Xtr = encoder.transform(train, lines=True, source=name, max_bytes=limit)
     Xte = None
     if test_rows is not None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            Xte = encoder.transform(src.frame.iloc[test_rows], lines=True, source=name)
+            test = src.frame.iloc[test_rows]
+            Xte = encoder.transform(test, lines=True, source=name, max_bytes=limit)
         for w in caught:
             warn("train", f"held-out rows: {w.message}")
     lines = [f"columns: {encoder.summary()}"] + [f"columns: {n}" for n in encoder.notes]

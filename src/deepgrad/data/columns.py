@@ -254,9 +254,12 @@ class TableEncoder:
         return text
 
     # -- applying --------------------------------------------------------------------
-    def transform(self, frame, lines: bool = False, source: str = "the data") -> np.ndarray:
+    def transform(
+        self, frame, lines: bool = False, source: str = "the data", max_bytes: int | None = None
+    ) -> np.ndarray:
         """The network's inputs (m, width) float64 from a DataFrame holding the columns by
-        name (extra columns are ignored, the order is free)."""
+        name (extra columns are ignored, the order is free). ``max_bytes``: refuse (a
+        ValueError giving the size) inputs that would take more memory than this."""
         pd = _pandas()
         if not is_frame(frame):
             raise TypeError(
@@ -271,6 +274,13 @@ class TableEncoder:
                 f"{_show(absent)} (it has {_show(list(by_name))})"
             )
         m = len(frame)
+        need = 8 * m * self.width
+        if max_bytes is not None and need > max_bytes:
+            raise ValueError(
+                f"the columns of {source} encode to {m:,} rows x {self.width:,} inputs = "
+                f"{_size(need)}, above the {_size(max_bytes)} limit "
+                f"(DEEPGRAD_MAX_LOAD_BYTES); drop wide text columns (--drop) or raise the limit"
+            )
         out = np.zeros((m, self.width), dtype=np.float64)
         j = 0
         for c in self.columns:
@@ -536,3 +546,7 @@ def _names_list(value, what: str) -> list[str]:
 def _show(names, limit: int = 6) -> str:
     shown = ", ".join(repr(n) for n in list(names)[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"

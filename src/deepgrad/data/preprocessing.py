@@ -128,7 +128,7 @@ class Preprocessing:
             and self.columns is None
         )
 
-    def encode_columns(self, X, lines: bool = False, source: str = "the data"):
+    def encode_columns(self, X, lines: bool = False, source: str = "the data", max_bytes=None):
         """A DataFrame -> its numeric inputs (m, n): the encoder's columns picked by name,
         or the training feature names when the model has them (any order, extra columns
         ignored). Anything else is returned as given."""
@@ -137,7 +137,9 @@ class Preprocessing:
         encoder = self.columns
         if encoder is None and self.feature_names is not None:
             encoder = TableEncoder.numeric(self.feature_names)
-        return X if encoder is None else encoder.transform(X, lines=lines, source=source)
+        if encoder is None:
+            return X
+        return encoder.transform(X, lines=lines, source=source, max_bytes=max_bytes)
 
     def transform(self, X):
         """Raw rows (m, n), or a DataFrame with the training columns -> the network's
