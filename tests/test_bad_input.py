@@ -461,9 +461,9 @@ _NUMERIC = {"name": "a", "kind": "numeric", "fill": None, "indicator": False}
 
 BAD_FILES = {
     "columns: unknown kind": (
-        lambda p, good: _columns_model(p, [_NUMERIC | {"kind": "date"}]),
+        lambda p, good: _columns_model(p, [_NUMERIC | {"kind": "ordinal"}]),
         ValueError,
-        "kind must be 'numeric' or 'category'",
+        "kind must be one of",
     ),
     "columns: NaN fill": (
         lambda p, good: _columns_model(p, [_NUMERIC | {"fill": float("nan"), "indicator": True}]),

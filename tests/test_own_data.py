@@ -381,17 +381,21 @@ def test_an_all_missing_target_is_an_error_naming_the_column(tmp_path):
         read_table(path, target="species")
 
 
-@pytest.mark.parametrize("start", [0, 1])
-def test_the_index_column_pandas_or_r_wrote_is_dropped(tmp_path, start):
+@pytest.mark.parametrize("labels", ["from 0", "from 1", "a shuffled split"])
+def test_the_index_column_pandas_or_r_wrote_is_dropped(tmp_path, labels):
     from deepgrad.data.tables import read_table
 
     df = _iris_frame().sort_values("species")  # sorted: the index would leak the answer
+    start = 1 if labels == "from 1" else 0
     df.index = np.arange(start, start + len(df))
+    if labels == "a shuffled split":  # train_test_split's part keeps the frame's labels
+        df = pd.concat([df, df]).reset_index(drop=True)
+        df = df.iloc[np.random.default_rng(0).permutation(len(df))[:150]]
     path = tmp_path / "indexed.csv"
     df.to_csv(path)  # the default: an unnamed first column of row numbers
     t = read_table(path, target="species")
     assert "Unnamed: 0" not in t.feature_names and t.frame.shape == (150, 4)
-    assert t.notes == ("the unnamed first column (row numbers, an index) dropped",)
+    assert t.notes == ("the unnamed first column (row labels, an index) dropped",)
 
 
 def test_an_unnamed_column_that_is_not_row_numbers_is_kept(tmp_path):

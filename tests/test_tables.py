@@ -127,6 +127,58 @@ def test_the_record_round_trips_through_json():
     np.testing.assert_array_equal(back.transform(df), enc.transform(df))
 
 
+def test_a_date_column_is_years_and_the_day_of_the_year_on_a_circle():
+    vega = pytest.importorskip("vega_datasets")
+    weather = vega.local_data.seattle_weather()[["date", "temp_max"]]  # 2012-2015, daily
+    text = weather.assign(date=weather["date"].dt.strftime("%Y-%m-%d"))  # as a CSV holds it
+    text.loc[5, "date"] = "NA"
+    enc = dg.TableEncoder.fit(text, lines=True)
+    (col, _) = enc.columns
+    assert col.kind == "date" and col.seasonal and col.indicator
+    assert enc.feature_names[:4] == (
+        "date (years)",
+        "date (day of year, sin)",
+        "date (day of year, cos)",
+        "date (missing)",
+    )
+    X = enc.transform(text)
+    # independently: 2012 is a leap year, 2012-07-01 is its day 183
+    row = int(np.flatnonzero(text["date"] == "2012-07-01")[0])
+    angle = 2 * np.pi * 182 / 366
+    np.testing.assert_allclose(X[row, :4], [2012 + 182 / 366, np.sin(angle), np.cos(angle), 0])
+    row = int(np.flatnonzero(text["date"] == "2013-12-31")[0])  # day 365 of 365
+    np.testing.assert_allclose(
+        X[row, 1:3], [np.sin(2 * np.pi * 364 / 365), np.cos(2 * np.pi * 364 / 365)]
+    )
+    known = X[np.arange(len(X)) != 5, 0]
+    np.testing.assert_allclose(X[5, :4], [np.median(known), 0, 0, 1])  # the median, the centre
+    # a datetime column (the library path) encodes as its text does
+    from_datetimes = dg.TableEncoder.fit(weather).transform(weather)
+    np.testing.assert_allclose(from_datetimes, dg.TableEncoder.fit(text.drop(5)).transform(weather))
+    back = dg.TableEncoder.from_record(json.loads(json.dumps(enc.to_record())))
+    assert enc.to_record()["version"] == 2 and back.columns == enc.columns
+    with pytest.raises(ValueError, match=r"'date' .* holds 'yesterday' at line 3 .* as dates"):
+        enc.transform(
+            pd.DataFrame({"date": ["2014-01-01", "yesterday"], "temp_max": [1, 2]}), lines=True
+        )
+
+
+def test_dates_on_one_day_of_the_year_are_years_alone_and_false_dates_are_not_dates():
+    years = pd.DataFrame({"Year": [f"{1970 + i % 12}-01-01" for i in range(60)]})
+    (col,) = dg.TableEncoder.fit(years).columns
+    assert col.kind == "date" and not col.seasonal and not col.indicator
+    np.testing.assert_array_equal(
+        dg.TableEncoder.fit(years).transform(years)[:3, 0], [1970, 1971, 1972]
+    )
+    assert dg.TableEncoder.fit(years, categorical=["Year"]).columns[0].kind == "category"
+    looks_like = pd.DataFrame({"code": ["2012-13-45", "2012-01-01"] * 10})  # month 13
+    assert dg.TableEncoder.fit(looks_like).columns[0].kind == "category"
+    constant = pd.DataFrame({"d": ["2012-01-01"] * 5, "x": [1, 2, 3, 4, 5]})
+    assert dg.TableEncoder.fit(constant).dropped == (
+        ("d", "constant: every row holds the date 2012-01-01"),
+    )
+
+
 # -- the library ---------------------------------------------------------------------------
 def _cars(year_as_text: bool = True):
     vega = pytest.importorskip("vega_datasets")
@@ -195,7 +247,8 @@ def test_train_and_predict_on_a_real_table_with_text_and_missing_cells(tmp_path,
     argv = ["train", "--data", str(tmp_path / "cars.csv"), "--target", "Origin", "--explain"]
     assert main([*argv, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "columns: 7 columns used (6 numeric, 1 one-hot) -> 20 inputs" in text
+    assert "columns: 7 columns used (6 numeric, 1 date, 0 one-hot) -> 9 inputs" in text
+    assert any(ln.split()[:3] == ["Year", "date,", "as"] for ln in text.splitlines())
     assert "dropped 'Name'" in text and "Horsepower" in text
     assert any(line.split()[:2] == ["Name", "dropped:"] for line in text.splitlines())
     accuracy = float(text.split("held-out accuracy: ")[1].split()[0])
@@ -280,7 +333,7 @@ def test_features_and_drop_choose_the_columns(tmp_path, capsys):
     _write_cars(tmp_path / "cars.csv")
     base = ["train", "--data", str(tmp_path / "cars.csv"), "--target", "Origin", "--epochs", "1"]
     assert main([*base, "--features", "Weight_in_lbs,Year", "--out", str(tmp_path / "a")]) == 0
-    assert "2 columns used (1 numeric, 1 one-hot) -> 13 inputs" in capsys.readouterr().out
+    assert "2 columns used (1 numeric, 1 date, 0 one-hot) -> 2 inputs" in capsys.readouterr().out
     assert main([*base, "--drop", "Name,Year", "--out", str(tmp_path / "b")]) == 0
     text = capsys.readouterr().out
     assert "6 columns used (6 numeric, 0 one-hot)" in text and "'Name'" not in text
@@ -389,7 +442,9 @@ def test_a_table_whose_encoding_exceeds_the_load_ceiling_is_refused(tmp_path, mo
     pd.DataFrame({**cells, "y": ["a", "b"] * (m // 2)}).to_csv(tmp_path / "w.csv", index=False)
     monkeypatch.setenv("DEEPGRAD_MAX_LOAD_BYTES", str(1_000_000))  # 4 x 150 one-hot: 1.9 MB
     argv = ["train", "--data", str(tmp_path / "w.csv"), "--target", "y", "--quiet", "--out"]
-    with pytest.raises(ValueError, match=r"encode to 320 rows x \d{3} inputs = 1.\d+ MiB, above the 0.954 MiB"):
+    with pytest.raises(
+        ValueError, match=r"encode to 320 rows x \d{3} inputs = 1.\d+ MiB, above the 0.954 MiB"
+    ):
         from deepgrad.cli import train
 
         args = _parse([*argv, str(tmp_path / "o")])

@@ -7,12 +7,18 @@ text, booleans) into the network's numeric inputs, and the same again at predict
   training median (or mean), and a 0/1 missing-indicator column is added when training
   had missing cells. A few stray tokens in an otherwise numeric column (UCI's ``?``) are
   read as missing and said so.
+- **date** (every non-missing cell an ISO date, ``2012-01-31`` or ``2012-01-31 08:00``,
+  or a datetime column): the date as a number of years (2012.08), and, when the training
+  dates fall on more than one day of the year, the day of the year as a point on the unit
+  circle (two columns, sin and cos: December 31 sits next to January 1). A missing cell
+  takes the training median and the circle's centre, flagged by a 0/1 column when
+  training had missing cells.
 - **category** (text or booleans): one 0/1 column per training category; a missing cell
   is its own category when training had one; a category not seen in training is all
   zeros, with one ``UnseenCategoryWarning`` naming the column and the values.
 - **dropped**, with the reason: a column with every cell missing, a constant one, and a
-  text column with more distinct values than half its rows (an ID, a name, a date)
-  unless it is named in ``categorical``.
+  text column with more distinct values than half its rows (an ID, a name, free text)
+  unless it is named in ``categorical`` (which also keeps a date column one-hot).
 
 ``transform(frame)`` picks the columns by name (extra columns ignored, any order) and
 names the ones that are missing. The encoder is stored in the model file as JSON (no
@@ -30,6 +36,7 @@ pickle) by ``data.records``.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -55,6 +62,9 @@ MAX_CATEGORIES_NAMED = 10_000  # the one-hot width a named column may take
 STRAY_FRACTION = 0.05  # non-numbers in a numeric column read as missing: at most 5% ...
 MAX_STRAY_TOKENS = 3  # ... and at most 3 distinct tokens ('?', '-', 'unknown')
 MISSING_LABEL = "(missing)"
+# an ISO date, optionally with a time: what pandas, R, SQL and spreadsheets write
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+KINDS = ("numeric", "date", "category")
 
 
 class UnseenCategoryWarning(UserWarning):
@@ -63,11 +73,13 @@ class UnseenCategoryWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Column:
-    """One input column's role. kind: "numeric" or "category".
+    """One input column's role. kind: "numeric", "date" or "category".
 
     numeric: ``fill`` replaces a missing cell; ``indicator`` adds a 0/1 column; cells
-    equal to one of ``missing_tokens`` count as missing. category: ``categories`` in
-    output order; ``missing_category`` adds a column for missing cells.
+    equal to one of ``missing_tokens`` count as missing. date: the same ``fill`` (in
+    years) and ``indicator``; ``seasonal`` adds the day of the year's sin and cos.
+    category: ``categories`` in output order; ``missing_category`` adds a column for
+    missing cells.
     """
 
     name: str
@@ -77,11 +89,22 @@ class Column:
     missing_tokens: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     missing_category: bool = False
+    seasonal: bool = False
+
+    @property
+    def width(self) -> int:
+        if self.kind == "category":
+            return len(self.categories) + self.missing_category
+        return 1 + 2 * self.seasonal + self.indicator
 
     @property
     def output_names(self) -> tuple[str, ...]:
+        flag = (f"{self.name} {MISSING_LABEL}",) if self.indicator else ()
         if self.kind == "numeric":
-            return (self.name,) + ((f"{self.name} {MISSING_LABEL}",) if self.indicator else ())
+            return (self.name,) + flag
+        if self.kind == "date":
+            season = (f"{self.name} (day of year, sin)", f"{self.name} (day of year, cos)")
+            return (f"{self.name} (years)",) + (season if self.seasonal else ()) + flag
         extra = (f"{self.name}={MISSING_LABEL}",) if self.missing_category else ()
         return tuple(f"{self.name}={c}" for c in self.categories) + extra
 
@@ -92,6 +115,13 @@ class Column:
                 text += f", missing cells filled with {self.fill:.6g} and flagged"
             if self.missing_tokens:
                 text += f" ({', '.join(map(repr, self.missing_tokens))} read as missing)"
+            return text
+        if self.kind == "date":
+            text = "date, as years" + (
+                " and the day of the year (sin, cos)" if self.seasonal else ""
+            )
+            if self.indicator:
+                text += f", missing cells filled with {self.fill:.6g} and flagged"
             return text
         shown = ", ".join(repr(c) for c in self.categories[:5])
         more = f" and {len(self.categories) - 5} more" if len(self.categories) > 5 else ""
@@ -238,12 +268,13 @@ class TableEncoder:
 
     def summary(self) -> str:
         """One line: the columns used and how, and those dropped."""
-        kinds = {"numeric": 0, "category": 0}
+        kinds = dict.fromkeys(KINDS, 0)
         for c in self.columns:
             kinds[c.kind] += 1
         filled = [c.name for c in self.columns if c.indicator]
+        dates = f", {kinds['date']} date" if kinds["date"] else ""
         text = (
-            f"{len(self.columns)} columns used ({kinds['numeric']} numeric, "
+            f"{len(self.columns)} columns used ({kinds['numeric']} numeric{dates}, "
             f"{kinds['category']} one-hot) -> {self.width} inputs"
         )
         if filled:
@@ -284,21 +315,22 @@ class TableEncoder:
         out = np.zeros((m, self.width), dtype=np.float64)
         j = 0
         for c in self.columns:
-            s = frame[by_name[c.name]]
+            s, block = frame[by_name[c.name]], out[:, j : j + c.width]
             if c.kind == "numeric":
-                out[:, j : j + 1 + c.indicator] = _apply_numeric(pd, c, s, lines, source)
-                j += 1 + c.indicator
+                block[:] = _apply_numeric(pd, c, s, lines, source)
+            elif c.kind == "date":
+                block[:] = _apply_date(pd, c, s, lines, source)
             else:
-                k = len(c.categories) + c.missing_category
-                _apply_category(pd, c, s, out[:, j : j + k], source)
-                j += k
+                _apply_category(pd, c, s, block, source)
+            j += c.width
         return out
 
     # -- the model file ----------------------------------------------------------------
     def to_record(self) -> dict:
         """A JSON-able dict (the model file's ``columns`` record)."""
+        dates = any(c.kind == "date" for c in self.columns)
         return {
-            "version": 1,
+            "version": 2 if dates else 1,  # 2: date columns (a reader of 1 would refuse them)
             "columns": [
                 {
                     "name": c.name,
@@ -308,6 +340,7 @@ class TableEncoder:
                     "missing_tokens": list(c.missing_tokens),
                     "categories": list(c.categories),
                     "missing_category": c.missing_category,
+                    **({"seasonal": c.seasonal} if c.kind == "date" else {}),
                 }
                 for c in self.columns
             ],
@@ -317,8 +350,8 @@ class TableEncoder:
     @classmethod
     def from_record(cls, record) -> TableEncoder:
         """The encoder a model file holds; every field checked (ValueError naming it)."""
-        if not isinstance(record, dict) or record.get("version") != 1:
-            raise ValueError("the columns record must be a JSON object with version 1")
+        if not isinstance(record, dict) or record.get("version") not in (1, 2):
+            raise ValueError("the columns record must be a JSON object with version 1 or 2")
         items = record.get("columns")
         if not isinstance(items, list) or not items:
             raise ValueError("the columns record must list at least one column")
@@ -349,11 +382,15 @@ def _fit_column(pd, s, name, missing, forced, lines, source):
         text, miss = _text(s)
         col = _category(text, miss, name, forced, source)
         return col, ("" if col else _why_dropped(text, miss, name)), None
+    if pd.api.types.is_datetime64_any_dtype(s) and not forced:
+        return _fit_date(pd, s, name, missing, lines, source)
     if pd.api.types.is_numeric_dtype(s):
         values = s.to_numpy(dtype=np.float64, na_value=np.nan)
         miss, tokens = np.isnan(values), ()
     else:
         text, miss = _text(s)
+        if not forced and _all_dates(pd, text, miss):
+            return _fit_date(pd, s, name, missing, lines, source)
         values, bad = _numbers(text, miss)
         n_bad, n_cells = int(bad.sum()), int((~miss).sum())
         if n_bad == 0 and n_cells > 0:
@@ -398,6 +435,72 @@ def _fit_column(pd, s, name, missing, forced, lines, source):
     return col, "", note
 
 
+def _all_dates(pd, text, miss) -> bool:
+    """Every non-missing cell an ISO date that exists (not '2012-13-45')."""
+    cells = text[~miss]
+    if len(cells) == 0 or not cells.str.fullmatch(ISO_DATE).all():
+        return False
+    return not pd.to_datetime(cells, errors="coerce", format="ISO8601").isna().any()
+
+
+def _fit_date(pd, s, name, missing, lines, source):
+    """A date column's role (or why it is dropped): years, and the day of the year when
+    the training dates fall on more than one."""
+    years, season, miss = _dates(pd, s, name, lines, source)
+    if miss.all():
+        return None, f"every cell is missing ({len(years)} rows)", None
+    known = years[~miss]
+    if not miss.any() and np.all(known == known[0]):
+        return None, f"constant: every row holds the date {s.iloc[0]}", None
+    if miss.any() and missing == "error":
+        row = int(np.flatnonzero(miss)[0])
+        raise ValueError(
+            f"column {name!r} of {source} has {int(miss.sum())} missing cell(s), the first at "
+            f"{_where(s.index[row], lines)}; fill them, or let deepgrad fill them with the "
+            f"median (the default, --missing median)"
+        )
+    fill = float(np.median(known) if missing == "median" else np.mean(known))
+    days = np.round(season[~miss], 9)
+    seasonal = bool(np.any(days != days[0]))
+    return Column(name, "date", fill, bool(miss.any()), seasonal=seasonal), "", None
+
+
+def _dates(pd, s, name, lines, source):
+    """(years as a float: 2012.08, the fraction of the year gone: 0..1, missing mask)."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        when = pd.Series(pd.DatetimeIndex(s).tz_localize(None), index=s.index)
+    else:
+        text, miss = _text(s)
+        bad = ~miss & ~text.str.fullmatch(ISO_DATE).to_numpy()
+        when = pd.to_datetime(text.where(~miss & ~bad), errors="coerce", format="ISO8601")
+        bad |= ~miss & when.isna().to_numpy()  # '2012-13-45' looks like a date but is not
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"column {name!r} of {source} holds {text.iloc[row]!r} at "
+                f"{_where(s.index[row], lines)} ({int(bad.sum())} such cell(s)); the model "
+                f"reads this column as dates (YYYY-MM-DD, optionally with a time)"
+            )
+    miss = when.isna().to_numpy()
+    w = when.dt
+    length = np.where(w.is_leap_year.fillna(False).to_numpy(dtype=bool), 366.0, 365.0)
+    seconds = (w.hour * 3600 + w.minute * 60 + w.second).to_numpy(dtype=np.float64, na_value=0)
+    gone = ((w.day_of_year.to_numpy(dtype=np.float64, na_value=1) - 1) + seconds / 86400) / length
+    years = w.year.to_numpy(dtype=np.float64, na_value=np.nan) + gone
+    return years, np.where(miss, np.nan, gone), miss
+
+
+def _apply_date(pd, c: Column, s, lines: bool, source: str) -> np.ndarray:
+    years, gone, miss = _dates(pd, s, c.name, lines, source)
+    cols = [np.where(miss, c.fill, years)]
+    if c.seasonal:
+        angle = 2 * np.pi * np.where(miss, 0.0, gone)
+        cols += [np.where(miss, 0.0, np.sin(angle)), np.where(miss, 0.0, np.cos(angle))]
+    if c.indicator:
+        cols.append(miss.astype(np.float64))
+    return np.column_stack(cols)
+
+
 def _category(text, miss, name, forced, source) -> Column | None:
     values = text[~miss]
     categories = tuple(sorted(set(values.tolist())))
@@ -425,7 +528,7 @@ def _why_dropped(text, miss, name) -> str:
     if n == 1 and not miss.any():
         return f"constant: every row holds {values.iloc[0]!r}"
     return (
-        f"{n:,} distinct text values in {len(values):,} rows: an ID, a name or a date? "
+        f"{n:,} distinct text values in {len(values):,} rows: an ID, a name or free text? "
         f"(--categorical {name} keeps it one-hot)"
     )
 
@@ -502,8 +605,8 @@ def _column_from(i: int, item) -> Column:
     name, kind = item.get("name"), item.get("kind")
     if not isinstance(name, str) or not name:
         raise bad(f"name must be a non-empty string, got {name!r}")
-    if kind not in ("numeric", "category"):
-        raise bad(f"kind must be 'numeric' or 'category', got {kind!r}")
+    if kind not in KINDS:
+        raise bad(f"kind must be one of {list(KINDS)}, got {kind!r}")
     indicator, miss_cat = item.get("indicator", False), item.get("missing_category", False)
     if not isinstance(indicator, bool) or not isinstance(miss_cat, bool):
         raise bad("indicator and missing_category must be true or false")
@@ -512,7 +615,15 @@ def _column_from(i: int, item) -> Column:
         raise bad("missing_tokens must be a list of strings")
     if not isinstance(cats, list) or not all(isinstance(t, str) for t in cats):
         raise bad("categories must be a list of strings")
-    fill = item.get("fill")
+    fill, seasonal = item.get("fill"), item.get("seasonal", False)
+    if not isinstance(seasonal, bool) or (seasonal and kind != "date"):
+        raise bad("seasonal must be true or false, and only a date column has it")
+    if kind == "date":
+        if cats or miss_cat or tokens:
+            raise bad("a date column has no categories or missing tokens")
+        if isinstance(fill, bool) or not isinstance(fill, int | float) or not math.isfinite(fill):
+            raise bad(f"a date column's fill must be a finite number (years), got {fill!r}")
+        return Column(name, kind, float(fill), indicator, seasonal=seasonal)
     if kind == "numeric":
         if cats or miss_cat:
             raise bad("a numeric column has no categories")

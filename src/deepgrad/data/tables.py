@@ -90,7 +90,7 @@ def read_table(
     index = _index_column(df, columns, target)
     if index is not None:
         columns.remove(index)
-        notes.append("the unnamed first column (row numbers, an index) dropped")
+        notes.append("the unnamed first column (row labels, an index) dropped")
     if target is not None and target in columns:
         if missing_target not in ("drop", "error"):
             raise ValueError(f"missing_target must be 'drop' or 'error', got {missing_target!r}")
@@ -174,8 +174,10 @@ def _read(pd, path: Path, sep: str):
 
 def _index_column(df, columns: list[str], target: str | None) -> str | None:
     """The first column when its header is empty (pandas reads it as 'Unnamed: 0') and it
-    holds the row numbers 0..m-1 or 1..m: what ``df.to_csv(path)`` and R's ``write.csv``
-    write. A feature like that would leak the row order (a table sorted by its target)."""
+    holds distinct whole numbers: the row labels that ``df.to_csv(path)`` and R's
+    ``write.csv`` write (0..m-1 or 1..m, or any unique labels of a filtered, split or
+    shuffled frame). A feature like that would leak the row order (a table sorted by its
+    target)."""
     first = columns[0]
     if not first.startswith("Unnamed: 0") or first == target or len(columns) < 2:
         return None
@@ -183,8 +185,7 @@ def _index_column(df, columns: list[str], target: str | None) -> str | None:
     if not cells.str.fullmatch(r"\d{1,18}").all():
         return None
     values = cells.astype(np.int64).to_numpy()
-    rows = np.arange(len(values))
-    return first if (np.array_equal(values, rows) or np.array_equal(values, rows + 1)) else None
+    return first if len(np.unique(values)) == len(values) else None
 
 
 def _missing(col) -> np.ndarray:
