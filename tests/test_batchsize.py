@@ -409,3 +409,36 @@ def test_b_noise_interval_bad_input_and_undefined_cases():
     huge = {k: v * 1e300 for k, v in net.params.items()}
     with pytest.raises(ValueError, match="not finite"):
         batchsize.b_noise_interval(huge, X, Y, net.spec, 16)
+
+
+def test_sweep_batch_cli_noise_scale_full(tmp_path, capsys, monkeypatch):
+    import json
+
+    from deepgrad.cli.main import main
+
+    args = ["sweep-batch", "--examples", "3000", "--features", "6", "--hidden", "8",
+            "--sizes", "32,128", "--steps", "3", "--range-examples", "1000",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main([*args, "--noise-scale", "full"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("recommended batch size"))
+    assert "noise scale: B_noise, --noise-scale full" in line and "tr(H Sigma)" in line
+    d = json.loads((tmp_path / "sweep_batch.json").read_text())
+    assert d["noise_scale_used"] == "full" and d["b_noise"]["hvps"] == 64
+    assert d["b_noise"]["low"] <= d["b_noise"]["b_noise"] <= d["b_noise"]["high"]
+    assert d["reason"].startswith("B_noise ~")
+    assert main([*args, "--quiet"]) == 0  # the default: simple, as before
+    d = json.loads((tmp_path / "sweep_batch.json").read_text())
+    assert d["noise_scale_used"] == "simple" and d["b_noise"] is None
+    assert d["reason"].startswith("B_simple ~")
+    # full where it cannot be computed (here: non-finite Hessian-vector products)
+    (tmp_path / "sweep_batch.json").unlink()
+    monkeypatch.setattr(
+        batchsize, "curvature_moments", lambda *a, **k: (np.full(16, np.nan), np.ones(16))
+    )
+    capsys.readouterr()
+    assert main([*args, "--noise-scale", "full", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--noise-scale full cannot be computed here" in err[0]
+    assert "not finite" in err[0] and "use --noise-scale simple" in err[0]
+    assert not (tmp_path / "sweep_batch.json").exists()

@@ -208,16 +208,27 @@ def step_times(net, X, Y, sizes, steps: int = 20, repeats: int = 3) -> dict[int,
 
 class Recommendation(NamedTuple):
     batch_size: int
-    b_simple: float
+    b_simple: float  # the noise scale used: B_simple, or B_noise when ``name`` says so
     rows: list  # per size: dict(batch_size, step_s, epoch_s, steps_factor, relative_time)
     reason: str
+    name: str = "B_simple"  # which noise scale b_simple holds: "B_simple" or "B_noise"
 
 
-def recommend(times: dict[int, float], b_simple: float, m: int) -> Recommendation:
+# the denominator of each noise scale, for the reason of a recommendation
+_DENOMINATOR = {"B_simple": "|G|^2", "B_noise": "G^T H G"}
+
+
+def recommend(
+    times: dict[int, float], b_simple: float, m: int, name: str = "B_simple"
+) -> Recommendation:
     """Pick the size minimising the predicted time to a target, (1 + B_simple/B) t_step(B).
 
-    ``times``: seconds per step by batch size; ``m``: examples per epoch.
+    ``times``: seconds per step by batch size; ``m``: examples per epoch. ``b_simple`` is
+    the noise scale used, named ``name`` in the reason: "B_simple" or "B_noise" (the full
+    one of ``b_noise_interval``).
     """
+    if name not in _DENOMINATOR:
+        raise ValueError(f"name must be one of {sorted(_DENOMINATOR)}, got {name!r}")
     rows = []
     for b, t in sorted(times.items()):
         factor = 1.0 + (b_simple / b if math.isfinite(b_simple) else 1.0)
@@ -236,19 +247,20 @@ def recommend(times: dict[int, float], b_simple: float, m: int) -> Recommendatio
     bb = best["batch_size"]
     if not math.isfinite(b_simple):
         reason = (
-            f"the gradient is lost in the noise at this point (|G|^2 <= 0 estimated): "
+            f"the gradient is lost in the noise at this point ({_DENOMINATOR[name]} <= 0 "
+            f"estimated): "
             f"batch size {bb} is the cheapest per unit of progress measured here"
         )
     else:
         small = min(rows, key=lambda r: r["batch_size"])
         reason = (
-            f"B_simple ~ {b_simple:.0f}: steps needed scale as 1 + B_simple/B, so batches "
+            f"{name} ~ {b_simple:.0f}: steps needed scale as 1 + {name}/B, so batches "
             f"much below ~{b_simple:.0f} spend their steps on noise, and beyond it extra "
             f"examples add little progress. A step at {bb} takes {best['step_s'] * 1e3:.2f} ms "
             f"vs {small['step_s'] * 1e3:.2f} ms at {small['batch_size']}; "
-            f"(1 + B_simple/B) x time per step is smallest at {bb}"
+            f"(1 + {name}/B) x time per step is smallest at {bb}"
         )
-    return Recommendation(bb, b_simple, rows, reason)
+    return Recommendation(bb, b_simple, rows, reason, name)
 
 
 class Run(NamedTuple):
