@@ -27,6 +27,10 @@ per-example gradient. With B examples of one batch and their mean gradient g_bar
 averaged over several batches before taking the ratio (the ratio of means is far less
 noisy than the mean of ratios). The L2 term is deterministic: it adds nothing to Sigma
 and is left out of G here (the noise scale of the data loss).
+
+The full noise scale B_noise = tr(H Sigma) / (G^T H G) (``b_noise_interval``) weighs the
+noise and the gradient by the Hessian H; it comes from Hessian-vector products (central
+differences of two gradients) on groups of the same batches (``curvature_moments``).
 """
 
 from __future__ import annotations
