@@ -1059,6 +1059,7 @@ CLI_CASES = {
     "sweep-batch: --band-factor 0.5": lambda d: _sweep(d, "--band-factor", "0.5"),
     "sweep-batch: --lr-factors abc": lambda d: _sweep(d, "--lr-factors", "abc"),
     "sweep-batch: --range-rates 0": lambda d: _sweep(d, "--range-rates", "0"),
+    "sweep-batch: --noise-scale exact": lambda d: _sweep(d, "--noise-scale", "exact"),
     "no command": lambda d: [],
     "unknown command": lambda d: ["frobnicate"],
 }

@@ -78,6 +78,14 @@ def add_arguments(p) -> None:
         "--level", type=float, default=0.9, help="confidence level of the noise scale (0.9)"
     )
     p.add_argument(
+        "--noise-scale",
+        choices=["simple", "full"],
+        default="simple",
+        help="the noise scale of the learning rates and the band: simple = tr(Sigma)/|G|^2 "
+        "(default), full = tr(H Sigma)/(G^T H G) from Hessian-vector products (about 3x "
+        "the gradients of simple; docs/batchsize.md)",
+    )
+    p.add_argument(
         "--band-factor",
         type=float,
         default=1.25,
@@ -202,9 +210,13 @@ def run(args) -> int:
         rng=np.random.default_rng(args.seed),
     )
     noise = ci.estimate
+    full = _full_noise_scale(args, net, X, Y, m)
+    used = ci if full is None else full
     times = batchsize.step_times(net, X, y, sizes, steps=args.steps)
-    rec = batchsize.recommend(times, noise.b_simple, m)
-    pair = _pair(args, initial, X, y, sizes, noise, times, ci, m)
+    rec = batchsize.recommend(times, used.estimate[0], m, _NAME[args.noise_scale])  # B
+    pair = _pair(args, initial, X, y, sizes, used, times, m)
+    pair["noise_scale_used"] = args.noise_scale
+    pair["b_noise"] = None if full is None else _interval_json(full)
     pair["initial_cost"] = J0
     pair["cost_at_estimate"] = _cost(net, X, Y)
     track = None
@@ -255,6 +267,35 @@ def run(args) -> int:
     return 0
 
 
+_NAME = {"simple": "B_simple", "full": "B_noise"}
+
+
+def _full_noise_scale(args, net, X, Y, m):
+    """B_noise's interval with --noise-scale full (the batches of B_simple), else None."""
+    from deepgrad.diagnostics import batchsize
+
+    if args.noise_scale != "full":
+        return None
+    try:
+        return batchsize.b_noise_interval(
+            net.params,
+            X,
+            Y,
+            net.spec,
+            min(1024, m),
+            level=args.level,
+            rng=np.random.default_rng(args.seed),
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"--noise-scale full cannot be computed here: {exc}; use --noise-scale simple"
+        ) from None
+
+
+def _interval_json(ci) -> dict:
+    return {**ci.estimate._asdict(), "low": ci.low, "high": ci.high, "level": ci.level}
+
+
 def _cost(net, X, Y) -> float:
     from deepgrad.core import network as nw
 
@@ -262,8 +303,11 @@ def _cost(net, X, Y) -> float:
     return float(nw.cost(net.params, np.asarray(X[rows], net.dtype), Y[rows], net.spec))
 
 
-def _pair(args, initial, X, y, sizes, noise, times, ci, m) -> dict:
-    """The range test at --reference-batch, each size's rate from the model, the band."""
+def _pair(args, initial, X, y, sizes, used, times, m) -> dict:
+    """The range test at --reference-batch, each size's rate from the model, the band.
+
+    ``used``: the interval of the noise scale --noise-scale picks (B_simple or B_noise).
+    """
     from deepgrad.diagnostics import batchsize
 
     rt = batchsize.lr_range_test(
@@ -275,19 +319,21 @@ def _pair(args, initial, X, y, sizes, noise, times, ci, m) -> dict:
         examples=args.range_examples,
         seed=args.seed,
     )
-    rates = batchsize.scaled_rates(
-        rt.best, args.reference_batch, noise.b_simple, sizes, rt.largest_stable
-    )
+    b = used.estimate[0]  # b_simple or b_noise: the first field of either record
+    rates = batchsize.scaled_rates(rt.best, args.reference_batch, b, sizes, rt.largest_stable)
+    if args.noise_scale == "full":
+        noise = f"B_noise = tr(H Sigma)/(G^T H G) = {b:.0f} (Hessian-vector products)"
+    else:
+        noise = f"B_noise ~ B_simple = {b:.0f} (a well-conditioned Hessian)"
     return {
         "range_test": rt._asdict(),
         "rates": rates,
         "assumption": (
-            f"B_noise ~ B_simple = {noise.b_simple:.0f} (a well-conditioned Hessian); "
-            f"eps(B) = eps_max / (1 + B_noise/B) with eps({args.reference_batch}) = "
+            f"{noise}; eps(B) = eps_max / (1 + B_noise/B) with eps({args.reference_batch}) = "
             f"{rt.best:g} from the range test, capped at the largest stable rate "
             f"{rt.largest_stable:g}"
         ),
-        "band": batchsize.band(times, ci, m, args.band_factor),
+        "band": batchsize.band(times, used, m, args.band_factor),
     }
 
 
@@ -378,7 +424,17 @@ def _report(args, noise, rec, ttt, pair, ci, track, val) -> None:
         f"{noise.examples} examples, after {args.warmup_epochs:g} warm-up epochs at cost "
         f"{pair['cost_at_estimate']:.4g})"
     )
-    print(f"{'batch':>6} {'ms/step':>9} {'s/epoch':>9} {'1+Bs/B':>8} {'rel. time':>10} {'lr':>8}")
+    full = pair["b_noise"]
+    if full is not None:
+        hi = "inf" if not np.isfinite(full["high"]) else f"{full['high']:.1f}"
+        print(
+            f"full noise scale B_noise = {full['b_noise']:.1f}, {full['level']:.0%} interval "
+            f"[{full['low']:.1f}, {hi}] (tr(H Sigma) {full['trace_h_sigma']:.4g}, G^T H G "
+            f"{full['g_h_g']:.4g}, the same batches, {full['hvps']} Hessian-vector products)"
+        )
+    name = _NAME[args.noise_scale]
+    factor = "1+Bn/B" if args.noise_scale == "full" else "1+Bs/B"
+    print(f"{'batch':>6} {'ms/step':>9} {'s/epoch':>9} {factor:>8} {'rel. time':>10} {'lr':>8}")
     for r in rec.rows:
         print(
             f"{r['batch_size']:>6} {r['step_s'] * 1e3:>9.3f} {r['epoch_s']:>9.2f} "
@@ -396,7 +452,8 @@ def _report(args, noise, rec, ttt, pair, ci, track, val) -> None:
     else:
         print(
             f"recommended batch size: {pick['batch_size']} with learning rate "
-            f"{pick['learning_rate']:.3g}; band (within {args.band_factor:g}x for B_simple in "
+            f"{pick['learning_rate']:.3g} (noise scale: {name}, --noise-scale "
+            f"{args.noise_scale}); band (within {args.band_factor:g}x for {name} in "
             f"its interval): {', '.join(map(str, pair['band']))}. It holds near cost "
             f"{pair['cost_at_estimate']:.4g}; the noise scale grows as the cost falls. "
             f"Why: {rec.reason}. Learning rates: {pair['assumption']}"

@@ -27,6 +27,10 @@ per-example gradient. With B examples of one batch and their mean gradient g_bar
 averaged over several batches before taking the ratio (the ratio of means is far less
 noisy than the mean of ratios). The L2 term is deterministic: it adds nothing to Sigma
 and is left out of G here (the noise scale of the data loss).
+
+The full noise scale B_noise = tr(H Sigma) / (G^T H G) (``b_noise_interval``) weighs the
+noise and the gradient by the Hessian H; it comes from Hessian-vector products (central
+differences of two gradients) on groups of the same batches (``curvature_moments``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import numpy as np
 from deepgrad.core import activations, losses
 from deepgrad.core import network as nw
 from deepgrad.core.checks import check_float, check_int
+from deepgrad.core.flat import flatten
 
 __all__ = [
     "per_example_sq_norms",
@@ -49,6 +54,12 @@ __all__ = [
     "noise_scale_interval",
     "NoiseInterval",
     "student_t_quantile",
+    "ratio_interval",
+    "batch_rows",
+    "b_noise_interval",
+    "BNoise",
+    "curvature_moments",
+    "hessian_vector_product",
     "lr_range_test",
     "RangeTest",
     "scaled_rates",
@@ -141,8 +152,7 @@ def batch_moments(params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: i
     """
     m, B = X.shape[0], batch_size
     traces, grads = np.empty(batches), np.empty(batches)
-    for k in range(batches):
-        idx = np.sort(rng.choice(m, B, replace=False))
+    for k, idx in enumerate(batch_rows(rng, m, B, batches)):
         Xb = np.asarray(X[idx], dtype=params["W1"].dtype)
         sq, mean = per_example_sq_norms(params, Xb, Y[idx], spec)
         gbar_sq = sum(float(np.sum(np.square(v, dtype=np.float64))) for v in mean.values())
@@ -152,6 +162,15 @@ def batch_moments(params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: i
         traces[k] = s2 * (m - 1) / m
         grads[k] = gbar_sq - s2 * (m - B) / (m * B)
     return traces, grads
+
+
+def batch_rows(rng: np.random.Generator, m: int, batch_size: int, batches: int) -> list:
+    """``batches`` independent sorted draws of ``batch_size`` distinct rows out of m.
+
+    All drawn before any is used, so every estimator built on them (``batch_moments``,
+    ``curvature_moments``) sees the same batches from the same ``rng`` state.
+    """
+    return [np.sort(rng.choice(m, batch_size, replace=False)) for _ in range(batches)]
 
 
 def candidate_sizes(m: int, low: int = 16, high: int = 8192) -> list[int]:
@@ -193,16 +212,27 @@ def step_times(net, X, Y, sizes, steps: int = 20, repeats: int = 3) -> dict[int,
 
 class Recommendation(NamedTuple):
     batch_size: int
-    b_simple: float
+    b_simple: float  # the noise scale used: B_simple, or B_noise when ``name`` says so
     rows: list  # per size: dict(batch_size, step_s, epoch_s, steps_factor, relative_time)
     reason: str
+    name: str = "B_simple"  # which noise scale b_simple holds: "B_simple" or "B_noise"
 
 
-def recommend(times: dict[int, float], b_simple: float, m: int) -> Recommendation:
+# the denominator of each noise scale, for the reason of a recommendation
+_DENOMINATOR = {"B_simple": "|G|^2", "B_noise": "G^T H G"}
+
+
+def recommend(
+    times: dict[int, float], b_simple: float, m: int, name: str = "B_simple"
+) -> Recommendation:
     """Pick the size minimising the predicted time to a target, (1 + B_simple/B) t_step(B).
 
-    ``times``: seconds per step by batch size; ``m``: examples per epoch.
+    ``times``: seconds per step by batch size; ``m``: examples per epoch. ``b_simple`` is
+    the noise scale used, named ``name`` in the reason: "B_simple" or "B_noise" (the full
+    one of ``b_noise_interval``).
     """
+    if name not in _DENOMINATOR:
+        raise ValueError(f"name must be one of {sorted(_DENOMINATOR)}, got {name!r}")
     rows = []
     for b, t in sorted(times.items()):
         factor = 1.0 + (b_simple / b if math.isfinite(b_simple) else 1.0)
@@ -221,19 +251,20 @@ def recommend(times: dict[int, float], b_simple: float, m: int) -> Recommendatio
     bb = best["batch_size"]
     if not math.isfinite(b_simple):
         reason = (
-            f"the gradient is lost in the noise at this point (|G|^2 <= 0 estimated): "
+            f"the gradient is lost in the noise at this point ({_DENOMINATOR[name]} <= 0 "
+            f"estimated): "
             f"batch size {bb} is the cheapest per unit of progress measured here"
         )
     else:
         small = min(rows, key=lambda r: r["batch_size"])
         reason = (
-            f"B_simple ~ {b_simple:.0f}: steps needed scale as 1 + B_simple/B, so batches "
+            f"{name} ~ {b_simple:.0f}: steps needed scale as 1 + {name}/B, so batches "
             f"much below ~{b_simple:.0f} spend their steps on noise, and beyond it extra "
             f"examples add little progress. A step at {bb} takes {best['step_s'] * 1e3:.2f} ms "
             f"vs {small['step_s'] * 1e3:.2f} ms at {small['batch_size']}; "
-            f"(1 + B_simple/B) x time per step is smallest at {bb}"
+            f"(1 + {name}/B) x time per step is smallest at {bb}"
         )
-    return Recommendation(bb, b_simple, rows, reason)
+    return Recommendation(bb, b_simple, rows, reason, name)
 
 
 class Run(NamedTuple):
@@ -388,13 +419,16 @@ def time_to_target(
 
 # -- the noise scale with its uncertainty ---------------------------------------------------
 class NoiseInterval(NamedTuple):
-    """B_simple with a bootstrap confidence interval [low, high] at ``level``.
+    """A noise scale with its confidence interval [low, high] at ``level``.
 
-    ``high`` is inf when some resamples estimate |G|^2 <= 0 (the gradient may be lost in
-    the noise: the data cannot rule out that any batch is small).
+    ``estimate`` is a ``NoiseScale`` (B_simple, ``noise_scale_interval``) or a ``BNoise``
+    (B_noise, ``b_noise_interval``); the interval is ``ratio_interval``'s.
+
+    ``high`` is inf when the denominator (|G|^2 or G^T H G) is not clearly above 0 (the
+    gradient may be lost in the noise: the data cannot rule out that any batch is small).
     """
 
-    estimate: NoiseScale
+    estimate: NoiseScale | BNoise
     low: float
     high: float
     level: float
@@ -434,17 +468,167 @@ def noise_scale_interval(
     if B < 2:
         raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
     traces, grads = batch_moments(params, X, Y, spec, B, batches, rng)
-    T, G = float(traces.mean()), float(grads.mean())
-    est = NoiseScale(_ratio(T, G), T, G, B * batches)
-    if G <= 0:
-        return NoiseInterval(est, 0.0, math.inf, level, batches)
-    se = float(np.std(traces - est.b_simple * grads, ddof=1)) / (math.sqrt(batches) * G)
-    half = student_t_quantile((1 + level) / 2, batches - 1) * se
-    low = max(0.0, est.b_simple - half)
-    # |G|^2 not clearly above 0: the data cannot rule out an unbounded noise scale
-    t = student_t_quantile((1 + level) / 2, batches - 1)
-    g_se = float(np.std(grads, ddof=1)) / math.sqrt(batches)
-    high = math.inf if G <= t * g_se else est.b_simple + half
+    b, low, high = ratio_interval(traces, grads, level)
+    est = NoiseScale(b, float(traces.mean()), float(grads.mean()), B * batches)
+    return NoiseInterval(est, low, high, level, batches)
+
+
+def ratio_interval(num, den, level: float) -> tuple[float, float, float]:
+    """(mean(num)/mean(den), low, high): a ratio of means over K independent batches.
+
+    ``num``, ``den``: (K,) per-batch unbiased estimates of the numerator and denominator.
+    By the delta method the ratio R has standard error sd(num_k - R den_k) / (sqrt(K)
+    mean(den)); the interval is R -/+ t_{K-1} x that error (Student's t: the variance is
+    itself estimated from K values), with the lower end at least 0. When mean(den) is not
+    clearly above 0 (within t_{K-1} of its own standard error) the upper end is infinite:
+    the data cannot rule out an unbounded ratio. R = inf and [0, inf] when mean(den) <= 0.
+    """
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    K = num.shape[0]
+    N, D = float(num.mean()), float(den.mean())
+    if D <= 0:
+        return _ratio(N, D), 0.0, math.inf
+    R = N / D
+    t = student_t_quantile((1 + level) / 2, K - 1)
+    half = t * float(np.std(num - R * den, ddof=1)) / (math.sqrt(K) * D)
+    d_se = float(np.std(den, ddof=1)) / math.sqrt(K)
+    return R, max(0.0, R - half), math.inf if D <= t * d_se else R + half
+
+
+# -- the full noise scale: curvature from Hessian-vector products -------------------------
+class BNoise(NamedTuple):
+    """B_noise = trace_h_sigma / g_h_g (McCandlish et al.'s noise scale, with the Hessian).
+
+    ``examples``: rows of the noise batches; ``hvps``: Hessian-vector products computed
+    (each is two gradients of a Hessian batch of as many rows).
+    """
+
+    b_noise: float
+    trace_h_sigma: float  # tr(H Sigma) estimate
+    g_h_g: float  # G^T H G estimate
+    examples: int
+    hvps: int
+
+
+def hessian_vector_product(params: dict, X, Y, spec: nw.Spec, v):
+    """H v for the Hessian H of the mean data loss over the rows X (m, n^[0]), Y (m, n^[L]).
+
+    ``params`` and ``v`` (the flat layout of ``core.flat.flatten``) in float64. A central
+    difference of two hand-written gradients, [g(theta + h v) - g(theta - h v)] / (2h),
+    error O(h^2) (exact for a quadratic loss). The step moves theta by
+    eps^(1/3) max(|theta|, 1) in norm: the balance of truncation (h^2) and rounding
+    (eps/h) for a central difference, relative to the scale of the parameters.
+    """
+    theta, unflatten = flatten(params)
+    nv = float(np.linalg.norm(v))
+    if nv == 0.0:
+        return np.zeros_like(theta)
+    h = np.finfo(np.float64).eps ** (1 / 3) * max(float(np.linalg.norm(theta)), 1.0) / nv
+
+    def grad(th):
+        return flatten(nw.cost_and_gradients(unflatten(th), X, Y, spec)[1])[0]
+
+    return (grad(theta + h * v) - grad(theta - h * v)) / (2 * h)
+
+
+def curvature_moments(
+    params: dict, X, Y, spec: nw.Spec, batch_size: int, batches: int, rng, groups: int = 4
+):
+    """Per-batch unbiased estimates (tr(H Sigma) (batches,), G^T H G (batches,)), float64.
+
+    The batches are ``batch_rows``' (the same as ``batch_moments``' from the same ``rng``
+    state). Each is split at random into J = ``groups`` groups of n rows with mean
+    gradients a_j (mean a), and an independent Hessian batch of n rows gives H_D
+    (E[H_D] = H and independent of the a_j, so E[a_j^T H_D a_j] = E[a_j^T H a_j]).
+    Rows are drawn without replacement from m, so the a_j have covariance
+    Sigma (m - n)/(n (m - 1)) each and -Sigma/(m - 1) between two groups, and
+
+        tr(H Sigma)_hat = n (m - 1)/m x sum_j (a_j - a)^T H (a_j - a) / (J - 1)
+        G^T H G_hat     = a^T H a - tr(H Sigma)_hat (m - J n) / (J n (m - 1))
+
+    are unbiased: J Hessian-vector products per batch (H a and H (a_j - a) for J - 1
+    groups; the deviations sum to 0) instead of one per example.
+    """
+    m, n = X.shape[0], batch_size // groups
+    p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+
+    def rows(idx):
+        return np.asarray(X[idx], dtype=np.float64), np.asarray(Y[idx], dtype=np.float64)
+
+    def mean_grad(idx):
+        return flatten(nw.cost_and_gradients(p64, *rows(idx), spec)[1])[0]
+
+    traces, curv = np.empty(batches), np.empty(batches)
+    for k, idx in enumerate(batch_rows(rng, m, batch_size, batches)):
+        split = rng.permutation(idx)[: groups * n].reshape(groups, n)
+        hess = rows(np.sort(rng.choice(m, n, replace=False)))  # as costly as a group
+        a = np.stack([mean_grad(np.sort(g)) for g in split])
+        mean = a.mean(axis=0)
+        dev = a[:-1] - mean
+        Hdev = np.stack([hessian_vector_product(p64, *hess, spec, v) for v in dev])
+        Hdev = np.vstack([Hdev, -Hdev.sum(axis=0)])  # H (a_J - a) = -sum of the others
+        dev = np.vstack([dev, -dev.sum(axis=0)])
+        quad = float(np.sum(dev * Hdev))
+        traces[k] = n * (m - 1) / m * quad / (groups - 1)
+        curv[k] = mean @ hessian_vector_product(p64, *hess, spec, mean) - traces[k] * (
+            m - groups * n
+        ) / (groups * n * (m - 1))
+    return traces, curv
+
+
+def b_noise_interval(
+    params: dict,
+    X,
+    Y,
+    spec: nw.Spec,
+    batch_size: int = 1024,
+    batches: int = 16,
+    level: float = 0.9,
+    rng: np.random.Generator | None = None,
+    groups: int = 4,
+) -> NoiseInterval:
+    """B_noise = tr(H Sigma) / (G^T H G) and its confidence interval at ``level``.
+
+    X (m, n^[0]), Y encoded (m, n^[L]). The full noise scale of McCandlish et al. (2018),
+    which B_simple = tr(Sigma)/|G|^2 equals when the Hessian H of the data loss is a
+    multiple of the identity. Per-batch estimates from ``curvature_moments`` (the batches
+    of ``noise_scale_interval`` for the same ``rng``), the ratio of their means with the
+    interval of ``ratio_interval``. Cost: per batch, 2 gradients of half-batches and 4 of
+    a Hessian batch of ``batch_size`` rows (about 5x ``noise_scale_interval``).
+
+    Raises ValueError when B_noise is undefined here: non-finite Hessian-vector products or
+    tr(H Sigma) estimated <= 0. G^T H G not clearly above 0 gives an infinite upper end
+    (and G^T H G <= 0 an infinite estimate), as |G|^2 does for B_simple: the gradient is
+    lost in the noise, or the loss curves down along it; the two are not told apart (a
+    test for "clearly below 0" misfires on convex problems: the per-batch G^T H G are
+    heavy-tailed).
+
+    Examples
+    --------
+    >>> ci = b_noise_interval(net.params, X, Y, net.spec, batch_size=256)  # doctest: +SKIP
+    >>> ci.low <= ci.estimate.b_noise <= ci.high  # doctest: +SKIP
+    True
+    """
+    batch_size = check_int("batch_size", batch_size, 2)
+    batches = check_int("batches", batches, 2)
+    level = check_float("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    rng = np.random.default_rng(0) if rng is None else rng
+    B = min(batch_size, X.shape[0])
+    if B < 2:
+        raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
+    groups = check_int("groups", groups, 2, B)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite: the error below
+        traces, curv = curvature_moments(params, X, Y, spec, B, batches, rng, groups)
+    if not (np.all(np.isfinite(traces)) and np.all(np.isfinite(curv))):
+        raise ValueError("B_noise: the Hessian-vector products are not finite here")
+    T, Q = float(traces.mean()), float(curv.mean())
+    if T <= 0:
+        raise ValueError(
+            f"B_noise: tr(H Sigma) is estimated {T:.3g} <= 0 (the loss curves down along "
+            "the gradient noise here), so tr(H Sigma)/(G^T H G) is undefined"
+        )
+    b, low, high = ratio_interval(traces, curv, level)
+    est = BNoise(b, T, Q, groups * (B // groups) * batches, groups * batches)
     return NoiseInterval(est, low, high, level, batches)
 
 

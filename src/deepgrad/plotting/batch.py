@@ -106,7 +106,7 @@ def sweep_figure(rec, fig=None, title: str | None = None, time_to_target=None, b
     for ax in axes:
         if math.isfinite(rec.b_simple):
             ax.axvline(
-                rec.b_simple, color="gray", ls="--", lw=1, label=f"B_simple = {rec.b_simple:.0f}"
+                rec.b_simple, color="gray", ls="--", lw=1, label=f"{rec.name} = {rec.b_simple:.0f}"
             )
         ax.axvline(
             rec.batch_size, color="tab:red", ls=":", lw=1.5, label=f"recommended {rec.batch_size}"
