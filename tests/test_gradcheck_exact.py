@@ -280,70 +280,29 @@ def test_dropout_with_frozen_masks_equals_the_plain_formula(seed, act):
     assert dg.gradcheck_network(net, X, y, masks=masks).passed
 
 
-# -- the NumPy path: numba's kernel and NumPy's in-place forms --------------------------------
+# -- the NumPy path: in place, in per-thread scratch arrays ----------------------------------
 
 
-def test_compiled_tanh_difference_matches_mpmath_with_every_form_in_one_batch():
-    mp = pytest.importorskip("mpmath")
-    kernels = diffprop.compiled_kernels()
-    if kernels is None:
-        pytest.skip("numba is not installed")
-    mp.mp.dps = 60
-    rng = np.random.default_rng(3)
-    Z = np.concatenate([rng.normal(size=40) * 3, [25.0, -25.0, 1e-12, -3e-10]]).reshape(4, 11)
-    scales = np.array([1e-12, 1e-9, 1e-6, 1e-3, 0.3])[:, None, None]
-    for D in (rng.normal(size=(5, 4, 11)) * scales, rng.normal(size=(2, 4, 11)) * 1e-10):
-        out = np.empty_like(D)
-        kernels.tanh_difference(
-            D, *diffprop.ACTIVATION_DIFFERENCES["tanh"][0](Z), 2.0**-53, 1e-4, out
-        )
-        for k, i, j in np.ndindex(D.shape):
-            z, d = mp.mpf(Z[i, j]), mp.mpf(D[k, i, j])
-            ref = float(mp.tanh(z + d) - mp.tanh(z))
-            assert abs(out[k, i, j] - ref) <= 2e-15 * abs(ref), (k, i, j)
-
-
-def _with_and_without_numba(monkeypatch, check):
-    """check() with numba's kernel (where installed) and with NumPy's forms."""
-    fast = check()
-    monkeypatch.setenv(diffprop.NUMBA_ENV, "0")
-    assert diffprop.compiled_kernels() is None
-    slow = check()
-    monkeypatch.delenv(diffprop.NUMBA_ENV)
-    return fast, slow
-
-
-def test_t2_numbers_are_the_same_with_and_without_numba(monkeypatch):
-    net, X, y = t2()
-    fast, slow = _with_and_without_numba(
-        monkeypatch, lambda: dg.gradcheck_network(net, X, y, l2=0.01, workers=2)
-    )
-    assert fast.passed and slow.passed and fast.relative_error <= 1e-15
-    for k in net.params:  # the first-order form in both: the same operations
-        np.testing.assert_array_equal(fast.numerical[k], slow.numerical[k])
-
-
-@pytest.mark.parametrize("eps", [1e-5, 1e-3])  # sinh's series; the exponential form
-def test_larger_steps_agree_with_and_without_numba(monkeypatch, eps):
-    net, X, y = problem("tanh", "softmax", sizes=(8, 16, 16, 16))
-    fast, slow = _with_and_without_numba(
-        monkeypatch, lambda: dg.gradcheck_network(net, X, y, l2=0.01, eps=eps)
-    )
-    for k in net.params:  # (steps this large fail the check: their truncation, eps^2)
-        scale = float(np.max(np.abs(slow.numerical[k])))
-        np.testing.assert_allclose(fast.numerical[k], slow.numerical[k], rtol=0, atol=1e-14 * scale)
-
-
-@pytest.mark.parametrize("dtype, factor", [("float64", 1e-8), ("float32", 1e-4)])
-def test_one_element_off_is_named_with_and_without_numba(monkeypatch, dtype, factor):
-    net, X, y = problem("tanh", "sigmoid", sizes=(10, 24, 24, 24), dtype=dtype)
-    g = np.abs(dg.gradcheck_network(net, X, y, l2=0.01).analytic["W2"])
-    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(g)), g.shape))
-    bad = scaled_backward("W2", index, factor)
-    for r in _with_and_without_numba(
-        monkeypatch, lambda: dg.gradcheck_network(net, X, y, l2=0.01, backward=bad)
-    ):
-        assert not r.passed and (r.failures[0].name, r.failures[0].index) == ("W2", index)
+@pytest.mark.parametrize("step", [1e-9, 1e-5, 1e-3])  # tanh's first-order, series, exp forms
+def test_numpy_in_place_differences_equal_the_generic_loop(step):
+    # array_api_strict arrays take the array-API loop of diffprop.differences (fresh arrays),
+    # NumPy arrays its in-place loop in scratch arrays: the same operations, the same numbers.
+    xps = pytest.importorskip("array_api_strict")
+    net, X, y = problem("tanh", "sigmoid", sizes=(8, 16, 16, 16), m=40)
+    rng = np.random.default_rng(4)
+    rows, cols = rng.integers(0, 16, 12), rng.integers(0, 8, 12)
+    deltas = rng.choice([-1.0, 1.0], 12) * step
+    a = diffprop.base(net.params, X, y[:, None], net.spec)
+    s = xps.asarray
+    b = diffprop.base({k: s(v) for k, v in net.params.items()}, s(X), s(y[:, None]), net.spec)
+    for l, is_w in ((1, True), (2, True), (2, False), (3, True)):
+        got, _ = diffprop.differences(a, l, rows, cols, deltas, is_w, False)
+        ref, _ = diffprop.differences(b, l, s(rows), s(cols), s(deltas), is_w, False)
+        if l < 3:
+            np.testing.assert_array_equal(got, np.asarray(ref))
+        else:  # no hidden layer after l: the generic loop sums its strided (K, m) view in
+            # another order than NumPy's pairwise sum of a row-major one
+            np.testing.assert_allclose(got, np.asarray(ref), rtol=1e-14)
 
 
 # -- the report, torch, fallback --------------------------------------------------------------

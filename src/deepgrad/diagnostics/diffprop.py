@@ -25,15 +25,12 @@ relative precision. The result is the exact difference of the real cost for a st
 exactly d (not of the rounded w + d), to the full relative precision of the dtype. Every
 function takes its array namespace from its inputs, so NumPy arrays and torch tensors (CPU
 or GPU) go through the same code; on NumPy the layers after the perturbed one run in
-per-thread scratch arrays, and tanh's difference in one compiled pass where numba is
-installed (``diffkernels``; DEEPGRAD_DIFFPROP_NUMBA=0 keeps NumPy's forms). Shapes: a
-batch of K perturbed networks is (K, m, n) against the base (m, n).
+per-thread scratch arrays, tanh's difference in place. Shapes: a batch of K perturbed
+networks is (K, m, n) against the base (m, n).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
@@ -54,8 +51,6 @@ __all__ = [
     "loss_difference_sums",
     "differences",
     "scratch",
-    "compiled_kernels",
-    "NUMBA_ENV",
 ]
 
 _SMALL = {"float64": 1e-4, "float32": 1e-2}  # |d| up to which sinh d = d + d^3/6 in dtype
@@ -351,18 +346,14 @@ def _downstream_numpy(b: Base, l: int, dA: np.ndarray, rows, crossed):
 
 
 def _difference_in_place(name: str, Z, D: np.ndarray, pre) -> np.ndarray:
-    """``activation_difference(name, Z, D, pre)`` for NumPy, the same numbers in float64:
-    for tanh, numba's kernel (``compiled_kernels``) into a scratch array or NumPy's forms
-    written over D; the other activations' functions as they are."""
+    """``activation_difference(name, Z, D, pre)`` for NumPy, the same numbers: tanh's
+    forms written over D (and per-thread scratch arrays), the other activations' as they
+    are. (A numba kernel of the tanh forms in one pass was measured no faster on T2, and
+    importing numba adds 0.4 s to a process's first check.)"""
     if name != "tanh":
         return activation_difference(name, Z, D, pre)
     t, q = pre[0], pre[1]
     unit, small = _UNIT.get(D.dtype.name, 0.0), _SMALL.get(D.dtype.name, 0.0)
-    kernels = compiled_kernels()
-    if kernels is not None:
-        out = scratch("dA", D.shape, D.dtype)
-        kernels.tanh_difference(D, *pre, unit, small, out)
-        return out
     biggest = _max_abs(D)
     if biggest * biggest < unit:
         den = np.multiply(t, D, out=scratch("den", D.shape, D.dtype))
@@ -382,27 +373,6 @@ def _difference_in_place(name: str, Z, D: np.ndarray, pre) -> np.ndarray:
         s *= q
         return np.divide(s, den, out=D)
     return _tanh_diff(Z, D, pre)
-
-
-NUMBA_ENV = "DEEPGRAD_DIFFPROP_NUMBA"  # "0": the NumPy forms even where numba is installed
-
-
-def compiled_kernels():
-    """``deepgrad.diagnostics.diffkernels`` (numba), or None: numba is not installed, or
-    the environment's DEEPGRAD_DIFFPROP_NUMBA is "0". Imported on first use, so neither
-    ``import deepgrad`` nor a check on torch loads numba."""
-    if os.environ.get(NUMBA_ENV, "1") == "0":
-        return None
-    return _import_kernels()
-
-
-@functools.cache
-def _import_kernels():
-    try:
-        from deepgrad.diagnostics import diffkernels
-    except ImportError:  # numba is optional (the demo and test extras install it)
-        return None
-    return diffkernels
 
 
 _WORKSPACE = threading.local()
