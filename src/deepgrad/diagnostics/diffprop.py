@@ -348,8 +348,7 @@ def _downstream_numpy(b: Base, l: int, dA: np.ndarray, rows, crossed):
 def _difference_in_place(name: str, Z, D: np.ndarray, pre) -> np.ndarray:
     """``activation_difference(name, Z, D, pre)`` for NumPy, the same numbers: tanh's
     forms written over D (and per-thread scratch arrays), the other activations' as they
-    are. (A numba kernel of the tanh forms in one pass was measured no faster on T2, and
-    importing numba adds 0.4 s to a process's first check.)"""
+    are."""
     if name != "tanh":
         return activation_difference(name, Z, D, pre)
     t, q = pre[0], pre[1]
