@@ -12,11 +12,12 @@ the tight element-wise plain loop.
 T2: layers [20, 50, 50, 50, 50, 1], tanh hidden, sigmoid output, binary cross-entropy
 + L2 (lambda = 0.01), float64, m = 256 examples, P = 8751 parameters, eps = 1e-7.
 
-Times, in one run, one thread, CPU seconds (best of two for the batched checks):
-- ``gradcheck_network`` (exact, the default) and ``gradcheck_network(method="plain")``
-  (the seed's formula, batched the same way: what gradcheck_network did before);
-- the tight element-wise loop: ``deepgrad.gradcheck`` on theta -> network.cost (2P full
-  cost evaluations).
+Times: exact / plain (batched, ``gradcheck_network(method="plain")``), at 1 and 2
+threads (``workers`` and threadpoolctl's limit), the medians of 5 rounds that alternate
+the two in one process, wall and CPU seconds: a ratio taken this way holds on a machine
+shared with other jobs, where absolute seconds do not. Then (not with --quick) the tight
+element-wise loop once: ``deepgrad.gradcheck`` on theta -> network.cost (2P full cost
+evaluations), CPU seconds.
 
 Run: ``make bench-gradcheck`` or ``python bench/gradcheck.py``.
 """
@@ -212,24 +213,61 @@ def planted_rows():
     return rows
 
 
-def timing_rows():
+TIMING_ROUNDS = 5  # exact and plain alternate, so a neighbour's load falls on both
+
+
+def ratio_rows(net, X, y, rounds=TIMING_ROUNDS):
+    """exact / plain (batched) at 1 and 2 threads: medians of ``rounds`` alternating runs
+    in this process (wall and CPU seconds), with threadpoolctl's limit at the threads."""
+    from threadpoolctl import threadpool_limits
+
+    rows = []
+    for workers in (1, 2):
+        runs = {"exact": [], "plain": []}
+        with threadpool_limits(workers):
+            dg.gradcheck_network(net, X, y, l2=L2, workers=workers)  # numba's load, if any
+            for _ in range(rounds):
+                for method in runs:
+                    check = lambda m=method, w=workers: dg.gradcheck_network(  # noqa: E731
+                        net, X, y, l2=L2, method=m, workers=w
+                    )
+                    runs[method].append(timed(check))
+        med = {m: [float(np.median([r[i] for r in runs[m]])) for i in (0, 1)] for m in runs}
+        row = {"threads": workers, "rounds": rounds}
+        for m in runs:
+            row |= {f"{m}_wall_s": med[m][0], f"{m}_cpu_s": med[m][1]}
+            row[f"{m}_relative_error"] = runs[m][0][2].relative_error
+        row["ratio_wall"] = med["exact"][0] / med["plain"][0]
+        row["ratio_cpu"] = med["exact"][1] / med["plain"][1]
+        print(
+            f"  {workers} thread(s): exact {med['exact'][0]:.2f} s, plain {med['plain'][0]:.2f} "
+            f"s (wall, median of {rounds}): exact / plain {row['ratio_wall']:.2f} "
+            f"(CPU {row['ratio_cpu']:.2f})",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def timing_rows(quick=False):
     net, X, y = reference_problem()
-    plain = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, method="plain", workers=1))
-    exact = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, workers=1))
-    loop = timed(lambda: plain_loop(net, X, y))
-    plain2 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, method="plain", workers=1))
-    exact2 = timed(lambda: dg.gradcheck_network(net, X, y, l2=L2, workers=1))
-    best = lambda a, b: min(a[1], b[1])  # noqa: E731 - CPU seconds, best of two
-    return {
-        "plain_network_cpu_s": best(plain, plain2),
-        "exact_cpu_s": best(exact, exact2),
-        "elementwise_loop_cpu_s": loop[1],
-        "exact_over_plain_network": best(exact, exact2) / best(plain, plain2),
-        "loop_over_exact": loop[1] / best(exact, exact2),
-        "exact_relative_error": exact[2].relative_error,
-        "plain_relative_error": plain[2].relative_error,
-        "loop_relative_error": loop[2].relative_error,
+    out = {"ratios": ratio_rows(net, X, y, 3 if quick else TIMING_ROUNDS)}
+    one = out["ratios"][0]
+    out |= {
+        "plain_network_cpu_s": one["plain_cpu_s"],
+        "exact_cpu_s": one["exact_cpu_s"],
+        "exact_over_plain_network": one["ratio_cpu"],
+        "exact_relative_error": one["exact_relative_error"],
+        "plain_relative_error": one["plain_relative_error"],
     }
+    if not quick:
+        loop = timed(lambda: plain_loop(net, X, y))
+        out |= {
+            "elementwise_loop_cpu_s": loop[1],
+            "loop_over_exact": loop[1] / one["exact_cpu_s"],
+            "loop_relative_error": loop[2].relative_error,
+        }
+    return out
 
 
 def main() -> None:
@@ -244,8 +282,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, numpy {np.__version__}; load {os.getloadavg()[0]:.1f}"
     )
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"}
-    print("timing (1 thread, CPU seconds):", flush=True)
-    result["timing"] = timing_rows()
+    print("timing (exact / plain, alternating, medians):", flush=True)
+    result["timing"] = timing_rows(args.quick)
     print(json.dumps(result["timing"], indent=1), flush=True)
     print("correct backprop:", flush=True)
     result["correct"] = correct_rows(seeds)
@@ -313,18 +351,25 @@ def markdown(res) -> str:
     n = len(res["planted"]) // 2
     lines += [
         "",
-        "| T2, 1 thread | CPU s | relative error |",
-        "|---|---:|---:|",
-        f"| exact (default) | {t['exact_cpu_s']:.2f} | {t['exact_relative_error']:.1e} |",
-        f"| plain, batched (today's gradcheck_network) | {t['plain_network_cpu_s']:.2f} | "
-        f"{t['plain_relative_error']:.1e} |",
-        f"| plain, element-wise loop (dg.gradcheck) | {t['elementwise_loop_cpu_s']:.2f} | "
-        f"{t['loop_relative_error']:.1e} |",
+        "| T2, threads | exact, s | plain (batched), s | exact / plain, wall | CPU |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in t["ratios"]:
+        lines.append(
+            f"| {r['threads']} | {r['exact_wall_s']:.2f} | {r['plain_wall_s']:.2f} | "
+            f"{r['ratio_wall']:.2f} | {r['ratio_cpu']:.2f} |"
+        )
+    lines += [
         "",
-        f"exact / batched plain: {t['exact_over_plain_network']:.2f}x; element-wise loop "
-        f"/ exact: {t['loop_over_exact']:.1f}x. Planted bugs caught: float64 "
+        f"Relative error: exact {t['exact_relative_error']:.1e}, plain "
+        f"{t['plain_relative_error']:.1e}. Planted bugs caught: float64 "
         f"{caught['float64']}/{n}, float32 {caught['float32']}/{n}.",
     ]
+    if "loop_over_exact" in t:
+        lines.append(
+            f"Element-wise loop (dg.gradcheck): {t['elementwise_loop_cpu_s']:.2f} CPU s, "
+            f"{t['loop_over_exact']:.1f}x the exact method's."
+        )
     return "\n".join(lines)
 
 

@@ -280,6 +280,31 @@ def test_dropout_with_frozen_masks_equals_the_plain_formula(seed, act):
     assert dg.gradcheck_network(net, X, y, masks=masks).passed
 
 
+# -- the NumPy path: in place, in per-thread scratch arrays ----------------------------------
+
+
+@pytest.mark.parametrize("step", [1e-9, 1e-5, 1e-3])  # tanh's first-order, series, exp forms
+def test_numpy_in_place_differences_equal_the_generic_loop(step):
+    # array_api_strict arrays take the array-API loop of diffprop.differences (fresh arrays),
+    # NumPy arrays its in-place loop in scratch arrays: the same operations, the same numbers.
+    xps = pytest.importorskip("array_api_strict")
+    net, X, y = problem("tanh", "sigmoid", sizes=(8, 16, 16, 16), m=40)
+    rng = np.random.default_rng(4)
+    rows, cols = rng.integers(0, 16, 12), rng.integers(0, 8, 12)
+    deltas = rng.choice([-1.0, 1.0], 12) * step
+    a = diffprop.base(net.params, X, y[:, None], net.spec)
+    s = xps.asarray
+    b = diffprop.base({k: s(v) for k, v in net.params.items()}, s(X), s(y[:, None]), net.spec)
+    for l, is_w in ((1, True), (2, True), (2, False), (3, True)):
+        got, _ = diffprop.differences(a, l, rows, cols, deltas, is_w, False)
+        ref, _ = diffprop.differences(b, l, s(rows), s(cols), s(deltas), is_w, False)
+        if l < 3:
+            np.testing.assert_array_equal(got, np.asarray(ref))
+        else:  # no hidden layer after l: the generic loop sums its strided (K, m) view in
+            # another order than NumPy's pairwise sum of a row-major one
+            np.testing.assert_allclose(got, np.asarray(ref), rtol=1e-14)
+
+
 # -- the report, torch, fallback --------------------------------------------------------------
 
 

@@ -24,14 +24,18 @@ The second forms never compute z + d, whose rounding (ulp(z)) would otherwise co
 relative precision. The result is the exact difference of the real cost for a step of
 exactly d (not of the rounded w + d), to the full relative precision of the dtype. Every
 function takes its array namespace from its inputs, so NumPy arrays and torch tensors (CPU
-or GPU) go through the same code. Shapes: a batch of K perturbed networks is (K, m, n)
-against the base (m, n).
+or GPU) go through the same code; on NumPy the layers after the perturbed one run in
+per-thread scratch arrays, tanh's difference in place. Shapes: a batch of K perturbed
+networks is (K, m, n) against the base (m, n).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
+
+import numpy as np
 
 from deepgrad.core import activations, dropout, losses
 from deepgrad.core import network as nw
@@ -46,6 +50,7 @@ __all__ = [
     "activation_difference",
     "loss_difference_sums",
     "differences",
+    "scratch",
 ]
 
 _SMALL = {"float64": 1e-4, "float32": 1e-2}  # |d| up to which sinh d = d + d^3/6 in dtype
@@ -283,9 +288,9 @@ def differences(b: Base, l: int, rows, cols, deltas, is_w: bool, track_kinks: bo
     xp = namespace(b.Z[0])
     spec, L = b.spec, b.spec.L
     K = rows.shape[0]
-    Zl = xp.take(xp.permute_dims(b.Z[l - 1], (1, 0)), rows, axis=0)  # (K, m): unit i of Z^[l]
+    Zl = _columns(b.Z[l - 1], rows)  # (K, m): unit rows[k] of Z^[l]
     if is_w:
-        A_in = xp.take(xp.permute_dims(b.inputs[l - 1], (1, 0)), cols, axis=0)
+        A_in = _columns(b.inputs[l - 1], cols)
         Dcol = deltas[:, None] * A_in
     else:
         Dcol = deltas[:, None] * xp.ones_like(Zl)
@@ -301,7 +306,10 @@ def differences(b: Base, l: int, rows, cols, deltas, is_w: bool, track_kinks: bo
         crossed = crossed | _crossed(Zl, Dcol)
     dA = activation_difference(name, Zl, Dcol, pre_col)
     if b.masks is not None:
-        dA = dA * xp.take(xp.permute_dims(b.masks[l - 1], (1, 0)), rows, axis=0)
+        dA = dA * _columns(b.masks[l - 1], rows)
+    if isinstance(dA, np.ndarray):
+        D = _downstream_numpy(b, l, dA, rows, crossed if track_kinks else None)
+        return loss_difference_sums(spec.output, b.Z[L - 1], D, b.Y, b.out), crossed
     W_next = b.params[f"W{l + 1}"]
     D = dA[:, :, None] * xp.take(W_next, rows, axis=1).T[:, None, :]  # rank-1: (K, m, n^[l+1])
     m = Zl.shape[1]
@@ -315,9 +323,83 @@ def differences(b: Base, l: int, rows, cols, deltas, is_w: bool, track_kinks: bo
     return loss_difference_sums(spec.output, b.Z[L - 1], D, b.Y, b.out), crossed
 
 
+def _downstream_numpy(b: Base, l: int, dA: np.ndarray, rows, crossed):
+    """Delta Z^[L] (K, m, n^[L]) from the change dA (K, m) of unit rows[k] of A^[l]: the
+    loop of ``differences`` for NumPy, the same numbers, in per-thread buffers and in
+    place (fresh arrays of this size cost more in page faults than the arithmetic).
+    ``crossed`` (K,) is or-ed in place with the kinks crossed (None: not tracked)."""
+    K, m = dA.shape
+    W = b.params[f"W{l + 1}"]
+    D = scratch("D", (K, m, W.shape[0]), W.dtype)
+    np.multiply(dA[:, :, None], W.T[rows][:, None, :], out=D)  # rank-1 update of Z^[l+1]
+    for k in range(l + 1, b.spec.L):
+        if crossed is not None:
+            crossed |= _crossed(b.Z[k - 1], D)
+        D = _difference_in_place(b.spec.hidden_activation, b.Z[k - 1], D, b.pre[k - 1])
+        if b.masks is not None:
+            D *= b.masks[k - 1]
+        W = b.params[f"W{k + 1}"]
+        out = scratch(f"D{k + 1}", (K, m, W.shape[0]), W.dtype)
+        np.matmul(D.reshape(K * m, D.shape[-1]), W.T, out=out.reshape(K * m, W.shape[0]))
+        D = out
+    return D
+
+
+def _difference_in_place(name: str, Z, D: np.ndarray, pre) -> np.ndarray:
+    """``activation_difference(name, Z, D, pre)`` for NumPy, the same numbers: tanh's
+    forms written over D (and per-thread scratch arrays), the other activations' as they
+    are."""
+    if name != "tanh":
+        return activation_difference(name, Z, D, pre)
+    t, q = pre[0], pre[1]
+    unit, small = _UNIT.get(D.dtype.name, 0.0), _SMALL.get(D.dtype.name, 0.0)
+    biggest = _max_abs(D)
+    if biggest * biggest < unit:
+        den = np.multiply(t, D, out=scratch("den", D.shape, D.dtype))
+        den += 1.0
+        D *= q
+        D /= den
+        return D
+    if biggest <= small:
+        D2 = np.multiply(D, D, out=scratch("D2", D.shape, D.dtype))
+        s = np.multiply(D2, 1.0 / 6.0, out=scratch("s", D.shape, D.dtype))
+        s *= D
+        s += D  # sinh d
+        den = np.multiply(t, s, out=D)
+        den += 1.0
+        D2 *= 0.5
+        den += D2  # cosh d + tanh(z) sinh d
+        s *= q
+        return np.divide(s, den, out=D)
+    return _tanh_diff(Z, D, pre)
+
+
+_WORKSPACE = threading.local()
+
+
+def scratch(tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A reusable per-thread scratch array (NumPy) for ``tag``, shape and dtype: fresh
+    arrays above ~128 kB are mapped pages, a page fault per 4 kB on first touch, which cost
+    more than the arithmetic on them (measured). Its contents are left from its last use."""
+    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
+    key = (tag, shape, np.dtype(dtype).str)
+    if key not in cache:
+        cache[key] = np.empty(shape, dtype=dtype)
+    return cache[key]
+
+
 def _take_pre(pre, rows):
     """Columns ``rows`` of a per-layer precomputation (an array or a tuple of them), (K, m)."""
     if isinstance(pre, tuple):
         return tuple(_take_pre(p, rows) for p in pre)
-    xp = namespace(pre)
-    return xp.take(xp.permute_dims(pre, (1, 0)), rows, axis=0)
+    return _columns(pre, rows)
+
+
+def _columns(A, idx):
+    """Columns ``idx`` of A (m, n) as rows, (K, m). Taken along axis 1, not from a
+    transposed view: NumPy's take of that first copies all of A (measured); in NumPy the
+    result is made row-major again, so sums over its rows add in the same (pairwise) order."""
+    xp = namespace(A)
+    if isinstance(A, np.ndarray):
+        return np.ascontiguousarray(A[:, idx].T)
+    return xp.permute_dims(xp.take(A, idx, axis=1), (1, 0))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from typing import NamedTuple
 
 import numpy as np
 
 from deepgrad.core import activations, dropout
 from deepgrad.core import network as nw
+from deepgrad.diagnostics.diffprop import scratch
 from deepgrad.diagnostics.gradcheck.common import (
     NetworkData,
     Settings,
@@ -110,19 +110,6 @@ def _penalty(s: _State, l: int, w: np.ndarray | None, delta: np.ndarray):
     return s.l2 / (2.0 * s.m_reg) * total
 
 
-_WORKSPACE = threading.local()
-
-
-def _buffer(tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A reusable per-thread scratch array: fresh 1 MB arrays for every batch would cost a
-    page fault per 4 kB (more than the arithmetic on them, measured)."""
-    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
-    key = (tag, shape, np.dtype(dtype).str)
-    if key not in cache:
-        cache[key] = np.empty(shape, dtype=dtype)
-    return cache[key]
-
-
 def _activate(name: str, Z: np.ndarray) -> np.ndarray:
     """g(Z), in place where NumPy's ufunc is the registry's own forward (same numbers)."""
     if name == "tanh":
@@ -152,7 +139,7 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         acol = dropout.apply(acol, s.masks[l - 1].T[rows])
     dcol = acol - s.inT[l + 1][rows]  # the change of unit i of A^[l], per example
     W_next = s.params[f"W{l + 1}"]
-    Z = _buffer("Z", (K, m, W_next.shape[0]), W_next.dtype)
+    Z = scratch("Z", (K, m, W_next.shape[0]), W_next.dtype)
     np.multiply(dcol[:, :, None], W_next.T[rows][:, None, :], out=Z)  # rank-1 update ...
     Z += cache.Z[l]  # ... of Z^[l+1]
     for k in range(l + 1, L):
@@ -161,7 +148,7 @@ def _downstream(s: _State, l: int, zcol: np.ndarray, rows: np.ndarray, kinks: np
         if s.masks is not None:
             A = dropout.apply(A, s.masks[k - 1])
         W, b = s.params[f"W{k + 1}"], s.params[f"b{k + 1}"]
-        Z = _buffer(f"Z{k + 1}", (K, m, W.shape[0]), W.dtype)
+        Z = scratch(f"Z{k + 1}", (K, m, W.shape[0]), W.dtype)
         np.matmul(A.reshape(K * m, A.shape[-1]), W.T, out=Z.reshape(K * m, W.shape[0]))
         Z += b
     return Z
