@@ -372,7 +372,7 @@ def test_cli_checkpoint_mismatch_is_one_line_exit_2(tmp_path):
     assert _finish(_cli(*args))[0] == 0
     rc, err = _finish(_cli(*args[:-4], "--lr", "0.5", *args[-4:]))
     assert rc == 2
-    assert err.count("\n") == 1 and "learning_rate: 0.1 in the checkpoint, 0.5 now" in err
+    assert err.count("\n") == 1 and "learning_rate: 0.001 in the checkpoint, 0.5 now" in err
 
 
 _CKPT: dict[str, bytes] = {}

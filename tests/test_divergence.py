@@ -155,6 +155,8 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
             "train",
             "--data",
             "iris",
+            "--optimizer",
+            "gd",
             "--lr",
             "1e6",
             "--epochs",

@@ -209,7 +209,8 @@ def test_diabetes_regression_reports_r2_and_never_347_classes(tables, capsys):
 def test_cost_blowup_and_baseline_warnings(tmp_path, capsys):
     X, y, _ = datasets.load_bundled("digits", scale="minmax")
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    argv = ["train", "--data", str(tmp_path / "d.npz"), "--lr", "5", "--no-standardize"]
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--optimizer", "gd", "--lr", "5",
+            "--no-standardize", "--epochs", "20", "--keep-prob", "1"]  # fmt: skip
     assert main([*argv, "--quiet", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert "warning: the cost rose from" in err and "lower --lr" in err

@@ -404,7 +404,8 @@ def test_a_divergence_says_nothing_was_written(tmp_path, capsys):
     X = np.random.default_rng(0).normal(size=(200, 3)) * 1e3
     np.savez(tmp_path / "d.npz", X=X, y=X[:, 0] * 1e3)
     argv = ["train", "--data", str(tmp_path / "d.npz"), "--task", "regression", "--lr", "50",
-            "--no-standardize", "--quiet", "--out", str(tmp_path / "o")]  # fmt: skip
+            "--optimizer", "gd", "--no-standardize", "--quiet",
+            "--out", str(tmp_path / "o")]  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(argv) == 2
@@ -456,3 +457,92 @@ def _parse(argv):
     from deepgrad.cli.main import build_parser
 
     return build_parser().parse_args(argv)
+
+
+# -- train's defaults (measured in docs/tables.md) -------------------------------------------
+def test_default_epochs_give_about_the_step_budget_within_the_task_bounds():
+    from deepgrad.cli.train import MAX_EPOCHS, STEP_BUDGET, default_epochs
+
+    assert default_epochs("classification", 324, "auto") == 500  # 6 steps of 64 per epoch
+    assert default_epochs("classification", 96, "auto") == MAX_EPOCHS  # 2 steps: capped
+    assert default_epochs("classification", 1_000_000, "auto") == 20  # the least
+    assert default_epochs("regression", 1_000_000, "auto") == 50
+    assert default_epochs("classification", 300, None) == MAX_EPOCHS  # batch GD: 1 step
+    e = default_epochs("classification", 5_000, 100)
+    assert e * 50 >= STEP_BUDGET > (e - 1) * 50
+
+
+def test_train_defaults_to_adam_with_dropout_and_gd_is_a_flag(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(120, 4))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "training: 1000 epochs (2,000 steps), batch size 64, adam, lr 0.001, dropout " \
+        "keep-prob 0.8" in text  # fmt: skip
+    assert main([*argv, "--optimizer", "gd", "--epochs", "2", "--keep-prob", "1"]) == 0
+    assert "training: 2 epochs, batch size 64, gd, lr 0.1 (" in capsys.readouterr().out
+
+
+def test_a_regression_chooses_its_l2_by_training_rows_set_apart(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 3))
+    np.savez(tmp_path / "r.npz", X=X, y=X[:, 0] + 0.1 * rng.normal(size=150))
+    argv = ["train", "--data", str(tmp_path / "r.npz"), "--task", "regression", "--epochs", "30"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("L2: ")]
+    errors = {
+        float(k): float(v)
+        for k, v in (p.split(": ") for p in line.split("(")[1].split(")")[0].split(", "))
+    }
+    assert sorted(errors) == [1.0, 3.0, 10.0, 30.0] and "on 24 of the training rows" in line
+    chosen = float(line.split("lambda ")[1].split(",")[0])
+    assert errors[chosen] == min(errors.values())
+    assert f"L2 lambda {chosen:g} over the dataset" in out
+    assert main([*argv, "--l2", "5", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "L2: " not in out and "L2 lambda 5 over the dataset" in out
+
+
+def test_early_stopping_watches_training_rows_never_the_held_out_ones(tmp_path, capsys):
+    X = np.random.default_rng(2).normal(size=(200, 4))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--early-stopping",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main([*argv, "--test-fraction", "0"]) == 0  # no held-out rows needed
+    assert "early stopping on 10% of the training rows" in capsys.readouterr().out
+    from deepgrad.cli import train as cli_train
+
+    seen = {}
+    real = cli_train._stopping_rows
+
+    def spy(args, Xtr, ytr, src, task):
+        Xfit, yfit, (Xval, yval) = real(args, Xtr, ytr, src, task)
+        seen.update(train=len(ytr), fit=len(yfit), val=len(yval), rows=Xval)
+        return Xfit, yfit, (Xval, yval)
+
+    cli_train._stopping_rows = spy
+    try:
+        assert main(argv) == 0
+    finally:
+        cli_train._stopping_rows = real
+    assert seen["train"] == 160 and seen["val"] == 16 and seen["fit"] == 144
+    held_out = X[[i for i in range(200) if not any(np.array_equal(X[i], r) for r in seen["rows"])]]
+    assert len(held_out) == 200 - 16  # the validation rows are training rows, once each
+
+
+def test_ctrl_c_inside_an_import_is_an_interrupt_not_a_missing_package(monkeypatch, capsys):
+    """A SIGINT that lands while matplotlib is being imported (after training, before the
+    plot) once read as 'plots need matplotlib', exit 2: it is an interrupt, exit 130."""
+    from deepgrad.cli import train as cli_train
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("cannot import name 'pyplot'") from exc
+
+    monkeypatch.setattr(cli_train, "run", interrupted_import)
+    assert main(["train", "--data", "iris"]) == 130
+    assert capsys.readouterr().err == "deepgrad train: interrupted\n"

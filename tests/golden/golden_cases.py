@@ -678,6 +678,11 @@ def _trained(tmp: Path, out: str, proc) -> dict:
     return res
 
 
+# the command-line cases freeze mini-batch gradient descent without dropout (train's
+# defaults when they were written; adam with dropout since)
+GD_FLAGS = ("--optimizer", "gd", "--keep-prob", "1")
+
+
 def _cli_train_npz_case(output, extra):
     def case(tmp):
         n_out = {"sigmoid": 1, "softmax": 3, "linear": 1}[output]
@@ -701,7 +706,7 @@ def _cli_train_memmap_dir_case(tmp):
         "make_data_stdout": _stdout(made),
     }
     proc = _cli(tmp, "train", "--data", "dir", "--hidden", "8", "--epochs", "2",
-                "--batch-size", "50", "--seed", "26", "--out", "o")  # fmt: skip
+                "--batch-size", "50", "--seed", "26", "--out", "o", *GD_FLAGS)  # fmt: skip
     return {**res, **_trained(tmp, "o", proc)}
 
 
@@ -829,7 +834,8 @@ def cases() -> dict[str, dict]:
     }
     cli = {
         "train_npz_sigmoid": _cli_train_npz_case(
-            "sigmoid", ["--hidden", "8,6", "--epochs", "3", "--batch-size", "16", "--seed", "2"]
+            "sigmoid",
+            ["--hidden", "8,6", "--epochs", "3", "--batch-size", "16", "--seed", "2", *GD_FLAGS],
         ),
         "train_npz_softmax_float64": _cli_train_npz_case(
             "softmax",
@@ -856,10 +862,26 @@ def cases() -> dict[str, dict]:
                 "3",
                 "--test-fraction",
                 "0.25",
+                "--optimizer",
+                "gd",
             ],
         ),  # fmt: skip
         "train_npz_regression": _cli_train_npz_case(
-            "linear", ["--hidden", "6,4", "--epochs", "3", "--seed", "4", "--batch-size", "32"]
+            "linear",
+            [
+                "--hidden",
+                "6,4",
+                "--epochs",
+                "3",
+                "--seed",
+                "4",
+                "--batch-size",
+                "32",
+                "--optimizer",
+                "gd",
+                "--l2",
+                "30",
+            ],  # fmt: skip
         ),
         "train_make_data_dir": _cli_train_memmap_dir_case,
         "gradcheck_exact": _cli_gradcheck_case(

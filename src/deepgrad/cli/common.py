@@ -37,11 +37,16 @@ def add_network_arguments(p: argparse.ArgumentParser, hidden="128,64,32") -> Non
     p.add_argument("--seed", type=int, default=0, help="seed for init and shuffling")
 
 
-def add_training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+def add_training_arguments(
+    p: argparse.ArgumentParser, defaults: dict, told_as: dict | None = None
+) -> None:
     """--batch-size, --epochs, --lr, --l2, --keep-prob, --quiet. ``defaults``: task ->
-    {"epochs", "lr", "l2"}; the flags default to None and the task fills them in."""
+    {"epochs", "lr", "l2"}; the flags default to None and the task fills them in.
+    ``told_as``: flag key -> the help's own words for its default."""
 
     def told(key: str) -> str:
+        if told_as and key in told_as:
+            return f"({told_as[key]})"
         c, r = defaults["classification"][key], defaults["regression"][key]
         return f"(default {c:g}" + ("" if c == r else f"; {r:g} for a regression") + ")"
 
@@ -63,7 +68,12 @@ def add_training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
         help=f"learning rate alpha {told('lr')}",
     )
     p.add_argument("--l2", type=float, default=None, help=f"lambda of the L2 term {told('l2')}")
-    p.add_argument("--keep-prob", type=float, default=1.0, help="dropout keep probability")
+    p.add_argument(
+        "--keep-prob",
+        type=float,
+        default=None,
+        help=f"dropout keep probability in the hidden layers {told('keep_prob')}",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 

@@ -54,12 +54,26 @@ def main(argv=None) -> int:
         return 0
     except (ValueError, TypeError, OSError, DivergenceError, ImportError) as exc:
         # ImportError: an optional part missing (pandas for tables); its message says how
+        if _caused_by_interrupt(exc):  # Ctrl-C inside an import reads as an ImportError
+            print(f"deepgrad {args.command}: interrupted", file=sys.stderr)
+            return 130
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"deepgrad {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deepgrad {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt lies underneath ``exc`` (its cause or context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,11 @@ def pyplot():
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover
+    except ImportError as exc:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is not None:
+            raise  # installed but broken (or the import was interrupted): its own error
         raise ImportError("plots need matplotlib: pip install 'deepgrad[plot]'") from exc
     return plt
 
