@@ -812,6 +812,12 @@ def _write_tables(d: Path, X) -> None:
         "a,b,c,d,label\n" + rows.replace(",yes", ",1,yes").replace(",no", ",1,no")
     )
     (d / "numbers.csv").write_text(head + rows.replace(",yes", ",1.5").replace(",no", ",2.25"))
+    days = [f"2012-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(len(X))]
+    dated = "a,when,label\n" + "".join(
+        f"{r[0]},{day},{'yes' if r[0] > 0 else 'no'}\n" for r, day in zip(X, days, strict=True)
+    )
+    (d / "dates.csv").write_text(dated)
+    (d / "bad_date.csv").write_text(dated.replace(days[2], "yesterday", 1))
     main(
         [
             "train",
@@ -826,6 +832,8 @@ def _write_tables(d: Path, X) -> None:
             str(d / "csv_model"),
         ]
     )
+    main(["train", "--data", str(d / "dates.csv"), "--target", "label", "--epochs", "1",
+          "--quiet", "--out", str(d / "date_model")])  # fmt: skip
     main(
         [
             "train",
@@ -912,6 +920,10 @@ CLI_CASES = {
     "train: --drop every feature": lambda d: _csv(d, "ok.csv", "--drop", "a,b,c"),
     "train: --categorical naming no column": lambda d: _csv(d, "ok.csv", "--categorical", "zz"),
     "train: --categorical with a .npz": lambda d: _train(d, "--categorical", "a"),
+    "train: unknown --optimizer": lambda d: _train(d, "--optimizer", "lbfgs"),
+    "train: --validation-fraction 1": lambda d: _train(
+        d, "--early-stopping", "--validation-fraction", "1"
+    ),
     "train: --features with a .npz": lambda d: _train(d, "--features", "a"),
     "train: --out below a file": lambda d: _train(d)[:-1] + [str(d / "a_file" / "run")],
     "train: csv target with one class": lambda d: _csv(d, "one_class.csv"),
@@ -930,6 +942,9 @@ CLI_CASES = {
     "predict: csv lacking a training column": lambda d: _predict_csv(d, "csv_model", "lacks_b.csv"),
     "predict: csv with text in a numeric column": lambda d: _predict_csv(
         d, "csv_model", "word.csv"
+    ),
+    "predict: a cell that is not a date in a date column": lambda d: _predict_csv(
+        d, "date_model", "bad_date.csv"
     ),
     "predict: model from another task (regression on text labels)": lambda d: _predict_csv(
         d, "reg_model", "ok.csv"
