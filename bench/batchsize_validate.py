@@ -11,6 +11,10 @@ The target of a problem is the cost a plain pilot run (batch 64, lr 0.1, half th
 budget) reaches at its end: a cost known to be reachable, not one tuned for the pick.
 
     python bench/batchsize_validate.py [--quick] [--json FILE] [--markdown FILE] [--figures DIR]
+        [--noise-scale simple|full]
+
+--noise-scale full: sweep-batch's rates and band from B_noise (Hessian-vector products)
+instead of B_simple; the table's noise column is then B_noise.
 
 --quick: tiny sizes to prove the script runs (its numbers mean nothing).
 """
@@ -74,7 +78,9 @@ def _target(X, y, hidden: str, epochs: int, seed: int) -> float:
     return float(batchsize.moving_cost(h, max(64, X.shape[0] // 10))[-1])
 
 
-def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=None) -> dict:
+def _one(
+    name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=None, noise="simple"
+) -> dict:
     from deepgrad.cli.main import main
 
     X, y = _arrays(spec, examples)
@@ -84,7 +90,8 @@ def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=N
     out = work / f"out{abs(hash(name))}"
     args = ["sweep-batch", "--data", str(data), "--hidden", hidden, "--activation", "relu",
             "--target-cost", f"{target:.6g}", "--max-epochs", str(epochs), "--validate",
-            "--lr-factors", "0.5,1,2", "--out", str(out), "--quiet"]  # fmt: skip
+            "--lr-factors", "0.5,1,2", "--out", str(out), "--quiet",
+            "--noise-scale", noise]  # fmt: skip
     if quick:
         args += ["--sizes", "32,128", "--steps", "3", "--range-examples", "500"]
     if figure is not None:
@@ -94,13 +101,18 @@ def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=N
         shutil.copyfile(out / "validation.png", figure)
     res = json.loads((out / "sweep_batch.json").read_text())
     v = res["validation"]
+    full = res.get("b_noise")
     return {
         "problem": name,
         "rows": int(X.shape[0]),
         "rc": rc,
         "target": target,
+        "noise_scale": noise,
         "b_simple": res["noise_scale"]["b_simple"],
-        "interval": [res["interval"]["low"], res["interval"]["high"]],
+        "b_noise": None if full is None else full["b_noise"],
+        "interval": [res["interval"]["low"], res["interval"]["high"]]
+        if full is None
+        else [full["low"], full["high"]],
         "band": res["band"],
         "recommended": v["recommended"],
         "fastest": v["fastest"],
@@ -112,8 +124,9 @@ def _one(name, spec, hidden, epochs, examples, work: Path, quick: bool, figure=N
 
 
 def _markdown(rows) -> str:
+    noise = "B_noise" if rows and rows[0].get("b_noise") is not None else "B_simple"
     head = (
-        "| problem | B_simple [90% CI] | band | recommended (B, lr) | fastest (B, lr) "
+        f"| problem | {noise} [90% CI] | band | recommended (B, lr) | fastest (B, lr) "
         "| ratio | <= 1.25x | fastest in band |\n|---|---|---|---|---|---:|---|---|\n"
     )
     lines = []
@@ -124,8 +137,9 @@ def _markdown(rows) -> str:
         )
         fast = "-" if r["fastest"] is None else f"{r['fastest'][0]}, {r['fastest'][1]:.3g}"
         ratio = "never reached" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        b = r["b_simple"] if r.get("b_noise") is None else r["b_noise"]
         lines.append(
-            f"| {r['problem']} | {r['b_simple']:.0f} [{lo:.0f}, {hi:.0f}] | "
+            f"| {r['problem']} | {b:.0f} [{lo:.0f}, {hi:.0f}] | "
             f"{min(r['band'])}-{max(r['band'])} | {rec} | {fast} | {ratio} | "
             f"{'yes' if r['passed'] else 'no'} | {'yes' if r['fastest_in_band'] else 'no'} |"
         )
@@ -142,6 +156,7 @@ def main() -> None:
         "--figures",
         help="also write each problem's validation.png here as batchsize_validation_K.png",
     )
+    ap.add_argument("--noise-scale", choices=["simple", "full"], default="simple")
     a = ap.parse_args()
     examples = 2000 if a.quick else a.examples
     rows = []
@@ -149,7 +164,9 @@ def main() -> None:
         for k, (name, spec, hidden, epochs) in enumerate(PROBLEMS, 1):
             ep = 2 if a.quick else epochs
             fig = None if a.figures is None else Path(a.figures) / f"batchsize_validation_{k}.png"
-            rows.append(_one(name, spec, hidden, ep, examples, Path(tmp), a.quick, fig))
+            rows.append(
+                _one(name, spec, hidden, ep, examples, Path(tmp), a.quick, fig, a.noise_scale)
+            )
             print(f"{name}: {rows[-1]['message']}", flush=True)
     Path(a.json).write_text(
         json.dumps({"machine": platform.platform(), "quick": a.quick, "rows": rows}, indent=1)
