@@ -30,7 +30,7 @@ from deepgrad.cli.common import (
 NAME = "train"
 HELP = "train a network and write the model, its history and learning curves"
 
-# The flags' defaults by task (docs/tables.md has the measurements behind them: five real
+# The flags' defaults by task (docs/tables.md has the measurements behind them: six real
 # tables against scikit-learn, bench/tables_compare.py). Adam at 0.001 (Kingma & Ba's
 # step) for STEP_BUDGET steps whatever the table's size, at least the task's epochs and at
 # most MAX_EPOCHS: a table of 100 rows needs as many updates as one of 100,000, and 20
@@ -227,8 +227,8 @@ def add_learning_arguments(p) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="set --validation-fraction of the training rows apart, stop when their cost has "
-        "not improved for --patience epochs and keep the best epoch's parameters (default on "
-        "for a regression, off for a classification; the held-out rows never choose)",
+        "not improved for --patience epochs and keep the best epoch's parameters (default "
+        "off; the held-out rows are never used to stop)",
     )
     p.add_argument(
         "--validation-fraction",
@@ -380,7 +380,7 @@ def run(args) -> int:
     _fill_defaults(args, task)
     Xtr, Xte, ytr, yte, split_text = split(src, src.y, task, args)
     encoder, Xtr, Xte, column_lines = _encode_columns(args, src, Xtr, Xte)
-    _early_stopping_default(args, task, src)
+    args.early_stopping = bool(args.early_stopping)  # left out: off
     fit_rows = len(ytr) - (round(args.validation_fraction * len(ytr)) if args.early_stopping else 0)
     batch_size = batch_size_for(args.batch_size, fit_rows)
     if args.epochs is None:
@@ -450,18 +450,14 @@ def _settings_text(args, task: str, batch_size, m: int) -> str:
             f"(patience {args.patience})"
         )
     return (
-        f"training: {epochs}, batch size {b}, {_optimizer_text(args)}lr {args.lr:g}{l2} "
+        f"training: {epochs}, batch size {b}, {args.optimizer}, lr {args.lr:g}{l2} "
         f"(unset flags take the {task} defaults, see --help)"
     )
 
 
-def _optimizer_text(args) -> str:
-    return f"{args.optimizer}, "
-
-
 def _fill_defaults(args, task: str) -> None:
     """--lr, --l2, --l2-normalization left out: the task's defaults (an adaptive
-    optimizer's own --lr); --epochs is filled by ``_fill_epochs`` once the rows are known."""
+    optimizer's own --lr); --epochs is filled by ``default_epochs`` once the rows are known."""
     if args.lr is None and args.optimizer in ("rmsprop", "adam"):
         args.lr = ADAPTIVE_LR
     args.epochs_auto = args.epochs is None
@@ -657,12 +653,6 @@ def _choose_l2(args, net, Xtr, ytr, batch_size, src, task) -> str | None:
         f"L2: lambda {args.l2:g}, the lowest mean squared error on {len(yb):,} of the "
         f"training rows set apart ({shown}); --l2 to choose"
     )
-
-
-def _early_stopping_default(args, task: str, src) -> None:
-    """--early-stopping left out: off (a regression chooses its L2 term instead)."""
-    if args.early_stopping is None:
-        args.early_stopping = False
 
 
 def _stopping_rows(args, Xtr, ytr, src, task):
