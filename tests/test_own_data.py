@@ -214,7 +214,7 @@ def test_cost_blowup_and_baseline_warnings(tmp_path, capsys):
     assert main([*argv, "--quiet", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert "warning: the cost rose from" in err and "lower --lr" in err
-    assert "no better than always answering" in err
+    assert "no better than always answering" in err and "drop --no-standardize" in err
 
 
 def test_unstandardized_cli_training_warns(tmp_path, capsys):

@@ -546,3 +546,19 @@ def test_ctrl_c_inside_an_import_is_an_interrupt_not_a_missing_package(monkeypat
     monkeypatch.setattr(cli_train, "run", interrupted_import)
     assert main(["train", "--data", "iris"]) == 130
     assert capsys.readouterr().err == "deepgrad train: interrupted\n"
+
+
+def test_the_no_better_than_baseline_advice_follows_what_was_done():
+    from deepgrad.cli.common import score_warning
+    from deepgrad.diagnostics.metrics import ClassificationScore, RegressionScore
+
+    flat = ClassificationScore(0.5, 0.5, "a", (), 200)
+    raw = score_warning(flat, "held-out", standardized=False)
+    scaled = score_warning(flat, "held-out", standardized=True)
+    assert "drop --no-standardize" in raw and "standardize" not in scaled
+    assert "check that the columns carry the target" in scaled
+    few = score_warning(flat._replace(m=12), "held-out", standardized=True)
+    assert "only 12 rows were scored, so the score is noisy" in few
+    assert score_warning(flat._replace(accuracy=0.6), "held-out", standardized=True) is None
+    r2 = score_warning(RegressionScore(-0.1, 1.0, 1.0, 1.0, 100), "held-out", standardized=False)
+    assert r2.startswith("held-out R2 -0.1000 <= 0") and "drop --no-standardize" in r2

@@ -232,22 +232,30 @@ def regression_lines(score, where: str) -> list[str]:
     ]
 
 
-def score_warning(score, what: str) -> str | None:
-    """A warning when the score is no better than the baseline, else None."""
+FEW_SCORED = 30  # fewer scored rows than this: the score itself is noise
+
+
+def score_warning(score, what: str, standardized: bool | None = None) -> str | None:
+    """A warning when the score is no better than the baseline, else None. The advice
+    follows what was done: ``standardized`` False (raw inputs) suggests standardizing,
+    True does not; few scored rows are named as the likelier reason."""
+    if standardized is False:
+        fix = "standardize the inputs (drop --no-standardize) or lower --lr"
+    else:
+        fix = "check that the columns carry the target, or try another --lr or --epochs"
+    if score.m < FEW_SCORED:
+        fix = f"only {score.m} rows were scored, so the score is noisy; {fix}"
     if hasattr(score, "accuracy"):
         if score.accuracy > score.baseline + 1e-12:
             return None
         return (
             f"{what} accuracy {score.accuracy:.4f} is no better than always answering "
             f"{show(score.majority)} ({score.baseline:.4f}): the network learned nothing "
-            f"useful; standardize the inputs (drop --no-standardize) or lower --lr"
+            f"useful; {fix}"
         )
     if score.r2 > 0:
         return None
-    return (
-        f"{what} R2 {score.r2:.4f} <= 0: no better than predicting the mean; standardize "
-        f"(drop --no-standardize), lower --lr or train longer"
-    )
+    return f"{what} R2 {score.r2:.4f} <= 0: no better than predicting the mean; {fix}"
 
 
 def predict_rows(net, X, chunk: int = 65_536) -> np.ndarray:

@@ -65,7 +65,8 @@ def run(args) -> int:
         score = evaluate(net, X, y, task, pred=pred)
         lines = classification_lines if task == "classification" else regression_lines
         print("\n".join(lines(score, "")) + where)
-        problem = score_warning(score, "the")
+        scaled = net.preprocessing is not None and net.preprocessing.inputs is not None
+        problem = score_warning(score, "the", standardized=scaled)
         if problem:
             warn("predict", problem)
     if args.out:

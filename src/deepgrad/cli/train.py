@@ -747,7 +747,8 @@ def _report(net, args, history, seconds, Xtr, ytr, Xte, yte, task, quiet) -> Non
         past = trained_past_best(history.val_cost)
         if past:
             warn("train", past)
-    problem = score_warning(score, where.split(" (")[0].strip())
+    scaled = net.preprocessing is not None and net.preprocessing.inputs is not None
+    problem = score_warning(score, where.split(" (")[0].strip(), standardized=scaled)
     if problem:
         warn("train", problem)
 
