@@ -381,10 +381,12 @@ def run(args) -> int:
     Xtr, Xte, ytr, yte, split_text = split(src, src.y, task, args)
     encoder, Xtr, Xte, column_lines = _encode_columns(args, src, Xtr, Xte)
     args.early_stopping = bool(args.early_stopping)  # left out: off
-    fit_rows = len(ytr) - (round(args.validation_fraction * len(ytr)) if args.early_stopping else 0)
-    batch_size = batch_size_for(args.batch_size, fit_rows)
+    stopping = None  # its own rows: the held-out ones stay unseen until the score
+    if args.early_stopping:
+        Xtr, ytr, stopping = _stopping_rows(args, Xtr, ytr, src, task)
+    batch_size = batch_size_for(args.batch_size, len(ytr))
     if args.epochs is None:
-        args.epochs = default_epochs(task, fit_rows, batch_size)
+        args.epochs = default_epochs(task, len(ytr), batch_size)
     standardize = args.standardize and not src.mapped
     try:
         hidden = [check_int(f"--hidden entry {i + 1}", h, 1) for i, h in enumerate(args.hidden)]
@@ -407,11 +409,11 @@ def run(args) -> int:
         lines += [f"task: {task} ({how})" + _classes_text(classes)]
         lines += [split_text, _scaling_text(args, src, task), repr(net)]
         lines += [l2_line] if l2_line else []
-        print("\n".join([*lines, _settings_text(args, task, batch_size, fit_rows)]))
+        print("\n".join([*lines, _settings_text(args, task, batch_size, len(ytr))]))
     _resume_note(args, quiet)
     t0 = time.perf_counter()
     try:
-        history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src, task)
+        history = _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src, stopping)
     except KeyboardInterrupt:
         _interrupted(args)
         raise
@@ -676,14 +678,15 @@ def _stopping_rows(args, Xtr, ytr, src, task):
     return Xfit, yfit, (Xval, yval)
 
 
-def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src, task):
-    """net.fit with the library's warnings turned into one stderr line each."""
+def _fit(net, args, Xtr, ytr, Xte, yte, batch_size, src, stopping=None):
+    """net.fit with the library's warnings turned into one stderr line each; ``stopping``:
+    the (rows, targets) early stopping watches, else the held-out ones are the curve's."""
     from deepgrad.data.preprocessing import UnscaledFeaturesWarning, unscaled_features
     from deepgrad.train.types import DivergenceError, DivergenceWarning
 
     validation = None if Xte is None or src.mapped else (Xte, yte)
-    if args.early_stopping:  # its own rows: the held-out ones stay unseen until the score
-        Xtr, ytr, validation = _stopping_rows(args, Xtr, ytr, src, task)
+    if stopping is not None:
+        validation = stopping
     if net.preprocessing is None or net.preprocessing.inputs is None:
         problem = unscaled_features(Xtr, src.feature_names)
         if problem:  # said before training: a divergence may follow

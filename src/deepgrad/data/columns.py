@@ -412,17 +412,27 @@ def _fit_column(pd, s, name, missing, forced, lines, source):
             else:
                 col = _category(text, miss, name, forced, source)
                 return col, ("" if col else _why_dropped(text, miss, name)), None
-    if miss.all():
-        return None, f"every cell is missing ({len(values)} rows)", None
-    finite = values[~miss]
-    if not np.all(np.isfinite(finite)):
+    if not miss.all() and not np.all(np.isfinite(values[~miss])):
         row = int(np.flatnonzero(~miss & ~np.isfinite(values))[0])
         raise ValueError(
             f"column {name!r} of {source} holds {values[row]!r} at "
             f"{_where(s.index[row], lines)}; numbers must be finite"
         )
-    if not miss.any() and np.all(finite == finite[0]):
-        return None, f"constant: every row holds {finite[0]:.6g}", None
+    fill, why = _fill(values, miss, s, name, missing, lines, source, "{:.6g}")
+    if why:
+        return None, why, None
+    return Column(name, "numeric", fill, bool(miss.any()), tokens), "", note
+
+
+def _fill(values, miss, s, name, missing, lines, source, shown: str):
+    """(the fill of a numeric or date column's missing cells, or None and why the column
+    is dropped: every cell missing, or constant). ``shown`` formats the constant value;
+    missing == "error" refuses a gap."""
+    if miss.all():
+        return None, f"every cell is missing ({len(values)} rows)"
+    known = values[~miss]
+    if not miss.any() and np.all(known == known[0]):
+        return None, f"constant: every row holds {shown.format(known[0])}"
     if miss.any() and missing == "error":
         row = int(np.flatnonzero(miss)[0])
         raise ValueError(
@@ -430,9 +440,7 @@ def _fit_column(pd, s, name, missing, forced, lines, source):
             f"{_where(s.index[row], lines)}; fill them, or let deepgrad fill them with the "
             f"median (the default, --missing median)"
         )
-    fill = float(np.median(finite) if missing == "median" else np.mean(finite))
-    col = Column(name, "numeric", fill, bool(miss.any()), tokens)
-    return col, "", note
+    return float(np.median(known) if missing == "median" else np.mean(known)), None
 
 
 def _all_dates(pd, text, miss) -> bool:
@@ -447,19 +455,9 @@ def _fit_date(pd, s, name, missing, lines, source):
     """A date column's role (or why it is dropped): years, and the day of the year when
     the training dates fall on more than one."""
     years, season, miss = _dates(pd, s, name, lines, source)
-    if miss.all():
-        return None, f"every cell is missing ({len(years)} rows)", None
-    known = years[~miss]
-    if not miss.any() and np.all(known == known[0]):
-        return None, f"constant: every row holds the date {s.iloc[0]}", None
-    if miss.any() and missing == "error":
-        row = int(np.flatnonzero(miss)[0])
-        raise ValueError(
-            f"column {name!r} of {source} has {int(miss.sum())} missing cell(s), the first at "
-            f"{_where(s.index[row], lines)}; fill them, or let deepgrad fill them with the "
-            f"median (the default, --missing median)"
-        )
-    fill = float(np.median(known) if missing == "median" else np.mean(known))
+    fill, why = _fill(years, miss, s, name, missing, lines, source, f"the date {s.iloc[0]}")
+    if why:
+        return None, why, None
     days = np.round(season[~miss], 9)
     seasonal = bool(np.any(days != days[0]))
     return Column(name, "date", fill, bool(miss.any()), seasonal=seasonal), "", None

@@ -435,6 +435,18 @@ class NoiseInterval(NamedTuple):
     batches: int
 
 
+def _interval_arguments(X, batch_size, batches, level, rng):
+    """(rows per batch, batches, level, rng) of an interval estimate, each checked."""
+    batch_size = check_int("batch_size", batch_size, 2)
+    batches = check_int("batches", batches, 2)
+    level = check_float("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    rng = np.random.default_rng(0) if rng is None else rng
+    B = min(batch_size, X.shape[0])
+    if B < 2:
+        raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
+    return B, batches, level, rng
+
+
 def noise_scale_interval(
     params: dict,
     X,
@@ -460,13 +472,7 @@ def noise_scale_interval(
     >>> ci.low <= ci.estimate.b_simple <= ci.high  # doctest: +SKIP
     True
     """
-    batch_size = check_int("batch_size", batch_size, 2)
-    batches = check_int("batches", batches, 2)
-    level = check_float("level", level, 0.0, 1.0, low_open=True, high_open=True)
-    rng = np.random.default_rng(0) if rng is None else rng
-    B = min(batch_size, X.shape[0])
-    if B < 2:
-        raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
+    B, batches, level, rng = _interval_arguments(X, batch_size, batches, level, rng)
     traces, grads = batch_moments(params, X, Y, spec, B, batches, rng)
     b, low, high = ratio_interval(traces, grads, level)
     est = NoiseScale(b, float(traces.mean()), float(grads.mean()), B * batches)
@@ -609,13 +615,7 @@ def b_noise_interval(
     >>> ci.low <= ci.estimate.b_noise <= ci.high  # doctest: +SKIP
     True
     """
-    batch_size = check_int("batch_size", batch_size, 2)
-    batches = check_int("batches", batches, 2)
-    level = check_float("level", level, 0.0, 1.0, low_open=True, high_open=True)
-    rng = np.random.default_rng(0) if rng is None else rng
-    B = min(batch_size, X.shape[0])
-    if B < 2:
-        raise ValueError(f"the noise scale needs at least 2 examples, got {X.shape[0]}")
+    B, batches, level, rng = _interval_arguments(X, batch_size, batches, level, rng)
     groups = check_int("groups", groups, 2, B)
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite: the error below
         traces, curv = curvature_moments(params, X, Y, spec, B, batches, rng, groups)
