@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
+from deepgrad.train import loop
 from deepgrad.train.engines import compiled
 
 needs_numba = pytest.mark.skipif(not compiled.numba_available(), reason="no numba")
@@ -104,3 +105,116 @@ def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def _history(h):
+    return {k: h.as_dict()[k] for k in ("iteration_cost", "iteration_examples", "epoch_cost")}
+
+
+def _same_history(a, b, rtol):
+    assert a["iteration_examples"] == b["iteration_examples"]
+    for k in ("iteration_cost", "epoch_cost"):
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=0)
+
+
+def _same_params(a, b, tol):
+    for k in a:
+        assert np.max(np.abs(a[k] - b[k])) <= tol * np.max(np.abs(a[k])), k
+
+
+SPAN_RUNS = [
+    dict(optimizer="gd", learning_rate=0.3),
+    dict(optimizer="momentum", learning_rate=dg.optimizers.step_decay(0.3, 0.5, 5)),
+    dict(optimizer="rmsprop", learning_rate=0.01, l2_normalization="dataset"),
+    dict(optimizer="adam", learning_rate=dg.optimizers.exponential_decay(0.02, 0.5, 4)),
+    dict(optimizer="adam", learning_rate=0.02, shuffle=False, l2=0.0),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("run", SPAN_RUNS)
+def test_spans_of_steps_give_the_numbers_and_history_of_single_steps(run, monkeypatch):
+    """A fit without callbacks runs spans of many steps, the order drawn in compiled
+    code; with a callback the loop hands one step at a time. Both are the reference's."""
+    kw = dict(keep_prob=0.8, epochs=4, batch_size=25, **run)  # 96 rows: a last batch of 21
+    ref, href = _fit("reference", "tanh", "sigmoid", **kw)
+    one, h1 = _fit("compiled", "tanh", "sigmoid", callbacks=[lambda info: None], **kw)
+    monkeypatch.setattr(loop.Spans, "MAX_STEPS", 3)  # spans that end inside epochs
+    span, h3 = _fit("compiled", "tanh", "sigmoid", **kw)
+    monkeypatch.undo()
+    whole, hw = _fit("compiled", "tanh", "sigmoid", **kw)  # spans of whole epochs
+    assert len(h1.iteration_cost) == 16
+    for params, h in ((one, h1), (span, h3), (whole, hw)):
+        _same_params(ref, params, 1e-12)
+        _same_history(_history(href), _history(h), 1e-12)
+    _same_history(_history(h1), _history(hw), 1e-13)
+    assert hw.iteration_time == sorted(hw.iteration_time) and len(hw.epoch_time) == 4
+
+
+@needs_numba
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_span_that_diverges_keeps_the_last_finite_step():
+    X, _ = _xy("linear")
+    y = X[:, 0] * 3.0
+    kw = dict(optimizer="gd", learning_rate=5.0, on_divergence="stop", epochs=3, l2=0.0)
+    hs = []
+    for engine, callbacks in (("compiled", ()), ("compiled", [lambda i: None]), ("reference", ())):
+        net = dg.Network([5, 7, 4, 1], seed=2, dtype="float64", output="linear",
+                         hidden_activation="linear")  # fmt: skip
+        h = net.fit(X, y, engine=engine, callbacks=callbacks, batch_size=16, seed=5,
+                    progress=False, **kw)  # fmt: skip
+        assert all(np.isfinite(v).all() for v in net.params.values())
+        hs.append((h, net.params))
+    (span, p_span), (one, p_one), (ref, _) = hs
+    assert span.stopped == one.stopped and span.stopped.startswith("diverged at epoch 1,")
+    assert span.stopped.split(":")[0] == ref.stopped.split(":")[0]
+    assert span.iteration_cost == pytest.approx(ref.iteration_cost, rel=1e-9)
+    assert span.iteration_examples == one.iteration_examples and span.epoch_cost == []
+    for k in p_span:
+        np.testing.assert_allclose(p_span[k], p_one[k], rtol=1e-13)
+
+
+@needs_numba
+@pytest.mark.parametrize("every", [None, 3])
+def test_checkpoints_and_resume_between_spans_give_the_uninterrupted_numbers(tmp_path, every):
+    kw = dict(keep_prob=0.8, epochs=3, batch_size=25, optimizer="adam", learning_rate=0.02)
+    ref, href = _fit("compiled", "relu", "sigmoid", **kw)
+
+    def interrupt(info):
+        if info.iteration == 6:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit("compiled", "relu", "sigmoid", checkpoint=path, callbacks=[interrupt], **kw)
+    got, h = _fit("compiled", "relu", "sigmoid", checkpoint=path, checkpoint_every=every, **kw)
+    _same_params(ref, got, 1e-13)
+    _same_history(_history(href), _history(h), 1e-13)
+    again, h2 = _fit("compiled", "relu", "sigmoid", checkpoint=path, **kw)  # done: no steps
+    assert h2.iteration_cost == h.iteration_cost
+
+
+@needs_numba
+def test_validation_and_early_stopping_see_every_epoch_of_spans():
+    X, y = _xy("sigmoid", m=60, seed=4)
+    kw = dict(keep_prob=1.0, epochs=30, batch_size=25, validation_data=(X, y),
+              early_stopping=True, patience=2, learning_rate=0.05)  # fmt: skip
+    ref, href = _fit("reference", "relu", "sigmoid", **kw)
+    got, h = _fit("compiled", "relu", "sigmoid", **kw)
+    _same_params(ref, got, 1e-12)
+    np.testing.assert_allclose(h.val_cost, href.val_cost, rtol=1e-12)
+    assert h.best_epoch == href.best_epoch and len(h.epoch_cost) == len(href.epoch_cost)
+
+
+def test_the_scalars_table_is_the_rules_scalars():
+    opt = dg.optimizers
+    for rule in (
+        opt.adam(opt.inverse_time_decay(0.1, 0.3, 7, staircase=True)).flat,
+        opt.adam(0.001, 0.9, 0.999).flat,
+        opt.momentum(opt.step_decay(0.3, 0.5, 5)).flat,
+        opt.gd(opt.exponential_decay(0.3, 0.5, 4)).flat,
+        opt.bind_epochs(opt.rmsprop(opt.per_epoch(lambda e: 0.1 if e < 3 else 0.01)), 4).flat,
+    ):
+        table = opt.scalars_table(rule, 5, 3000)
+        per = np.array([rule.scalars(c) for c in range(5, 3005)])
+        np.testing.assert_allclose(table, per, rtol=2e-14, atol=0)

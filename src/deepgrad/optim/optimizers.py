@@ -33,7 +33,6 @@ Example
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -71,6 +70,7 @@ __all__ = [
     "bind_epochs",
     "OPTIMIZERS",
     "FlatRule",
+    "scalars_table",
     "sqrt_",
     "flat_state",
     "state_from_flat",
@@ -93,6 +93,26 @@ class FlatRule(NamedTuple):
     slots: int  # state vectors kept beside theta (0 for gd, 2 for adam)
     scalars: Callable[[int], tuple]
     step: Callable[[Any, Any, tuple, tuple, tuple], None]
+    kind: tuple = ()  # Direction.kind (or ("gd", ())): what a compiled engine runs
+
+
+def scalars_table(rule: FlatRule, first: int, n: int) -> np.ndarray:
+    """``rule.scalars(count)`` for count = first, ..., first + n - 1: an (n, k) array.
+
+    The built-in schedules and corrections take an array of counts at once (NumPy's
+    power is within 2e-14 relative of Python's float power); a schedule written for one
+    int at a time (it raises, or its ends disagree with it) is called per count."""
+    counts = np.arange(first, first + n, dtype=np.int64)
+    ends = [np.asarray(rule.scalars(c), np.float64) for c in (first, first + n - 1)]
+    try:
+        with np.errstate(all="ignore"):
+            cols = [np.broadcast_to(np.asarray(c, np.float64), (n,)) for c in rule.scalars(counts)]
+        table = np.stack(cols, axis=1) if cols else np.empty((n, 0))
+        if np.allclose(table[[0, -1]], ends, rtol=1e-13, atol=0):
+            return table
+    except Exception:  # noqa: BLE001 - a schedule for ints only: called per count below
+        pass
+    return np.array([rule.scalars(c) for c in range(first, first + n)], np.float64)
 
 
 def sqrt_(x) -> None:
@@ -137,6 +157,7 @@ class Direction(NamedTuple):
     slots: int
     scalars: Callable[[int], tuple]
     direction: Callable[[Any, tuple, tuple, tuple], Any]
+    kind: tuple = ()  # (name, constants as ``direction`` uses them) for compiled engines
 
 
 class Transform(NamedTuple):
@@ -287,7 +308,7 @@ def step_decay(learning_rate: float, factor: float, every: int, *, per: str = "s
     lr = check_float("learning_rate", learning_rate, 0.0, low_open=True)
     f = check_float("factor", factor, 0.0, 1.0, low_open=True)
     e = check_int("every", every, 1)
-    return Schedule(lambda step: lr * f ** math.floor(step / e), _check_per(per))
+    return Schedule(lambda step: lr * f ** (step // e), _check_per(per))  # counts >= 0
 
 
 def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
@@ -304,7 +325,7 @@ def gd(learning_rate: float | Schedule = 0.1) -> Optimizer:
     def flat_step(theta, g, slots, scalars, work):
         theta -= _scaled(work[0], g, scalars[0])
 
-    rule = FlatRule(0, lambda count: (schedule(count),), flat_step)
+    rule = FlatRule(0, lambda count: (schedule(count),), flat_step, ("gd", ()))
     return Optimizer("gd", init, update, rule, learning_rate, gd)
 
 
@@ -377,7 +398,8 @@ def scale_by_momentum(beta: float = 0.9) -> Transform:
         work[0][...] = v
         return work[0]
 
-    return from_direction(MomentumState, Direction(1, _no_scalars, direction))
+    kind = ("momentum", (beta, 1.0 - beta))
+    return from_direction(MomentumState, Direction(1, _no_scalars, direction, kind))
 
 
 def scale_by_rms(beta: float = 0.9, eps: float = 1e-8) -> Transform:
@@ -400,7 +422,8 @@ def scale_by_rms(beta: float = 0.9, eps: float = 1e-8) -> Transform:
         u /= den
         return u
 
-    return from_direction(RMSState, Direction(1, _no_scalars, direction))
+    kind = ("rmsprop", (beta, 1.0 - beta, eps))
+    return from_direction(RMSState, Direction(1, _no_scalars, direction, kind))
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
@@ -433,7 +456,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Tran
         u /= den
         return u
 
-    return from_direction(AdamState, Direction(2, corrections, direction))
+    kind = ("adam", (b1, 1.0 - b1, b2, 1.0 - b2, eps))
+    return from_direction(AdamState, Direction(2, corrections, direction, kind))
 
 
 def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) -> Optimizer:
@@ -467,7 +491,10 @@ def chain(name: str, learning_rate: float | Schedule, *transforms: Transform) ->
             theta -= u
 
         rule = FlatRule(
-            flat.slots, lambda count: (schedule(count), *flat.scalars(count)), flat_step
+            flat.slots,
+            lambda count: (schedule(count), *flat.scalars(count)),
+            flat_step,
+            flat.kind,
         )
     return Optimizer(
         name, init, update, rule, learning_rate, lambda lr: chain(name, lr, *transforms)

@@ -279,12 +279,19 @@ def epoch_steps(plan: Plan, epoch: int, start: int = 0):
 def _epoch_so_far(history: History, done: int) -> tuple[float, int]:
     """(sum of J * batch size, examples) over the last ``done`` iterations, summed in the
     order the epoch sums them, so a resumed epoch's mean cost is bit-for-bit the same."""
+    return _cost_sum(history, history.iterations - done, history.iterations)
+
+
+def _cost_sum(history: History, first: int, end: int) -> tuple[float, int]:
+    """(sum of J * batch size, examples) over iterations first..end-1, in order."""
     total, seen = 0.0, 0
-    examples = [0, *history.iteration_examples]
-    for t in range(history.iterations - done, history.iterations):
-        size = examples[t + 1] - examples[t]
+    examples = history.iteration_examples
+    before = examples[first - 1] if first else 0
+    for J, upto in zip(history.iteration_cost[first:end], examples[first:end], strict=True):
+        size = upto - before
         seen += size
-        total += history.iteration_cost[t] * size
+        total += J * size
+        before = upto
     return total, seen
 
 
@@ -296,30 +303,29 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     callbacks = o.callbacks if group.root else ()
     t0 = time.perf_counter() - (history.iteration_time[-1] if history.iterations else 0.0)
     stopper = EarlyStopping(o.patience, o.monitor, o.min_delta) if o.early_stopping else None
+    # What looks at the parameters at each epoch's end (a callback may read net.params).
+    watch = args.validation is not None or bool(callbacks) or not isinstance(group, Solo)
+    spans = None
+    if not callbacks and eng.span_why_not() is None:
+        spans = Spans(eng, plan, ckpt, whole_epochs=not (watch or ckpt is not None))
     try:
         last = args.epochs if o.checkpoint is not None else start_epoch + args.epochs
-        for epoch in range(start_epoch, last):
-            done = start if epoch == start_epoch else 0
-            if not _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0):
+        epoch, done, early = start_epoch, start, False
+        while epoch < last and not early:
+            if spans is None:
+                ok = _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0)
+                ended, done = int(ok), 0
+            else:
+                ended, done, ok = spans.run(epoch, done, last, history, bar, t0)
+            for e in range(epoch, epoch + ended):
+                early = _epoch_end(net, eng, args, o, ckpt, group, history, stopper, e, watch)
+                if early:
+                    break
+            if not ok and not early:
                 if o.on_divergence == "raise":
                     raise DivergenceError(history.stopped)
                 break
-            params, state = eng.state()
-            net.params = params
-            group.check_replicas(params, state, epoch)
-            if args.validation is not None:
-                ev = (
-                    evaluate(params, plan.spec, *args.validation, net.dtype) if group.root else None
-                )
-                vc, va = group.bcast(ev)
-                history.val_cost.append(vc)
-                history.val_accuracy.append(va)
-                value = vc if o.monitor == "val_cost" else va
-                if stopper is not None and stopper.update(epoch, value, params):
-                    history.early_stopped = stopper.message()
-                    break
-            if ckpt is not None:
-                ckpt.epoch_end(epoch + 1, eng.state)
+            epoch += ended
     except KeyboardInterrupt:
         if ckpt is not None:
             ckpt.save()  # the last completed step; resume goes on from there
@@ -335,6 +341,26 @@ def _epochs(net, eng, plan, args, o, ckpt, group, at, history) -> History:
     return history
 
 
+def _epoch_end(net, eng, args, o, ckpt, group, history, stopper, epoch, watch) -> bool:
+    """What follows each completed epoch; True if early stopping ends the fit here."""
+    if watch:
+        params, state = eng.state()
+        net.params = params
+        group.check_replicas(params, state, epoch)
+    if args.validation is not None:
+        ev = evaluate(params, net.spec, *args.validation, net.dtype) if group.root else None
+        vc, va = group.bcast(ev)
+        history.val_cost.append(vc)
+        history.val_accuracy.append(va)
+        value = vc if o.monitor == "val_cost" else va
+        if stopper is not None and stopper.update(epoch, value, params):
+            history.early_stopped = stopper.message()
+            return True
+    if ckpt is not None:
+        ckpt.epoch_end(epoch + 1, eng.state)
+    return False
+
+
 def _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0) -> bool:
     """Run one epoch from batch ``done``; False if it diverged (history.stopped says why)."""
     _data.check_unchanged(plan.X)  # a memory-mapped file that changed size: clear error
@@ -348,6 +374,71 @@ def _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0) -> boo
     history.epoch_cost.append(total / seen)
     history.epoch_time.append(time.perf_counter() - t0)
     return True
+
+
+class Spans:
+    """Steps run many to an engine call (``Engine.run_span``), where nothing looks
+    between them (no callbacks): the engine draws the loop's order itself.
+
+    A span ends at the fit's end, at a checkpoint's ``every`` steps, and at each epoch's
+    end when something looks at the epoch (``whole_epochs`` False: validation, a
+    checkpoint, MPI). Its length doubles while a span takes under ``TARGET_S`` (so
+    Ctrl-C, which waits for the compiled call, is answered within about that), up to
+    ``MAX_STEPS``. The history is the one of single steps: each step's cost and
+    examples, each epoch's mean cost; a step's time is spread evenly over its span.
+    """
+
+    TARGET_S = 0.05
+    MAX_STEPS = 1 << 16
+
+    def __init__(self, eng, plan: Plan, ckpt, whole_epochs: bool):
+        self.eng, self.ckpt, self.whole_epochs = eng, ckpt, whole_epochs
+        self.m, self.bs = plan.m, plan.batch_size
+        self.nb = _data.n_batches(plan.m, plan.batch_size)
+        self.limit = self.nb
+
+    def run(self, epoch: int, done: int, last: int, history: History, bar, t0):
+        """One span from batch ``done`` of ``epoch``: (epochs completed, batches done in
+        the epoch it stopped in, False if it diverged)."""
+        nb, ckpt = self.nb, self.ckpt
+        n = min(self.limit, (last - epoch) * nb - done)
+        if not self.whole_epochs:
+            n = min(n, nb - done)
+        if ckpt is not None and ckpt.every is not None:
+            n = min(n, ckpt.every - history.iterations % ckpt.every)
+        began = time.perf_counter()
+        costs, bad = self.eng.run_span(epoch, done, n)
+        now = time.perf_counter()
+        if now - began < self.TARGET_S and n == self.limit:
+            self.limit = min(2 * self.limit, self.MAX_STEPS)
+        k = len(costs)
+        self._record(history, costs, epoch * nb + done, began - t0, (now - began) / (k + bool(bad)))
+        bar.update(k)
+        if k:
+            bar.set_postfix_str(f"cost {costs[-1]:.4f}", refresh=False)
+        ended, at = divmod(done + k, nb)
+        first = history.iterations - k
+        for e in range(ended):  # each epoch completed in this span: its mean cost
+            end = first + (e + 1) * nb - done
+            total, seen = _cost_sum(history, end - nb, end)
+            history.epoch_cost.append(total / seen)
+            history.epoch_time.append(history.iteration_time[end - 1])
+        if ckpt is not None and k:
+            e_last, b_last = divmod(epoch * nb + done + k - 1, nb)
+            ckpt.step(e_last, b_last + 1, self.eng.state)
+        if bad:
+            history.stopped = divergence_message(epoch + ended, history.iterations, bad)
+        return ended, at, not bad
+
+    def _record(self, history: History, costs, g0: int, since: float, each: float) -> None:
+        """The history of k kept steps, the first the g0-th batch of the fit's order."""
+        k = len(costs)
+        b = (g0 + np.arange(k)) % self.nb
+        sizes = np.minimum(self.bs, self.m - b * self.bs)
+        before = history.iteration_examples[-1] if history.iterations else 0
+        history.iteration_cost.extend(costs.tolist())
+        history.iteration_time.extend((since + each * np.arange(1, k + 1)).tolist())
+        history.iteration_examples.extend((before + np.cumsum(sizes)).tolist())
 
 
 def evaluate(params, spec, X, Y_raw, dtype):

@@ -43,6 +43,16 @@ class Engine:
         """
         raise NotImplementedError
 
+    def span_why_not(self) -> str | None:
+        """None if ``run_span`` can run this plan's steps, drawing their order itself
+        (the loop's order, bit for bit), else why not."""
+        return "it runs the steps it is given"
+
+    def run_span(self, epoch: int, start: int, n: int) -> tuple[np.ndarray, str]:
+        """Run n steps from batch ``start`` of ``epoch`` on (into the next epochs too):
+        (the costs of the steps kept, '' or what was not finite at the first dropped)."""
+        raise NotImplementedError
+
     def state(self) -> tuple[dict, object]:
         """(parameters, optimizer state) after the last step kept, as the caller's arrays,
         never to change under the caller."""

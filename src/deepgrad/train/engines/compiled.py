@@ -1,12 +1,15 @@
-"""The compiled engine: a mini-batch's forward, loss and backward in one numba call.
+"""The compiled engine: whole training steps in numba, many per call.
 
 For the small layers of the course's networks a step does almost no arithmetic; the
-time of the NumPy engine goes to ~50 NumPy calls per step. Here the forward pass, the
-loss and the backward pass are one compiled call (``engines.kernels``, cached on disk);
-the L2 term, the optimizer's flat update (``FlatRule``), the finiteness check and its
-undo are ``engines.step``'s (``FlatState``), so that math is written once. Dropout uses
-the step's masks (``plan.masks``), as every engine; rows are gathered from memory or a
-memory-mapped file. Without numba ``why_not`` says so and ``fit`` never picks it.
+time of the NumPy engine goes to ~50 NumPy calls per step. Here a step (rows, dropout
+masks, forward, loss, backward, the L2 term, the optimizer's update and its undo when
+not finite) is one loop of ``engines.kernels.train_steps``, cached on disk. The loop
+asks for a span of many steps at once (``run_span``: the kernel draws the epoch order
+itself, bit for bit ``data.arrays.epoch_permutation``) when nothing needs to look
+between them, and for one step at a time otherwise (``run``: callbacks, a user's order,
+memory-mapped data). The per-step scalars come from ``FlatRule.scalars``
+(``optimizers.scalars_table``). Without numba ``why_not`` says so and ``fit`` never
+picks it.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import importlib.util
 
 import numpy as np
 
-from deepgrad.core import activations
+from deepgrad.core import activations, dropout
 from deepgrad.core.layout import Layout
-from deepgrad.train.engines.base import Engine
-from deepgrad.train.engines.step import FlatState, NumpyOps, full_gradient
+from deepgrad.optim.optimizers import scalars_table
+from deepgrad.train.engines.base import Engine, not_finite
+from deepgrad.train.engines.step import FlatState, NumpyOps
 
 __all__ = ["Compiled", "MAX_WEIGHTS", "numba_available"]
 
-# Provisional size rule (a smoke run on a busy machine): the compiled loops beat the
-# NumPy engine while per-step Python dominates, i.e. for small layers.
+# The compiled loops beat the NumPy engine while per-step Python and small products
+# dominate, i.e. for small layers (docs/training.md: the crossover measured).
 MAX_WEIGHTS = 4096
 
 
@@ -43,7 +47,7 @@ def _kernels():
 
 class Compiled(Engine):
     name = "compiled"
-    summary = "numba: forward, loss and backward of a step in one compiled call (small layers)"
+    summary = "numba: whole steps in compiled loops, many per call (small layers)"
 
     @classmethod
     def why_not(cls, plan, params, opt_state):
@@ -53,7 +57,8 @@ class Compiled(Engine):
             return "it needs NumPy parameters"
         if not isinstance(plan.X, np.ndarray) or not isinstance(plan.Y, np.ndarray):
             return "it needs NumPy (or memory-mapped) data"
-        if plan.optimizer.flat is None:
+        rule = plan.optimizer.flat
+        if rule is None or not rule.kind:
             return f"it runs the built-in optimizers only, not {plan.optimizer.name!r}"
         spec, k = plan.spec, _kernels()
         if spec.hidden_activation not in k.HIDDEN or spec.output not in k.OUTPUT:
@@ -66,63 +71,74 @@ class Compiled(Engine):
 
     def __init__(self, plan, params: dict, opt_state):
         super().__init__(plan, params, opt_state)
-        self.k = _kernels()
-        if self.k.LEAKY_SLOPE != activations.LEAKY_SLOPE:
+        k = self.k = _kernels()
+        if k.LEAKY_SLOPE != activations.LEAKY_SLOPE:
             raise AssertionError("kernels.LEAKY_SLOPE differs from core.activations'")
         sizes = plan.spec.layer_sizes
-        self.dtype = np.asarray(params["W1"]).dtype
-        self.ops = NumpyOps(self.dtype)
+        dtype = self.dtype = np.asarray(params["W1"]).dtype
         self.layout = layout = Layout(sizes)
-        self.flat = FlatState(plan, self.ops, layout, params, opt_state)
-        self.grad = self.ops.zeros(layout.size)
+        self.flat = flat = FlatState(plan, NumpyOps(dtype), layout, params, opt_state)
+        none = np.empty(0, dtype)
+        self.s0, self.s1 = (*flat.slots, none, none)[:2]
         self.sizes = np.asarray(sizes, np.int64)
         blocks = [n * (m + 1) for m, n in zip(sizes[:-1], sizes[1:], strict=True)]
         self.offs = np.concatenate([[0], np.cumsum(blocks)[:-1]]).astype(np.int64)
-        self.codes = (self.k.HIDDEN[plan.spec.hidden_activation], self.k.OUTPUT[plan.spec.output])
-        self.no_masks = np.empty(0, self.dtype)
+        name, hyper = plan.optimizer.flat.kind
+        self.codes = (k.HIDDEN[plan.spec.hidden_activation], k.OUTPUT[plan.spec.output],
+                      k.RULES[name])  # fmt: skip
+        self.hyper = np.asarray(hyper, dtype)
+        self.X = np.asarray(plan.X)  # a memory map's pages, as a plain array
+        self.order = (plan.m, plan.batch_size, plan.shuffle, plan.check_batches)
+        self.reg = (float(plan.l2), 0 if plan.m_reg is None else int(plan.m_reg))
+        keep = plan.keep_prob < 1
+        self.dropout = (
+            dropout.keep_threshold(plan.keep_prob) if keep else -1,
+            np.asarray([1.0 / plan.keep_prob if keep else 1.0], dtype),
+        )
+        self.no_rows = np.empty(0, np.int64)
 
-    def _gather(self, rows):
+    def span_why_not(self) -> str | None:
+        """None if ``run_span`` can draw this plan's order itself, else why not."""
         plan = self.plan
-        Xb = np.ascontiguousarray(np.take(plan.X, rows, axis=0), dtype=self.dtype)
-        if plan.check_batches and not np.isfinite(Xb).all():
-            raise ValueError(f"X contains NaN or inf in rows {rows[~np.isfinite(Xb).all(1)][:5]}")
-        return Xb, np.ascontiguousarray(np.take(plan.Y, rows, axis=0), dtype=self.dtype)
+        if plan.order is not None:
+            return "the order is the user's"
+        if isinstance(plan.X, np.memmap):
+            return "memory-mapped data is read in a block shuffle"
+        if plan.m >= 2**32:
+            return "it draws orders of fewer than 2^32 rows"
+        return None
 
-    def _masks(self, step):
-        masks = self.plan.masks(step)
-        if masks is None:
-            return self.no_masks, np.zeros(1, np.int64)
-        offs = np.concatenate([[0], np.cumsum([mk.size for mk in masks])]).astype(np.int64)
-        return np.concatenate([np.ravel(mk) for mk in masks]).astype(self.dtype), offs
+    def _steps(self, given, where, n):
+        """(costs of the steps kept, '' or what was not finite at the next one)."""
+        flat = self.flat
+        scalars = np.asarray(scalars_table(flat.rule, flat.count, n), self.dtype)
+        costs = np.empty(n)
+        done, stop = self.k.train_steps(
+            self.X, self.plan.Y, flat.theta, self.s0, self.s1, flat.G, self.sizes, self.offs,
+            self.codes, given, where, self.order, self.reg, self.dropout,
+            (self.hyper, scalars), costs,
+        )  # fmt: skip
+        flat.count += done
+        if stop == 4:  # only memory-mapped data is checked, and it runs one step a call
+            bad = given[~np.isfinite(self.X[given]).all(1)][:5]
+            raise ValueError(f"X contains NaN or inf in rows {bad}")
+        bad = not_finite(float(costs[done]), lambda: stop != 2) if stop else ""
+        return costs[:done], bad
 
     def run(self, steps, record):
-        flat, fb = self.flat, self.k.forward_backward
-        hid, out = self.codes
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for step in steps:
-                Xb, Yb = self._gather(step.rows)
-                masks, moffs = self._masks(step)
-                r = len(step.rows)
-                loss = fb(
-                    Xb,
-                    Yb,
-                    flat.theta,
-                    self.grad,
-                    self.sizes,
-                    self.offs,
-                    hid,
-                    out,
-                    activations.LEAKY_SLOPE,
-                    masks,
-                    moffs,
-                    float(r),
-                )
-                job = flat.job(step, [(0, r)])
-                full_gradient(self.ops, [self.grad], job, flat.theta, flat.G, flat.work[0])
-                bad = flat.apply(flat.cost(float(loss), r), job, record)
-                if bad:
-                    return bad
+        seed = self.plan.seed
+        for step in steps:
+            rows = np.ascontiguousarray(step.rows, np.int64)
+            costs, bad = self._steps(rows, (step.epoch, step.index, seed), 1)
+            if bad:
+                return bad
+            record(float(costs[0]), len(rows))
         return ""
+
+    def run_span(self, epoch: int, start: int, n: int):
+        """Run n steps from batch ``start`` of ``epoch`` on, in the loop's order (and on
+        into the next epochs); (their costs, '' or what was not finite at the next)."""
+        return self._steps(self.no_rows, (epoch, start, self.plan.seed), n)
 
     def state(self):
         return self.flat.state()
