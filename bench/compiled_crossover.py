@@ -52,6 +52,7 @@ def main(argv=None) -> None:
     if a.one:
         print(_one(a.one[0], int(a.one[1]), int(a.one[2])))
         return
+    import numpy  # noqa: F401 - loads OpenBLAS, so that threadpoolctl sees it
     import threadpoolctl
 
     kernels = sorted({i.get("architecture", "?") for i in threadpoolctl.threadpool_info()})

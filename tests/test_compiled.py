@@ -4,6 +4,7 @@ deepgrad without numba (the engine says so; everything else trains as before).""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -75,11 +76,17 @@ def test_float32_follows_the_reference_to_float32_rounding():
 
 
 @needs_numba
-def test_large_layers_and_custom_optimizers_are_refused_by_name():
+def test_large_steps_go_to_blas_and_custom_optimizers_are_refused_by_name():
     X, y = _xy("sigmoid", n=100)
-    net = dg.Network([100, 64, 1], seed=0)
-    with pytest.raises(ValueError, match="engine 'compiled' cannot run this fit: its loops"):
-        net.fit(X, y, epochs=1, engine="compiled", progress=False)
+    kw = dict(epochs=2, batch_size=32, progress=False, seed=1, optimizer="adam", learning_rate=0.01)
+    hs, params = [], []
+    for engine in (None, "compiled", "reference"):  # 32 rows x 6,400 weights: past the rule
+        net = dg.Network([100, 64, 1], seed=0, dtype="float64")
+        hs.append(net.fit(X, y, engine=engine, **kw))
+        params.append(net.params)
+    assert [h.engine for h in hs] == ["numpy-shards", "compiled", "reference"]
+    assert not compiled.Compiled.fast_for(_plan_of(X, y, 32, [100, 64, 1]))
+    _same_params(params[2], params[1], 1e-12)
     net = dg.Network([5, 3, 1], seed=0)
     custom = dg.optimizers.chain(
         "mine", 0.1, dg.optimizers.scale_by_rms(0.9), dg.optimizers.scale_by_momentum(0.5)
@@ -105,6 +112,13 @@ def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def _plan_of(X, y, batch_size, sizes):
+    from deepgrad.train.types import Plan
+
+    net = dg.Network(sizes, seed=0)
+    return Plan(X, y, net.spec, dg.optimizers.adam(0.01), batch_size)
 
 
 def _history(h):
@@ -218,3 +232,43 @@ def test_the_scalars_table_is_the_rules_scalars():
         table = opt.scalars_table(rule, 5, 3000)
         per = np.array([rule.scalars(c) for c in range(5, 3005)])
         np.testing.assert_allclose(table, per, rtol=2e-14, atol=0)
+
+
+def test_ctrl_c_inside_a_deferred_block_is_raised_when_it_ends():
+    ran = []
+    with pytest.raises(KeyboardInterrupt):
+        with loop.deferred_interrupt():
+            signal.raise_signal(signal.SIGINT)
+            ran.append("after the signal")
+    assert ran == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_numba
+def test_ctrl_c_during_a_span_keeps_steps_history_and_checkpoint_together(tmp_path, monkeypatch):
+    """Ctrl-C while a span runs (in compiled code it waits for the call) is raised once
+    the span's steps are in the history: the checkpoint holds them and resumes exactly."""
+    kw = dict(keep_prob=0.8, epochs=4, batch_size=25, optimizer="adam", learning_rate=0.02)
+    ref, href = _fit("compiled", "relu", "sigmoid", **kw)
+    original, calls = compiled.Compiled.run_span, []
+
+    def run_span(self, *args):
+        out = original(self, *args)
+        calls.append(len(out[0]))
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # as if it came during the compiled call
+        return out
+
+    monkeypatch.setattr(compiled.Compiled, "run_span", run_span)
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit("compiled", "relu", "sigmoid", checkpoint=path, checkpoint_every=3, **kw)
+    from deepgrad.train import checkpoint
+
+    saved = checkpoint.load_checkpoint(path)
+    assert len(saved.history["iteration_cost"]) == sum(calls) == 6  # spans of 3, 1, 2
+    assert saved.epoch * 4 + saved.position == 6
+    monkeypatch.undo()
+    got, h = _fit("compiled", "relu", "sigmoid", checkpoint=path, **kw)
+    _same_params(ref, got, 1e-13)
+    _same_history(_history(href), _history(h), 1e-13)

@@ -981,6 +981,68 @@ ROUNDING = {
     ("mpi", "p2"): 1e-5,  # its float32 fit; the float64 fits are held to 1e-12 below
 }
 ROUNDING_BY_KEY = {("mpi", "p2", "f64"): 1e-12}
+# - the compiled engine, which fit picks for small steps: its loops sum over the rows in
+#   another order than BLAS (within 1e-12 of the reference in float64); these cases
+#   were written by numpy-shards.
+COMPILED_CASES = {
+    *(
+        ("api", c)
+        for c in (
+            "network_methods_float32",
+            "network_methods_float64",
+            "regression_standardize",
+        )
+    ),
+    *(
+        ("cli", c)
+        for c in (
+            "train_make_data_dir",
+            "train_npz_regression",
+            "train_npz_sigmoid",
+            "train_npz_softmax_float64",
+        )
+    ),
+    *(
+        ("fit", c)
+        for c in (
+            "adam_object_sigmoid_sigmoid_auto_batch_float32",
+            "adam_object_sigmoid_sigmoid_auto_batch_float64",
+            "adam_softmax_leaky_dropout_l2dataset_float32",
+            "adam_softmax_leaky_dropout_l2dataset_float64",
+            "adam_step_sigmoid_leaky_dropout_float32",
+            "adam_step_sigmoid_leaky_dropout_float64",
+            "gd_inverse_time_sigmoid_tanh_float32",
+            "gd_inverse_time_sigmoid_tanh_float64",
+            "gd_linear_tanh_stochastic_float32",
+            "gd_linear_tanh_stochastic_float64",
+            "gd_sigmoid_relu_partial_float32",
+            "gd_sigmoid_relu_partial_float64",
+            "memmap_float32",
+            "memmap_float64",
+            "momentum_exponential_linear_relu_l2dataset_float32",
+            "momentum_exponential_linear_relu_l2dataset_float64",
+            "momentum_object_softmax_tanh_validation_float32",
+            "momentum_object_softmax_tanh_validation_float64",
+            "momentum_softmax_tanh_l2batch_float32",
+            "momentum_softmax_tanh_l2batch_float64",
+            "rmsprop_linear_sigmoid_fullbatch_float32",
+            "rmsprop_linear_sigmoid_fullbatch_float64",
+            "rmsprop_softmax_relu_batch_m_dropout_l2_float32",
+            "rmsprop_softmax_relu_batch_m_dropout_l2_float64",
+        )
+    ),
+    *(("probe", c) for c in ("probe_training",)),
+    *(
+        ("resume", c)
+        for c in (
+            "epochs_2_then_4_float32",
+            "epochs_2_then_4_float64",
+            "interrupt_every_3_float32",
+            "interrupt_float64",
+        )
+    ),
+}
+COMPILED_RTOL = {"float64": 1e-12, "float32": 1e-4}
 
 
 # On another machine than the one that wrote the files (another BLAS kernel, NumPy's SIMD
@@ -1030,6 +1092,9 @@ def write_machine(folder: Path = HERE) -> None:
 def tolerance(group: str, case: str, key: str, dtype: str = "float64") -> float:
     """The relative difference allowed for ``key`` of a case (0.0: bit for bit)."""
     rtol = ROUNDING.get((group, case), 0.0)
+    if (group, case) in COMPILED_CASES:  # a JSON value: the case's own dtype
+        own = dtype if dtype != "float64" or "float64" in case else "float32"
+        rtol = max(rtol, COMPILED_RTOL.get(own, COMPILED_RTOL["float64"]))
     for (g, c, prefix), by_key in ROUNDING_BY_KEY.items():
         if (g, c) == (group, case) and key.startswith(prefix):
             rtol = by_key

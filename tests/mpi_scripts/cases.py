@@ -106,6 +106,7 @@ class Result(NamedTuple):
     params: dict
     iteration_cost: list
     val_cost: list
+    engine: str  # the engine that ran the steps
 
 
 def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
@@ -121,7 +122,7 @@ def run_case(name, X, y2, y3, distributed=False, hook=None) -> Result:
     finally:
         arrays.BLOCK_BYTES = block_bytes
     params = {k: np.asarray(v) for k, v in net.params.items()}
-    return Result(params, list(hist.iteration_cost), list(hist.val_cost))
+    return Result(params, list(hist.iteration_cost), list(hist.val_cost), hist.engine)
 
 
 def _order(epoch: int) -> np.ndarray:

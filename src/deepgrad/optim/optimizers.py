@@ -112,7 +112,8 @@ def scalars_table(rule: FlatRule, first: int, n: int) -> np.ndarray:
             return table
     except Exception:  # noqa: BLE001 - a schedule for ints only: called per count below
         pass
-    return np.array([rule.scalars(c) for c in range(first, first + n)], np.float64)
+    table = np.array([rule.scalars(c) for c in range(first, first + n)], np.float64)
+    return table.reshape(n, len(ends[0]))
 
 
 def sqrt_(x) -> None:

@@ -15,9 +15,11 @@ ranks (``train.mpi``); single-process training uses ``SOLO``.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -376,6 +378,26 @@ def _one_epoch(eng, plan, epoch, done, history, bar, callbacks, ckpt, t0) -> boo
     return True
 
 
+@contextmanager
+def deferred_interrupt():
+    """Ctrl-C inside the block is raised when it ends (in the main thread; elsewhere
+    the block runs as it is): a span's steps and their history are kept together."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # not set from Python: it cannot be put back
+        return
+    hit = []
+    signal.signal(signal.SIGINT, lambda *_: hit.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hit and callable(previous):
+        previous(signal.SIGINT, None)  # Python's own handler raises KeyboardInterrupt
+    elif hit and previous != signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
 class Spans:
     """Steps run many to an engine call (``Engine.run_span``), where nothing looks
     between them (no callbacks): the engine draws the loop's order itself.
@@ -406,26 +428,28 @@ class Spans:
             n = min(n, nb - done)
         if ckpt is not None and ckpt.every is not None:
             n = min(n, ckpt.every - history.iterations % ckpt.every)
-        began = time.perf_counter()
-        costs, bad = self.eng.run_span(epoch, done, n)
-        now = time.perf_counter()
+        with deferred_interrupt():  # the engine's state and the history move together
+            began = time.perf_counter()
+            costs, bad = self.eng.run_span(epoch, done, n)
+            now = time.perf_counter()
+            k = len(costs)
+            self._record(history, costs, epoch * nb + done, began - t0,
+                         (now - began) / max(1, k + bool(bad)))  # fmt: skip
+            ended, at = divmod(done + k, nb)
+            first = history.iterations - k
+            for e in range(ended):  # each epoch completed in this span: its mean cost
+                end = first + (e + 1) * nb - done
+                total, seen = _cost_sum(history, end - nb, end)
+                history.epoch_cost.append(total / seen)
+                history.epoch_time.append(history.iteration_time[end - 1])
+            if ckpt is not None and k:
+                e_last, b_last = divmod(epoch * nb + done + k - 1, nb)
+                ckpt.step(e_last, b_last + 1, self.eng.state)
         if now - began < self.TARGET_S and n == self.limit:
             self.limit = min(2 * self.limit, self.MAX_STEPS)
-        k = len(costs)
-        self._record(history, costs, epoch * nb + done, began - t0, (now - began) / (k + bool(bad)))
         bar.update(k)
         if k:
             bar.set_postfix_str(f"cost {costs[-1]:.4f}", refresh=False)
-        ended, at = divmod(done + k, nb)
-        first = history.iterations - k
-        for e in range(ended):  # each epoch completed in this span: its mean cost
-            end = first + (e + 1) * nb - done
-            total, seen = _cost_sum(history, end - nb, end)
-            history.epoch_cost.append(total / seen)
-            history.epoch_time.append(history.iteration_time[end - 1])
-        if ckpt is not None and k:
-            e_last, b_last = divmod(epoch * nb + done + k - 1, nb)
-            ckpt.step(e_last, b_last + 1, self.eng.state)
         if bad:
             history.stopped = divergence_message(epoch + ended, history.iterations, bad)
         return ended, at, not bad

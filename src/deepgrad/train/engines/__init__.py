@@ -1,9 +1,9 @@
 """The training engines, fastest first, and how ``fit`` picks one.
 
 Each engine says, for a given plan, whether it can run it exactly (``why_not`` returns
-None) or what it lacks. ``choose`` takes the first that can, or the one asked for by
-name, raising ValueError with its reason when it cannot: a configuration is never
-silently changed to fit an engine.
+None) or what it lacks, and whether it is fast for it (``fast_for``). ``choose`` takes
+the first that is fast and can, or the one asked for by name, raising ValueError with
+its reason when it cannot: a configuration is never silently changed to fit an engine.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from deepgrad.train.engines.torch_graphs import TorchGraphs
 
 __all__ = ["Engine", "ENGINES", "choose", "names"]
 
-# The compiled engine is asked for by name until its crossover is measured quietly.
+# Fastest first: the compiled engine where it is fast (``Compiled.fast_for``: small
+# steps), then the NumPy engine for every other NumPy fit.
 ENGINES: dict[str, type[Engine]] = {
-    e.name: e for e in (Shards, TorchGraphs, TorchFlat, Reference, Compiled)
+    e.name: e for e in (Compiled, Shards, TorchGraphs, TorchFlat, Reference)
 }
 
 
@@ -37,6 +38,6 @@ def choose(plan, params: dict, opt_state, name: str | None = None) -> type[Engin
             raise ValueError(f"engine {name!r} cannot run this fit: {reason}")
         return ENGINES[name]
     for engine in ENGINES.values():
-        if engine.why_not(plan, params, opt_state) is None:
+        if engine.fast_for(plan) and engine.why_not(plan, params, opt_state) is None:
             return engine
     raise AssertionError("the reference engine runs every plan")

@@ -32,6 +32,12 @@ class Engine:
         """None if this engine can run ``plan`` exactly, else what it lacks."""
         raise NotImplementedError
 
+    @classmethod
+    def fast_for(cls, plan: Plan) -> bool:
+        """Whether ``fit`` should pick it for ``plan`` when it can run it (the engines
+        are in order of speed; one may be fast only for some sizes)."""
+        return True
+
     def __init__(self, plan: Plan, params: dict, opt_state):
         self.plan = plan
 

@@ -24,11 +24,12 @@ from deepgrad.optim.optimizers import scalars_table
 from deepgrad.train.engines.base import Engine, not_finite
 from deepgrad.train.engines.step import FlatState, NumpyOps
 
-__all__ = ["Compiled", "MAX_WEIGHTS", "numba_available"]
+__all__ = ["Compiled", "FASTER_BELOW", "numba_available"]
 
-# The compiled loops beat the NumPy engine while per-step Python and small products
-# dominate, i.e. for small layers (docs/training.md: the crossover measured).
-MAX_WEIGHTS = 4096
+# ``fit`` picks the compiled engine while a step's multiply-adds (batch rows x weights)
+# stay below this: its loops beat numpy-shards' BLAS calls there (the crossover,
+# measured by bench/compiled_crossover.py, is in docs/training.md).
+FASTER_BELOW = 50_000
 
 
 def numba_available() -> bool:
@@ -63,11 +64,14 @@ class Compiled(Engine):
         spec, k = plan.spec, _kernels()
         if spec.hidden_activation not in k.HIDDEN or spec.output not in k.OUTPUT:
             return f"it has no kernel for {spec.hidden_activation!r} / {spec.output!r}"
-        sizes = spec.layer_sizes
-        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        if weights > MAX_WEIGHTS:
-            return f"its loops are for small layers (<= {MAX_WEIGHTS} weights, not {weights})"
         return None
+
+    @classmethod
+    def fast_for(cls, plan) -> bool:
+        """Whether its loops beat the NumPy engine's BLAS here: small steps only."""
+        sizes = plan.spec.layer_sizes
+        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        return min(plan.batch_size, plan.m) * weights < FASTER_BELOW
 
     def __init__(self, plan, params: dict, opt_state):
         super().__init__(plan, params, opt_state)
@@ -86,15 +90,15 @@ class Compiled(Engine):
         name, hyper = plan.optimizer.flat.kind
         self.codes = (k.HIDDEN[plan.spec.hidden_activation], k.OUTPUT[plan.spec.output],
                       k.RULES[name])  # fmt: skip
-        self.hyper = np.asarray(hyper, dtype)
+        with np.errstate(over="ignore"):
+            self.hyper = np.asarray(hyper, dtype)
         self.X = np.asarray(plan.X)  # a memory map's pages, as a plain array
         self.order = (plan.m, plan.batch_size, plan.shuffle, plan.check_batches)
         self.reg = (float(plan.l2), 0 if plan.m_reg is None else int(plan.m_reg))
         keep = plan.keep_prob < 1
-        self.dropout = (
-            dropout.keep_threshold(plan.keep_prob) if keep else -1,
-            np.asarray([1.0 / plan.keep_prob if keep else 1.0], dtype),
-        )
+        with np.errstate(over="ignore"):  # 1 / keep_prob past float32: no unit is kept then
+            scale = np.asarray([1.0 / plan.keep_prob if keep else 1.0], dtype)
+        self.dropout = (dropout.keep_threshold(plan.keep_prob) if keep else -1, scale)
         self.no_rows = np.empty(0, np.int64)
 
     def span_why_not(self) -> str | None:
@@ -111,7 +115,10 @@ class Compiled(Engine):
     def _steps(self, given, where, n):
         """(costs of the steps kept, '' or what was not finite at the next one)."""
         flat = self.flat
-        scalars = np.asarray(scalars_table(flat.rule, flat.count, n), self.dtype)
+        if n == 0:  # a fit resumed at the end of an epoch
+            return np.empty(0), ""
+        with np.errstate(over="ignore"):  # a float32 rate past its range: inf, as NumPy's
+            scalars = np.asarray(scalars_table(flat.rule, flat.count, n), self.dtype)
         costs = np.empty(n)
         done, stop = self.k.train_steps(
             self.X, self.plan.Y, flat.theta, self.s0, self.s1, flat.G, self.sizes, self.offs,
