@@ -15,7 +15,9 @@ Importing this module needs numba; ``engines.kernels`` imports it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 __all__ = ["seed_words", "pcg64_state", "next64", "next32", "permutation", "raw_draws"]
 
@@ -81,13 +83,19 @@ def _pool(words):
     return pool
 
 
-@njit(cache=True)
-def _mul64(a, b):
-    """(high, low) words of the 128-bit product of two uint64."""
-    a0, a1, b0, b1 = a & M32, a >> S32, b & M32, b >> S32
-    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
-    mid = (p00 >> S32) + (p01 & M32) + (p10 & M32)
-    return p11 + (p01 >> S32) + (p10 >> S32) + (mid >> S32), (mid << S32) | (p00 & M32)
+@intrinsic
+def _mul64(typingctx, a, b):
+    """(high, low) words of the 128-bit product of two uint64: one LLVM i128 multiply
+    (a single ``mul`` on x86-64)."""
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64, i128 = ir.IntType(64), ir.IntType(128)
+        p = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
+        hi = builder.trunc(builder.lshr(p, ir.Constant(i128, 64)), i64)
+        return context.make_tuple(builder, signature.return_type, [hi, builder.trunc(p, i64)])
+
+    return sig, codegen
 
 
 @njit(cache=True)
@@ -145,26 +153,34 @@ def next32(st):
 
 
 @njit(cache=True)
-def _interval(st, top):
-    """A uniform integer in [0, top], 0 < top < 2^32: NumPy's ``random_interval``
-    (32-bit draws masked to top's bit length, rejected while above top)."""
-    mask = top
-    for s in (1, 2, 4, 8, 16):
-        mask |= mask >> _U64(s)
-    v = next32(st) & mask
-    while v > top:
-        v = next32(st) & mask
-    return v
-
-
-@njit(cache=True)
 def permutation(st, m, out):
-    """``Generator.permutation(m)`` into ``out`` (m <= 2^32): Fisher-Yates from the end."""
+    """``Generator.permutation(m)`` into ``out`` (m <= 2^32): Fisher-Yates from the end.
+    The state is kept in locals (registers) for the loop and written back at the end."""
+    hi, lo, inc_hi, inc_lo, has32, u32 = st[0], st[1], st[2], st[3], st[4], st[5]
     for i in range(m):
         out[i] = i
     for i in range(m - 1, 0, -1):
-        j = _interval(st, _U64(i))
+        top = _U64(i)
+        mask = top
+        for s in (1, 2, 4, 8, 16):
+            mask |= mask >> _U64(s)
+        while True:
+            if has32 != ZERO:
+                has32, v = ZERO, u32
+            else:
+                h, l = _mul64(lo, MULT_LO)  # the LCG step, as _step
+                h += lo * MULT_HI + hi * MULT_LO
+                lo = l + inc_lo
+                hi = h + inc_hi + (ONE if lo < l else ZERO)
+                x, rot = hi ^ lo, hi >> S58
+                x = (x >> rot) | (x << ((S64_MINUS - rot) & _U64(63)))
+                has32, u32, v = ONE, x >> S32, x & M32
+            v &= mask
+            if v <= top:
+                break
+        j = v
         out[i], out[j] = out[j], out[i]
+    st[0], st[1], st[4], st[5] = hi, lo, has32, u32
 
 
 @njit(cache=True)
