@@ -56,6 +56,7 @@ bench-train: install
 	$(PIP) -e ".[bench]"
 	$(PY) bench/train_engines.py --json docs/bench_train_engines.json
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/course_size.py --json docs/bench_course_size.json
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/compiled_crossover.py --json docs/bench_compiled_crossover.json
 
 clean:
 	rm -rf $(VENV) out build dist src/*.egg-info
