@@ -272,3 +272,15 @@ def test_ctrl_c_during_a_span_keeps_steps_history_and_checkpoint_together(tmp_pa
     got, h = _fit("compiled", "relu", "sigmoid", checkpoint=path, **kw)
     _same_params(ref, got, 1e-13)
     _same_history(_history(href), _history(h), 1e-13)
+
+
+@needs_numba
+def test_a_nan_row_of_a_memory_map_is_named(tmp_path):
+    X, y = _xy("sigmoid")
+    X[37, 2] = np.nan
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    Xmm = np.load(path, mmap_mode="r")
+    net = dg.Network([5, 7, 4, 1], seed=2, dtype="float64")
+    with pytest.raises(ValueError, match=r"X contains NaN or inf in rows \[37\]"):
+        net.fit(Xmm, y, epochs=1, batch_size=32, engine="compiled", progress=False, seed=5)

@@ -126,10 +126,11 @@ class Compiled(Engine):
             (self.hyper, scalars), costs,
         )  # fmt: skip
         flat.count += done
-        if stop == 4:  # only memory-mapped data is checked, and it runs one step a call
+        if stop == self.k.STOPS["data"]:  # only memory maps are checked: one step a call
             bad = given[~np.isfinite(self.X[given]).all(1)][:5]
             raise ValueError(f"X contains NaN or inf in rows {bad}")
-        bad = not_finite(float(costs[done]), lambda: stop != 2) if stop else ""
+        gradient = self.k.STOPS["gradient"]
+        bad = not_finite(float(costs[done]), lambda: stop != gradient) if stop else ""
         return costs[:done], bad
 
     def run(self, steps, record):

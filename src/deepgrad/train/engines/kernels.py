@@ -32,7 +32,7 @@ OUTPUT = {"sigmoid": 0, "softmax": 1, "linear": 2}
 RULES = {"gd": 0, "momentum": 1, "rmsprop": 2, "adam": 3}  # FlatRule.kind's name
 # What stopped a span: the step's cost, its gradient or the updated parameters not
 # finite (the update undone), or a row of X not finite (memory-mapped data is checked).
-STOPS = {1: "cost", 2: "gradient", 3: "parameters", 4: "data"}
+STOPS = {"cost": 1, "gradient": 2, "parameters": 3, "data": 4}
 LEAKY_SLOPE = 0.01  # core.activations.LEAKY_SLOPE (checked by the engine)
 
 
