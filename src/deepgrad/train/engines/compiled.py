@@ -61,7 +61,11 @@ class Compiled(Engine):
         rule = plan.optimizer.flat
         if rule is None or not rule.kind:
             return f"it runs the built-in optimizers only, not {plan.optimizer.name!r}"
-        spec, k = plan.spec, _kernels()
+        try:
+            k = _kernels()
+        except ImportError as exc:  # installed, but not for this NumPy or Python
+            return f"numba does not import here ({exc})"
+        spec = plan.spec
         if spec.hidden_activation not in k.HIDDEN or spec.output not in k.OUTPUT:
             return f"it has no kernel for {spec.hidden_activation!r} / {spec.output!r}"
         return None
