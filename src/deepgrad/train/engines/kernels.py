@@ -284,18 +284,19 @@ def train_steps(
     dt = theta.dtype
     n_batches = (m + bs - 1) // bs
     L = sizes.shape[0] - 1
-    width, units, hidden = 0, 0, 0
+    width, units = 0, 0
     for l in range(L + 1):
         width, units = max(width, sizes[l]), units + sizes[l]
     hidden = units - sizes[0] - sizes[L]
+    drawing = m if given.shape[0] == 0 else 0  # the epoch's order: only when drawn here
     use_mask = dropout[0] >= 0
     AT = np.empty(units * bs, dt)  # every layer's activations, (n, r) blocks
     HT = np.empty(units * bs if use_mask else 0, dt)
     YT, cur, nxt = np.empty(sizes[L] * bs, dt), np.empty(width * bs, dt), np.empty(width * bs, dt)
     drawn, masks = np.empty(hidden * bs, dt), np.empty(hidden * bs, dt)
     aoff = np.zeros(L + 1, np.int64)
-    perm, rows_of, batch_of = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
-    cursor = np.empty(n_batches, np.int64)
+    perm, rows_of = np.empty(drawing, np.int64), np.empty(drawing, np.int64)
+    batch_of, cursor = np.empty(drawing, np.int64), np.empty(n_batches if drawing else 0, np.int64)
     backup = np.empty((3, theta.shape[0]), dt)
     regd = np.empty(1, dt)
     for k in range(costs.shape[0]):
