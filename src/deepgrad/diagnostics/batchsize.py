@@ -36,6 +36,7 @@ differences of two gradients) on groups of the same batches (``curvature_moments
 from __future__ import annotations
 
 import math
+import time
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -181,33 +182,44 @@ def candidate_sizes(m: int, low: int = 16, high: int = 8192) -> list[int]:
     return sorted(sizes)
 
 
-def step_times(net, X, Y, sizes, steps: int = 20, repeats: int = 3) -> dict[int, float]:
+def step_times(
+    net, X, Y, sizes, steps: int = 20, repeats: int = 3, min_seconds: float = 0.02
+) -> dict[int, float]:
     """Median seconds per training step at each batch size (the fit loop, gd, this machine).
 
-    Each size trains a copy of ``net`` for ``steps`` steps on the first steps*b rows
-    (wrapping around if X is smaller); the first step is a warm-up and not counted.
+    Each size trains copies of ``net`` on the first steps*b rows (all of X if it is
+    smaller) for k and then 2k epochs; a step's time is the slope, (t_2k - t_k) / (the
+    steps of k epochs), so what a fit pays once (its set-up, a compiled engine's call
+    and the bookkeeping of its spans of steps) is not counted per step, as in a long
+    run. k doubles until the longer fit takes ``min_seconds`` (a compiled step of a small
+    batch takes microseconds).
     """
     out = {}
     m = X.shape[0]
     for b in sizes:
-        n = min(m, (steps + 1) * b)
+        n = min(m, steps * b)
+        batches = -(-n // b)
         per = []
         for _ in range(repeats):
-            sub = net.copy()
-            h = sub.fit(
-                X[:n],
-                Y[:n],
-                batch_size=b,
-                epochs=max(1, -(-(steps + 1) * b // n)),
-                learning_rate=1e-3,
-                seed=0,
-                shuffle=False,
-                progress=False,
-            )
-            t = np.diff(np.asarray(h.iteration_time))
-            per.append(float(np.median(t[:steps] if len(t) else [h.iteration_time[0]])))
+            k = max(1, -(-steps // batches))
+            while True:
+                t1, t2 = (_fit_seconds(net, X[:n], Y[:n], b, e) for e in (k, 2 * k))
+                if t2 >= min_seconds or k * batches >= 2**16:
+                    break
+                k *= 2
+            slope = (t2 - t1) / (k * batches)
+            per.append(slope if slope > 0 else t2 / (2 * k * batches))
         out[b] = float(np.median(per))
     return out
+
+
+def _fit_seconds(net, X, Y, batch_size: int, epochs: int) -> float:
+    """Wall seconds of one fit of a copy of ``net`` (gd, lr 1e-3, no shuffling)."""
+    sub = net.copy()
+    t = time.perf_counter()
+    sub.fit(X, Y, batch_size=batch_size, epochs=epochs, learning_rate=1e-3, seed=0,
+            shuffle=False, progress=False)  # fmt: skip
+    return time.perf_counter() - t
 
 
 class Recommendation(NamedTuple):
