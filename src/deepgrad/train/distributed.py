@@ -72,6 +72,7 @@ __all__ = [
     "agree",
     "check_replicas",
     "abort_on_error",
+    "abort_all",
     "local_mpiexec",
     "TIMEOUT_ENV",
     "collective_timeout",
@@ -188,14 +189,27 @@ def abort_on_error(comm):
         raise  # decided from global values: every rank raises it together
     except BaseException:
         if comm.Get_size() > 1:
-            sys.stderr.write(
+            abort_all(
+                comm,
+                1,
                 f"deepgrad: rank {comm.Get_rank()} of {comm.Get_size()} failed; "
-                "aborting all ranks\n" + traceback.format_exc()
+                "aborting all ranks\n" + traceback.format_exc(),
             )
-            sys.stderr.flush()
-            comm.Abort(1)
-            os._exit(1)  # Abort does not return; should it, never go on alone
         raise
+
+
+# A rank's stderr reaches the user through the launcher's pipes: this long for the last
+# line to pass before MPI_Abort kills the launcher's side too (else it can be lost).
+ABORT_PAUSE_S = 0.25
+
+
+def abort_all(comm, code: int, message: str) -> None:
+    """Write ``message`` to stderr and abort every rank with ``code``; never returns."""
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    time.sleep(ABORT_PAUSE_S)
+    comm.Abort(code)
+    os._exit(code)  # Abort does not return; should it, never go on alone
 
 
 def collective_timeout() -> float | None:
@@ -221,14 +235,13 @@ def wait_or_abort(comm, request, what: str, timeout: float) -> None:
     while not request.Test():
         if time.monotonic() > deadline:
             silent = _silent_ranks(comm, timeout)
-            sys.stderr.write(
+            abort_all(
+                comm,
+                2,
                 f"deepgrad: rank {comm.Get_rank()} of {comm.Get_size()}: rank(s) "
                 f"{', '.join(map(str, silent)) or 'unknown'} stopped answering (no {what} "
-                f"in {timeout:g} s, {TIMEOUT_ENV}); aborting all ranks\n"
+                f"in {timeout:g} s, {TIMEOUT_ENV}); aborting all ranks\n",
             )
-            sys.stderr.flush()
-            comm.Abort(2)
-            os._exit(2)  # Abort does not return; should it, never go on alone
         time.sleep(pause)
         pause = min(2 * pause + 1e-5, 1e-3)  # spin first: a step's wait is usually short
 
