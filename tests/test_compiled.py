@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import deepgrad as dg
-from deepgrad.train import loop
+from deepgrad.train import checkpoint, loop
 from deepgrad.train.engines import compiled
+from deepgrad.train.types import Plan
 
 needs_numba = pytest.mark.skipif(not compiled.numba_available(), reason="no numba")
 
@@ -135,8 +136,6 @@ def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
 
 
 def _plan_of(X, y, batch_size, sizes):
-    from deepgrad.train.types import Plan
-
     net = dg.Network(sizes, seed=0)
     return Plan(X, y, net.spec, dg.optimizers.adam(0.01), batch_size)
 
@@ -283,8 +282,6 @@ def test_ctrl_c_during_a_span_keeps_steps_history_and_checkpoint_together(tmp_pa
     path = tmp_path / "run.ckpt"
     with pytest.raises(KeyboardInterrupt):
         _fit("compiled", "relu", "sigmoid", checkpoint=path, checkpoint_every=3, **kw)
-    from deepgrad.train import checkpoint
-
     saved = checkpoint.load_checkpoint(path)
     assert len(saved.history["iteration_cost"]) == sum(calls) == 6  # spans of 3, 1, 2
     assert saved.epoch * 4 + saved.position == 6

@@ -2,16 +2,16 @@
 call (loops, no NumPy call per layer), for small layers.
 
 ``train_steps`` runs a span of steps: each draws its rows (the epoch's permutation,
-``engines.pcg``) or takes the rows it is given, its dropout masks (``pcg``, the bits
-of ``core.dropout.step_masks``), runs the forward and backward pass, adds the L2 term, takes the
-optimizer's update (``_update``) and undoes it when the result is not finite.
-Activations are kept transposed, (units, rows), so the loops over a batch's rows are
-innermost and run in SIMD lanes; a span allocates its buffers once. The
-formulas are ``engines.step``'s (the canonical link dZ^[L] = (g(Z^[L]) - Y) / r, the bias
-as the last column of each ``core.layout`` block), written as loops; the per-step
-scalars (schedule, bias corrections) come from ``FlatRule.scalars``, so they exist once.
-The tests hold it against the reference engine at 1e-12 in float64. Compiled on first
-use and cached on disk (``cache=True``): a fresh process loads it.
+``engines.pcg``) or takes the rows it is given, draws its dropout masks (``pcg``, the
+bits of ``core.dropout.step_masks``), runs the forward and backward pass, adds the L2
+term, takes the optimizer's update (``_update``) and undoes it when the result is not
+finite. Activations are kept transposed, (units, rows), so the loops over a batch's rows
+are innermost and run in SIMD lanes; a span allocates its buffers once. The formulas
+are ``engines.step``'s (the canonical link dZ^[L] = (g(Z^[L]) - Y) / r, the bias as the
+last column of each ``core.layout`` block), written as loops; the per-step scalars
+(schedule, bias corrections) come from ``FlatRule.scalars``, so they exist once. The
+tests hold it against the reference engine at 1e-12 in float64. Compiled on first use
+and cached on disk (``cache=True``): a fresh process loads it.
 
 Importing this module needs numba; ``engines.compiled`` imports it only when asked.
 """

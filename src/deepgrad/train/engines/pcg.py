@@ -7,7 +7,8 @@ epoch]).permutation(m)``) and ``core.dropout.step_masks``' raw numbers (``PCG64(
 SeedSequence with a pool of 4 words, ``pcg64.h``'s 128-bit LCG with the XSL-RR output,
 the shuffle's ``random_interval``, masked 32-bit draws); ``tests/test_pcg.py`` holds every
 function against NumPy for many seeds, epochs and sizes. A 128-bit number is a (high,
-low) pair of uint64: numba has no 128-bit integers.
+low) pair of uint64 (numba has no 128-bit integer type; the multiply is one LLVM i128
+operation, ``_mul64``).
 
 Importing this module needs numba; ``engines.kernels`` imports it.
 """
