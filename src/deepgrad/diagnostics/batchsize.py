@@ -202,11 +202,12 @@ def step_times(
         per = []
         for _ in range(repeats):
             k = max(1, -(-steps // batches))
+            t1 = _fit_seconds(net, X[:n], Y[:n], b, k)
             while True:
-                t1, t2 = (_fit_seconds(net, X[:n], Y[:n], b, e) for e in (k, 2 * k))
+                t2 = _fit_seconds(net, X[:n], Y[:n], b, 2 * k)
                 if t2 >= min_seconds or k * batches >= 2**16:
                     break
-                k *= 2
+                k, t1 = 2 * k, t2  # the longer fit is the next shorter one
             slope = (t2 - t1) / (k * batches)
             per.append(slope if slope > 0 else t2 / (2 * k * batches))
         out[b] = float(np.median(per))
