@@ -96,35 +96,17 @@ def test_large_steps_go_to_blas_and_custom_optimizers_are_refused_by_name():
         net.fit(X[:, :5], y, epochs=1, engine="compiled", optimizer=custom, progress=False)
 
 
-def test_a_numba_that_does_not_import_falls_back_to_numpy_shards(tmp_path):
-    fake = tmp_path / "numba"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('Numba needs NumPy 1.99 or less')\n")
-    script = textwrap.dedent("""
-        import numpy as np, pytest, deepgrad as dg
-        X = np.random.default_rng(0).standard_normal((64, 2)); y = (X[:, 0] > 0).astype(int)
-        h = dg.Network([2, 4, 1], seed=0).fit(X, y, epochs=2, batch_size=16, progress=False)
-        assert h.engine == "numpy-shards", h.engine
-        with pytest.raises(ValueError, match="numba does not import here .Numba needs NumPy"):
-            dg.Network([2, 4, 1], seed=0).fit(X, y, epochs=1, engine="compiled", progress=False)
-        print("ok")
-    """)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
-
-
-def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['numba'] = None\n")
-    script = textwrap.dedent("""
+def _train_with_a_broken_numba(tmp_path, expected: str):
+    """In a fresh process with PYTHONPATH at ``tmp_path`` (where the test broke numba):
+    a small fit trains on numpy-shards, and asking for the compiled engine raises
+    ValueError matching ``expected``."""
+    script = textwrap.dedent(f"""
         import numpy as np, pytest, deepgrad as dg
         X = np.random.default_rng(0).standard_normal((64, 2)); y = (X[:, 0] > 0).astype(int)
         net = dg.Network([2, 4, 1], seed=0)
         h = net.fit(X, y, epochs=2, batch_size=16, progress=False)
         assert h.engine == "numpy-shards", h.engine
-        with pytest.raises(ValueError, match="'compiled' cannot run this fit: it needs numba"):
+        with pytest.raises(ValueError, match={expected!r}):
             net.fit(X, y, epochs=1, engine="compiled", progress=False)
         print("ok")
     """)
@@ -133,6 +115,18 @@ def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_numba_that_does_not_import_falls_back_to_numpy_shards(tmp_path):
+    fake = tmp_path / "numba"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('Numba needs NumPy 1.99 or less')\n")
+    _train_with_a_broken_numba(tmp_path, "numba does not import here .Numba needs NumPy")
+
+
+def test_without_numba_the_engine_names_it_and_training_still_works(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['numba'] = None\n")
+    _train_with_a_broken_numba(tmp_path, "'compiled' cannot run this fit: it needs numba")
 
 
 def _plan_of(X, y, batch_size, sizes):

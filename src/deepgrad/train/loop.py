@@ -418,7 +418,6 @@ class Spans:
         self.m, self.bs = plan.m, plan.batch_size
         self.nb = _data.n_batches(plan.m, plan.batch_size)
         self.limit = self.nb
-        self._sizes = np.empty(0, np.int64)  # the last span's batch sizes
 
     def run(self, epoch: int, done: int, last: int, history: History, bar, t0):
         """One span from batch ``done`` of ``epoch``: (epochs completed, batches done in
@@ -434,10 +433,10 @@ class Spans:
             costs, bad = self.eng.run_span(epoch, done, n)
             now = time.perf_counter()
             k = len(costs)
-            self._record(history, costs, epoch * nb + done, began - t0,
-                         (now - began) / max(1, k + bool(bad)))  # fmt: skip
+            sizes = self._record(history, costs, epoch * nb + done, began - t0,
+                                 (now - began) / max(1, k + bool(bad)))  # fmt: skip
             ended, at = divmod(done + k, nb)
-            self._epoch_costs(history, costs, done, ended)
+            self._epoch_costs(history, costs, sizes, done, ended)
             if ckpt is not None and k:
                 e_last, b_last = divmod(epoch * nb + done + k - 1, nb)
                 ckpt.step(e_last, b_last + 1, self.eng.state)
@@ -450,7 +449,7 @@ class Spans:
             history.stopped = divergence_message(epoch + ended, history.iterations, bad)
         return ended, at, not bad
 
-    def _epoch_costs(self, history: History, costs, done: int, ended: int) -> None:
+    def _epoch_costs(self, history: History, costs, sizes, done: int, ended: int) -> None:
         """The mean cost of each epoch this span completed, summed in order as
         ``_cost_sum`` sums (a cumulative sum per epoch: the same bits); the epoch the
         span began in, when it began before the span, from the history."""
@@ -464,21 +463,23 @@ class Spans:
             means.append(total / seen)
         whole = slice(int(ends[0]) if means else 0, int(ends[-1]))  # whole epochs
         if whole.stop > whole.start:
-            sizes = self._sizes[whole].reshape(-1, nb)
-            totals = np.cumsum(costs[whole].reshape(-1, nb) * sizes, axis=1)[:, -1]
-            means.extend((totals / sizes.sum(axis=1)).tolist())
+            rows = sizes[whole].reshape(-1, nb)
+            totals = np.cumsum(costs[whole].reshape(-1, nb) * rows, axis=1)[:, -1]
+            means.extend((totals / rows.sum(axis=1)).tolist())
         history.epoch_cost.extend(means)
         history.epoch_time.extend(history.iteration_time[first + int(e) - 1] for e in ends)
 
-    def _record(self, history: History, costs, g0: int, since: float, each: float) -> None:
-        """The history of k kept steps, the first the g0-th batch of the fit's order."""
+    def _record(self, history: History, costs, g0: int, since: float, each: float):
+        """The history of k kept steps, the first the g0-th batch of the fit's order;
+        returns their batch sizes."""
         k = len(costs)
         b = (g0 + np.arange(k)) % self.nb
-        sizes = self._sizes = np.minimum(self.bs, self.m - b * self.bs)
+        sizes = np.minimum(self.bs, self.m - b * self.bs)
         before = history.iteration_examples[-1] if history.iterations else 0
         history.iteration_cost.extend(costs.tolist())
         history.iteration_time.extend((since + each * np.arange(1, k + 1)).tolist())
         history.iteration_examples.extend((before + np.cumsum(sizes)).tolist())
+        return sizes
 
 
 def evaluate(params, spec, X, Y_raw, dtype):

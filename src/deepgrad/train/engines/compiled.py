@@ -89,8 +89,7 @@ class Compiled(Engine):
         none = np.empty(0, dtype)
         self.s0, self.s1 = (*flat.slots, none, none)[:2]
         self.sizes = np.asarray(sizes, np.int64)
-        blocks = [n * (m + 1) for m, n in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.offs = np.concatenate([[0], np.cumsum(blocks)[:-1]]).astype(np.int64)
+        self.offs = np.asarray(layout.starts, np.int64)  # where each [W | b] block starts
         name, hyper = plan.optimizer.flat.kind
         self.codes = (k.HIDDEN[plan.spec.hidden_activation], k.OUTPUT[plan.spec.output],
                       k.RULES[name])  # fmt: skip

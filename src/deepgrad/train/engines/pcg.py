@@ -155,9 +155,9 @@ def next32(st):
 
 @njit(cache=True)
 def permutation(st, m, out):
-    """``Generator.permutation(m)`` into ``out`` (m <= 2^32): Fisher-Yates from the end.
-    The state is kept in locals (registers) for the loop and written back at the end."""
-    hi, lo, inc_hi, inc_lo, has32, u32 = st[0], st[1], st[2], st[3], st[4], st[5]
+    """``Generator.permutation(m)`` into ``out`` (m <= 2^32): Fisher-Yates from the end,
+    each index from NumPy's ``random_interval`` (32-bit draws masked to the bit length
+    of i, drawn again while above i)."""
     for i in range(m):
         out[i] = i
     for i in range(m - 1, 0, -1):
@@ -165,23 +165,10 @@ def permutation(st, m, out):
         mask = top
         for s in (1, 2, 4, 8, 16):
             mask |= mask >> _U64(s)
-        while True:
-            if has32 != ZERO:
-                has32, v = ZERO, u32
-            else:
-                h, l = _mul64(lo, MULT_LO)  # the LCG step, as _step
-                h += lo * MULT_HI + hi * MULT_LO
-                lo = l + inc_lo
-                hi = h + inc_hi + (ONE if lo < l else ZERO)
-                x, rot = hi ^ lo, hi >> S58
-                x = (x >> rot) | (x << ((S64_MINUS - rot) & _U64(63)))
-                has32, u32, v = ONE, x >> S32, x & M32
-            v &= mask
-            if v <= top:
-                break
-        j = v
+        j = next32(st) & mask
+        while j > top:
+            j = next32(st) & mask
         out[i], out[j] = out[j], out[i]
-    st[0], st[1], st[4], st[5] = hi, lo, has32, u32
 
 
 @njit(cache=True)
